@@ -1,0 +1,127 @@
+"""Database URLs and engines: where the ledger lives and how to open it.
+
+``SPENDLOG_DB_URL`` (any SQLAlchemy URL) chooses the database; without it the ledger is the SQLite
+file ``spendlog.db`` in platformdirs' user data dir for "spendlog" (``SPENDLOG_DATA_DIR`` moves that
+dir), so the hook, the proxy, the dashboard and the export all find the same file.
+
+SQLite engines run in WAL mode with a 10 s busy timeout; writer engines open every transaction
+with ``BEGIN IMMEDIATE`` so that many processes share one file without "database is locked".
+Read-only engines open SQLite with ``mode=ro`` and PostgreSQL sessions as read-only transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import platformdirs
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+
+from .errors import DatabaseURLError
+
+__all__ = [
+    "data_dir",
+    "default_db_url",
+    "resolve_url",
+    "mask_url",
+    "make_engine",
+    "url_key",
+    "sqlite_path",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def data_dir() -> Path:
+    """The folder for the default ledger and the spool (created on demand)."""
+    path = Path(os.environ.get("SPENDLOG_DATA_DIR") or platformdirs.user_data_dir("spendlog"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_db_url() -> str:
+    return os.environ.get("SPENDLOG_DB_URL") or f"sqlite:///{data_dir() / 'spendlog.db'}"
+
+
+def resolve_url(url: str | URL | None = None) -> URL:
+    """Parse ``url`` (or the configured default) into a SQLAlchemy URL, with a clear error."""
+    raw = url if url is not None else default_db_url()
+    try:
+        parsed = make_url(raw) if not isinstance(raw, URL) else raw
+    except ArgumentError as exc:
+        raise DatabaseURLError(f"not a database URL: {mask_url(str(raw))!r}") from exc
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseURLError(
+            f"unsupported database {parsed.get_backend_name()!r} in {mask_url(parsed)}: use sqlite:/// or postgresql+psycopg://"
+        )
+    return parsed
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as text with any password replaced by ``***``."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "<unparseable URL>"
+    return url.render_as_string(hide_password=True)
+
+
+def url_key(url: URL) -> str:
+    """A short stable name for a database, used to name its spool file."""
+    return hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
+
+
+def sqlite_path(url: URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: bool = True) -> Engine:
+    """An engine for ``url`` with spendlog's settings (see module docstring)."""
+    parsed = resolve_url(url)
+    kwargs: dict = {}
+    if not pool:
+        kwargs["poolclass"] = NullPool
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_path(parsed)
+        if readonly and path is not None:
+            connect_url = parsed.set(database=f"file:{path}?mode=ro", query={"uri": "true"})
+        else:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            connect_url = parsed
+        engine = create_engine(
+            connect_url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **kwargs,
+        )
+        _configure_sqlite(engine, readonly=readonly)
+        return engine
+    connect_args = {"connect_timeout": 5}
+    if readonly:
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, *, readonly: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (pysqlite's own BEGIN is deferred)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if not readonly:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")

@@ -1,0 +1,15 @@
+"""Storage errors shown to users. Inside the writer, storage failures are warnings, never raised."""
+
+__all__ = ["StorageError", "DatabaseURLError", "DatabaseUnavailableError"]
+
+
+class StorageError(Exception):
+    """Base class for spendlog storage errors."""
+
+
+class DatabaseURLError(StorageError, ValueError):
+    """The database URL cannot be used (unparseable, unsupported backend)."""
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database could not be reached or opened. The message names the URL, password masked."""

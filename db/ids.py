@@ -1,0 +1,41 @@
+"""Time-ordered unique ids (UUIDv7, RFC 9562), generated on the client.
+
+Upstream ids are not unique (routers repeat them), so every record gets one of these.
+Ids from one process are strictly increasing; across processes they sort by millisecond.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+__all__ = ["uuid7"]
+
+_lock = threading.Lock()
+_last = 0  # last (ms << 12 | counter) handed out in this process
+
+
+def uuid7() -> str:
+    """Return a new UUIDv7 as its canonical 36-character string."""
+    global _last
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        stamp = ms << 12
+        if stamp <= _last:
+            stamp = _last + 1  # same millisecond: bump the 12-bit counter (spills into ms if needed)
+        _last = stamp
+    ms, counter = stamp >> 12, stamp & 0xFFF
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _reset_after_fork() -> None:
+    global _last, _lock
+    _lock = threading.Lock()  # a lock held by another thread at fork time would never be released here
+    _last = 0
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,114 @@
+"""The ledger's tables, as typed SQLAlchemy 2.0 models.
+
+``completions`` is a public interface (finance and BI tools query it); the README documents it.
+``rollup_hourly`` is derived: the writer maintains it in the same transaction as the raw insert,
+and ``spendlog db rebuild-rollups`` rebuilds it from ``completions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, MetaData, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import Money, UTCDateTime
+
+__all__ = ["Base", "Completion", "RollupHourly", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TagsJSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Completion(Base):
+    """One row per HTTP attempt to an LLM endpoint."""
+
+    __tablename__ = "completions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    request_id: Mapped[str | None] = mapped_column(String(255))
+    endpoint: Mapped[str] = mapped_column(String(255))
+    upstream: Mapped[str | None] = mapped_column(String(255))
+    requested_model: Mapped[str | None] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(255))
+    provider: Mapped[str | None] = mapped_column(String(255))
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    total_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    cost_usd: Mapped[Decimal | None] = mapped_column(Money())
+    cost_source: Mapped[str] = mapped_column(String(16), default="missing")
+    finish_reason: Mapped[str | None] = mapped_column(String(64))
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    app: Mapped[str | None] = mapped_column(String(255))
+    user: Mapped[str | None] = mapped_column(String(255))
+    tags: Mapped[dict[str, Any] | None] = mapped_column(TagsJSON)
+    api_key_hint: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_completions_created_at", "created_at"),
+        Index("ix_completions_model_created_at", "model", "created_at"),
+        Index("ix_completions_app_created_at", "app", "created_at"),
+        Index("ix_completions_user_created_at", "user", "created_at"),
+    )
+
+
+# Rollup dimensions are NOT NULL ('' stands for "none") so that the unique key works on every backend.
+ROLLUP_DIMENSIONS = ("bucket", "model", "provider", "app", "user", "api_key_hint", "is_error")
+ROLLUP_MEASURES = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "calls_missing_cost",
+    "latency_ms_sum",
+    "latency_count",
+)
+
+
+class RollupHourly(Base):
+    """Sums per UTC hour x model x provider x app x user x key x error flag."""
+
+    __tablename__ = "rollup_hourly"
+
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(255), primary_key=True)
+    app: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    api_key_hint: Mapped[str] = mapped_column(String(32), primary_key=True)
+    is_error: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    calls_missing_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_count: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,3 @@
+from spendlog.cli import main
+
+main()

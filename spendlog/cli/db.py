@@ -1,0 +1,84 @@
+"""`spendlog db ...`: migrate, inspect and maintain the ledger."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ._common import db_option
+
+
+@click.group("db")
+def db_group() -> None:
+    """Migrate, inspect and maintain the ledger database."""
+
+
+@db_group.command("upgrade")
+@db_option
+@click.option("--revision", default="head", show_default=True, help="Target Alembic revision.")
+def upgrade_cmd(db_url: str | None, revision: str) -> None:
+    """Migrate the database to the newest schema (or --revision)."""
+    from spendlog.db.engine import make_engine, mask_url
+    from spendlog.db.errors import DatabaseUnavailableError
+    from spendlog.db.migrate import current_revision, upgrade
+
+    engine = make_engine(db_url, pool=False)
+    try:
+        upgrade(engine, revision)
+        with engine.connect() as conn:
+            rev = current_revision(conn)
+    except Exception as exc:
+        if isinstance(exc, click.ClickException):
+            raise
+        raise DatabaseUnavailableError(f"cannot migrate {mask_url(engine.url)}: {str(exc).splitlines()[0]}") from exc
+    finally:
+        engine.dispose()
+    click.echo(f"{mask_url(engine.url)} is at revision {rev}")
+
+
+@db_group.command("status")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status_cmd(db_url: str | None, as_json: bool) -> None:
+    """Show the database URL, schema revision, row count, and spooled or dropped records."""
+    import json
+
+    from spendlog.db.status import database_status
+
+    info = database_status(db_url)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    rev = info["revision"] or "(none: run `spendlog db upgrade`)"
+    if info["revision"] and info["revision"] != info["head"]:
+        rev += f" (newest is {info['head']})"
+    click.echo(f"database:  {info['url']}")
+    click.echo(f"revision:  {rev}")
+    click.echo(f"rows:      {info['rows'] if info['rows'] is not None else 0:,}")
+    click.echo(f"spooled:   {info['spooled']:,} waiting in {info['spool']}")
+    click.echo(f"dropped:   {info['dropped']:,}")
+    if info["dropped"]:
+        click.echo("warning: records were dropped because neither the database nor the spool could be written", err=True)
+
+
+@db_group.command("rebuild-rollups")
+@db_option
+def rebuild_rollups_cmd(db_url: str | None) -> None:
+    """Recompute the hourly rollup table from the raw completions."""
+    from sqlalchemy import func, select
+
+    from spendlog.db.engine import make_engine
+    from spendlog.db.migrate import ensure_schema
+    from spendlog.db.models import Completion
+    from spendlog.db.store import rebuild_rollups
+
+    engine = make_engine(db_url, pool=False)
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        total = conn.scalar(select(func.count()).select_from(Completion))
+        with click.progressbar(length=total or 0, label="rebuilding rollups", file=sys.stderr,
+                               hidden=not sys.stderr.isatty()) as bar:
+            n = rebuild_rollups(conn, progress=bar.update)
+    engine.dispose()
+    click.echo(f"rebuilt rollups from {n:,} calls")
