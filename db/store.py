@@ -129,7 +129,7 @@ def rebuild_rollups(conn: Connection, *, chunk_size: int = 50_000, progress=None
     cols = [Completion.__table__.c[c] for c in ("created_at", "model", "provider", "app", "user",
                                                 "api_key_hint", "status_code", "error_type",
                                                 *_TOKEN_FIELDS, "cost_usd", "latency_ms")]
-    result = conn.execution_options(yield_per=chunk_size).execute(select(*cols).order_by(Completion.created_at))
+    result = conn.execute(select(*cols).order_by(Completion.created_at), execution_options={"yield_per": chunk_size})
     total = 0
     pending: dict[tuple, dict] = {}
     for part in result.mappings().partitions(chunk_size):

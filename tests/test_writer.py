@@ -1,0 +1,214 @@
+"""The background writer: many processes, exit flush, spool and replay, fork safety, nothing silent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from conftest import IN_CI
+from helpers import make_record, run_python
+from spendlog.db.engine import make_engine
+from spendlog.db.models import Completion, RollupHourly
+from spendlog.db.status import database_status
+from spendlog.db.writer import Writer, dropped_count, spooled_count
+
+SUBMIT_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from helpers import make_record
+from spendlog.db.writer import submit
+for i in range({n}):
+    submit(make_record(app="p{{}}".format({proc})), {url!r})
+"""
+
+
+def count_rows(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        n = conn.scalar(select(func.count()).select_from(Completion))
+    engine.dispose()
+    return n
+
+
+def test_submit_then_flush_writes_rows_and_rollup(sqlite_url):
+    writer = Writer(sqlite_url)
+    records = [make_record() for _ in range(250)]
+    for r in records:
+        writer.submit(r)
+    assert writer.flush(10)
+    assert writer.status()["written"] == 250
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Completion)) == 250
+        assert conn.scalar(select(func.sum(RollupHourly.requests))) == 250
+        assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
+    engine.dispose()
+    writer.close()
+
+
+@pytest.mark.slow
+def test_eight_processes_into_one_sqlite_file(sqlite_url):
+    tests_dir = str(Path(__file__).parent)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SUBMIT_SCRIPT.format(tests=tests_dir, n=2000, proc=p, url=sqlite_url)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for p in range(8)
+    ]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+        assert "locked" not in err and "spool" not in err, err
+    assert count_rows(sqlite_url) == 16_000
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        per_app = dict(conn.execute(select(Completion.app, func.count()).group_by(Completion.app)).all())
+        assert conn.scalar(select(func.sum(RollupHourly.requests))) == 16_000
+    engine.dispose()
+    assert per_app == {f"p{i}": 2000 for i in range(8)}
+    assert spooled_count(make_engine(sqlite_url).url) == 0
+
+
+def test_script_that_records_one_call_and_exits_leaves_its_row(sqlite_url):
+    result = run_python(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from helpers import make_record
+        from spendlog.db.writer import submit
+        submit(make_record(model="openai/one-shot"), {sqlite_url!r})
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.scalar(select(Completion.model)) == "openai/one-shot"
+    engine.dispose()
+
+
+def _set_immutable(paths, on: bool) -> None:
+    for p in paths:
+        if Path(p).exists():
+            subprocess.run(["chattr", "+i" if on else "-i", str(p)], check=True)
+
+
+@pytest.fixture
+def can_chattr(tmp_path):
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    ok = shutil.which("chattr") and os.geteuid() == 0 and subprocess.run(
+        ["chattr", "+i", str(probe)], capture_output=True).returncode == 0
+    if ok:
+        subprocess.run(["chattr", "-i", str(probe)])
+        return True
+    if IN_CI:
+        pytest.fail("CI=true but the database cannot be made read-only here (needs root and chattr)")
+    pytest.skip("making a file read-only for root needs chattr +i (root, ext4)")
+
+
+def test_read_only_database_spools_then_replays_exactly_once(sqlite_url, can_chattr):
+    writer = Writer(sqlite_url)
+    first = [make_record() for _ in range(5)]
+    for r in first:
+        writer.submit(r)
+    assert writer.flush(10)
+    db_path = Path(make_engine(sqlite_url).url.database)
+    files = [db_path, Path(f"{db_path}-wal")]
+    _set_immutable(files, True)
+    try:
+        during = [make_record() for _ in range(40)]
+        for r in during:
+            writer.submit(r)
+        assert writer.flush(15)
+        assert writer.status()["spooled"] == 40
+        assert writer.status()["state"] == "degraded"
+        assert spooled_count(writer.url) == 40
+        assert database_status(sqlite_url)["spooled"] == 40
+    finally:
+        _set_immutable(files, False)
+    after = [make_record() for _ in range(3)]
+    for r in after:
+        writer.submit(r)
+    assert writer.flush(15)
+    deadline = time.monotonic() + 10
+    while spooled_count(writer.url) and time.monotonic() < deadline:
+        writer.submit(make_record())  # a successful write triggers the replay
+        writer.flush(5)
+        time.sleep(0.2)
+    assert spooled_count(writer.url) == 0
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        ids = set(conn.scalars(select(Completion.id)))
+        assert conn.scalar(select(func.count()).select_from(Completion)) == len(ids)
+        assert conn.scalar(select(func.sum(RollupHourly.requests))) == len(ids)
+        assert conn.scalar(text("PRAGMA integrity_check")) == "ok"
+    engine.dispose()
+    assert {r["id"] for r in first + during + after} <= ids
+    writer.close()
+
+
+def test_unreachable_database_spools_and_status_reports_it(tmp_path):
+    url = "postgresql+psycopg://nobody:s3cret@127.0.0.1:1/none"
+    writer = Writer(url)
+    writer.submit(make_record())
+    assert writer.flush(20)
+    status = writer.status()
+    assert status["spooled"] == 1 and status["dropped"] == 0
+    assert "s3cret" not in str(status) and "***" in status["url"]
+    assert spooled_count(writer.url) == 1
+
+
+def test_when_even_the_spool_fails_records_are_counted_not_silent(tmp_path, monkeypatch, caplog):
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    writer = Writer(url)
+    monkeypatch.setattr(writer._spool, "path", tmp_path / "no-such-dir" / "spool.jsonl")
+    writer.submit(make_record())
+    writer.submit(make_record())
+    assert writer.flush(20)
+    assert writer.status()["dropped"] == 2
+    assert dropped_count(writer.url) == 2
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_full_queue_spills_to_the_spool_instead_of_growing(sqlite_url):
+    writer = Writer(sqlite_url, max_pending=10)
+    writer._thread = "held"  # no writer thread drains the queue, as if the database were stuck
+    for _ in range(25):
+        writer.submit(make_record())
+    assert writer.pending == 10
+    assert spooled_count(writer.url) == 15
+
+
+def test_forked_child_gets_its_own_writer(sqlite_url):
+    from spendlog.db import writer as writer_mod
+
+    parent = writer_mod.get_writer(sqlite_url)
+    parent.submit(make_record(app="parent"))
+    assert parent.flush(10)
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            child = writer_mod.get_writer(sqlite_url)
+            if child is not parent:
+                child.submit(make_record(app="child"))
+                code = 0 if child.flush(10) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent.submit(make_record(app="parent"))
+    assert parent.flush(10)
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        apps = dict(conn.execute(select(Completion.app, func.count()).group_by(Completion.app)).all())
+    engine.dispose()
+    assert apps == {"parent": 2, "child": 1}
