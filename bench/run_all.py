@@ -1,0 +1,34 @@
+"""Run every benchmark in bench/ (each prints its own table) and print a closing summary.
+
+    python bench/run_all.py            # all of them, default sizes
+    python bench/run_all.py writer     # only bench_writer.py
+Figures are recorded, with the machine they came from, in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv)
+    scripts = sorted(p for p in HERE.glob("bench_*.py") if not wanted or p.stem.removeprefix("bench_") in wanted)
+    results = []
+    for script in scripts:
+        print(f"\n=== {script.name}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        results.append((script.name, code, time.monotonic() - started))
+    print("\n| benchmark | exit | seconds |\n|---|---|---|")
+    for name, code, secs in results:
+        print(f"| {name} | {code} | {secs:.1f} |")
+    return 0 if all(code == 0 for _, code, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
