@@ -1,1 +1,46 @@
-"""Fixtures that run the fake upstream (owned by the capture work; see spendlog/fake_upstream.py)."""
+"""Fixtures that run the fake upstream (see spendlog/fake_upstream/).
+
+- `fake_upstream`: a running fake (real HTTP on 127.0.0.1, a free port) with `.base_url`
+  ("http://127.0.0.1:PORT/v1"), `.api_key` (a valid `sr_test_...` key), `.url(path)`, and
+  `.requests` (what it received; emptied before each test). One server is shared by the session;
+  its options are reset before each test.
+- `fake_upstream_factory`: `fake_upstream_factory(latency_ms=..., chunk_delay_ms=...)` starts a
+  private fake with those options, stopped after the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from spendlog.fake_upstream import FakeUpstream, start_fake_upstream
+
+
+@pytest.fixture(scope="session")
+def _fake_upstream_session():
+    fake = start_fake_upstream()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_upstream(_fake_upstream_session) -> FakeUpstream:
+    fake = _fake_upstream_session
+    state = fake.state
+    state.latency_ms = state.chunk_delay_ms = 0
+    state.keepalive_every, state.retry_after = 4, 1
+    fake.clear_requests()
+    return fake
+
+
+@pytest.fixture
+def fake_upstream_factory():
+    started: list[FakeUpstream] = []
+
+    def start(**opts) -> FakeUpstream:
+        fake = start_fake_upstream(**opts)
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()

@@ -1,14 +1,37 @@
-"""`spendlog fake-upstream`."""
+"""`spendlog fake-upstream`: serve the fake SolRouter on a local port until interrupted."""
 
 from __future__ import annotations
 
 import click
 
-from ._common import db_option
-
 
 @click.command("fake-upstream")
-@db_option
-def fake_upstream_cmd(db_url: str | None) -> None:
-    """Run a local fake SolRouter for tests and demos."""
-    raise click.ClickException("not implemented yet")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8790, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Wait this long before answering each request (X-Fake-Latency-Ms overrides).")
+@click.option("--chunk-delay-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Wait this long between streamed events (X-Fake-Chunk-Delay-Ms overrides).")
+def fake_upstream_cmd(host: str, port: int, latency_ms: float, chunk_delay_ms: float) -> None:
+    """Run a local fake SolRouter (OpenAI-compatible, exact usage and cost) for tests and demos."""
+    import socket
+
+    import uvicorn
+
+    from spendlog.fake_upstream import FAKE_MODELS, PRICES, create_app, new_test_key
+
+    app = create_app(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"Fake SolRouter at http://{shown}:{bound}/v1 (any 'Bearer sr_...' key works, e.g. {new_test_key()})")
+    click.echo(f"Models: {', '.join(PRICES)}; test models: {', '.join(FAKE_MODELS)}. Ctrl+C stops.")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none", backlog=4096)
+    uvicorn.Server(config).run(sockets=[sock])

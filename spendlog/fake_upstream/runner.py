@@ -1,0 +1,109 @@
+"""Run the fake upstream on a real port in a background thread (tests, benchmarks, the demo)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from .app import FakeState, SeenRequest, create_app
+
+__all__ = ["FakeUpstream", "run_fake_upstream", "start_fake_upstream", "new_test_key"]
+
+
+def new_test_key() -> str:
+    """A fresh key the fake accepts (`sr_test_` + 24 hex digits)."""
+    return "sr_test_" + os.urandom(12).hex()
+
+
+class FakeUpstream:
+    """A running fake upstream. `base_url` ends in /v1; `api_key` is a key it accepts (it accepts any
+    well-formed `sr_` key); `requests` holds the last 1000 requests it received, oldest first."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int, api_key: str):
+        self._server, self._thread = server, thread
+        self.host, self.port, self.api_key = host, port, api_key
+        self.origin = f"http://{host}:{port}"
+        self.base_url = f"{self.origin}/v1"
+        self.app = server.config.app
+        self.state: FakeState = self.app.state.fake
+
+    def url(self, path: str) -> str:
+        """Absolute URL: '/v1/...' paths are taken from the origin, anything else from base_url."""
+        if path.startswith("/v1/") or path == "/v1":
+            return self.origin + path
+        return self.base_url + "/" + path.lstrip("/")
+
+    @property
+    def requests(self) -> list[SeenRequest]:
+        return list(self.state.requests)
+
+    @property
+    def last_request(self) -> SeenRequest | None:
+        return self.state.requests[-1] if self.state.requests else None
+
+    def clear_requests(self) -> None:
+        self.state.requests.clear()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving; open streams get `timeout` seconds to end, then are dropped."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+
+    def __enter__(self) -> FakeUpstream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<FakeUpstream {self.base_url}>"
+
+
+def start_fake_upstream(host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
+                        latency_ms: float = 0, chunk_delay_ms: float = 0, keepalive_every: int = 4,
+                        retry_after: int = 1, startup_timeout: float = 10.0) -> FakeUpstream:
+    """Start the fake on `host:port` (0: a free port) in a daemon thread; the caller must `stop()` it."""
+    app = create_app(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms,
+                     keepalive_every=keepalive_every, retry_after=retry_after)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none",
+                            timeout_graceful_shutdown=2, backlog=4096)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"fake-upstream:{bound}",
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"fake upstream did not start on {host}:{bound}")
+        time.sleep(0.005)
+    return FakeUpstream(server, thread, host, bound, api_key or new_test_key())
+
+
+@contextlib.contextmanager
+def run_fake_upstream(host: str = "127.0.0.1", port: int = 0, **opts) -> Iterator[FakeUpstream]:
+    """`with run_fake_upstream() as fake:` a running fake upstream, stopped on exit.
+    Options: api_key, latency_ms, chunk_delay_ms, keepalive_every, retry_after."""
+    fake = start_fake_upstream(host, port, **opts)
+    try:
+        yield fake
+    finally:
+        fake.stop()
