@@ -271,6 +271,10 @@ class Writer:
         return self._engine
 
     def _write(self, batch: list[dict]) -> None:
+        if self.last_error and time.monotonic() < self._next_replay:
+            # The database failed moments ago: spool at once instead of waiting out another timeout.
+            self._to_spool(batch, reason=self.last_error)
+            return
         try:
             engine = self._engine_ready()
             with engine.begin() as conn:
