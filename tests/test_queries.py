@@ -1,0 +1,352 @@
+"""The shared read layer (spendlog.db.queries): exact sums on every path, timezones, filters."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from spendlog.db.engine import make_engine
+from spendlog.db.ids import uuid7
+from spendlog.db.migrate import upgrade
+from spendlog.db.queries import (
+    GROUPS,
+    MEASURES,
+    Filters,
+    count_calls,
+    date_bounds,
+    distinct_values,
+    grouped_totals,
+    iter_calls,
+    plan_grouped,
+    total_spend,
+)
+from spendlog.db.store import insert_records, is_error
+
+UTC = timezone.utc
+BASE = datetime(2024, 3, 29, tzinfo=UTC)  # spans Europe's DST switch on 2024-03-31
+
+MODELS = ["openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "=HYPERLINK(\"x\")", None, ""]
+APPS = ["billing", "-evil", None]
+USERS = ["alice", "bob", "@mallory", None]
+KEYS = ["sr_...abcd", "sr_...wxyz", None]
+COSTS = [None, Decimal("0.000000000001"), Decimal("1.234567890123"), Decimal("0.000148"), Decimal("12345.5")]
+
+
+def make_record(created_at: datetime, **over) -> dict:
+    record = {
+        "id": uuid7(),
+        "created_at": created_at,
+        "endpoint": "/v1/chat/completions",
+        "model": "openai/gpt-4o-mini",
+        "provider": "openai",
+        "status_code": 200,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "cost_usd": Decimal("0.000148"),
+        "cost_source": "upstream",
+        "latency_ms": 120,
+    }
+    record.update(over)
+    return record
+
+
+def random_records(n: int, seed: int = 7, start: datetime = BASE, seconds: int = 5 * 86400) -> list[dict]:
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        status = rnd.choice([200, 200, 200, 429, 500, None])
+        cost = rnd.choice(COSTS)
+        out.append(
+            make_record(
+                start + timedelta(seconds=rnd.randrange(seconds), microseconds=rnd.randrange(1_000_000)),
+                model=rnd.choice(MODELS),
+                provider=rnd.choice(["openai", "anthropic", None]),
+                app=rnd.choice(APPS),
+                user=rnd.choice(USERS),
+                api_key_hint=rnd.choice(KEYS),
+                status_code=status,
+                error_type=rnd.choice([None, None, "cancelled", "timeout"]),
+                prompt_tokens=rnd.choice([None, 0, 17, 123456]),
+                completion_tokens=rnd.choice([None, 3, 999]),
+                total_tokens=rnd.choice([None, 20, 1000]),
+                cached_tokens=rnd.choice([None, 0, 64]),
+                reasoning_tokens=rnd.choice([None, 0, 512]),
+                cost_usd=cost,
+                cost_source="missing" if cost is None else "upstream",
+                latency_ms=rnd.choice([None, 80, 1234]),
+                tags=rnd.choice([None, {"team": "ml"}, {"=cmd": "+1"}]),
+            )
+        )
+    return out
+
+
+def seed(url: str, records: list[dict]):
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        insert_records(conn, records)
+    return engine
+
+
+def by_hand(records, filters: Filters) -> dict:
+    """Totals computed in Python from the records, the independent reference."""
+    chosen = [r for r in records if _matches(r, filters)]
+    return {
+        "requests": len(chosen),
+        "cost_usd": sum((r["cost_usd"] for r in chosen if r["cost_usd"] is not None), Decimal(0)),
+        "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in chosen),
+        "errors": sum(1 for r in chosen if is_error(r)),
+        "calls_missing_cost": sum(1 for r in chosen if r["cost_usd"] is None),
+    }
+
+
+def _matches(r, f: Filters) -> bool:
+    if f.start is not None and r["created_at"] < f.start:
+        return False
+    if f.end is not None and r["created_at"] >= f.end:
+        return False
+    for attr, col in (("models", "model"), ("apps", "app"), ("users", "user"), ("key_hints", "api_key_hint"),
+                      ("providers", "provider")):
+        values = getattr(f, attr)
+        if values and (r.get(col) or "") not in values:
+            return False
+    if f.status == "ok" and is_error(r):
+        return False
+    if f.status == "errors" and not is_error(r):
+        return False
+    return True
+
+
+@pytest.fixture
+def seeded(db_url):
+    records = random_records(1500)
+    engine = seed(db_url, records)
+    with engine.connect() as conn:
+        yield conn, records
+    engine.dispose()
+
+
+FILTER_CASES = [
+    Filters(),
+    Filters(start=BASE + timedelta(hours=5, minutes=17), end=BASE + timedelta(days=3, hours=1, seconds=1)),
+    Filters(start=BASE + timedelta(days=1), end=BASE + timedelta(days=2)),
+    Filters(start=BASE + timedelta(minutes=10), end=BASE + timedelta(minutes=50)),
+    Filters(models=("openai/gpt-4o-mini", ""), status="errors"),
+    Filters(apps=("billing",), users=("alice", "@mallory"), status="ok"),
+    Filters(key_hints=("sr_...abcd",), providers=("openai",)),
+]
+
+
+@pytest.mark.parametrize("filters", FILTER_CASES)
+def test_totals_equal_per_call_rows_and_hand_sums(seeded, filters):
+    conn, records = seeded
+    total = next(grouped_totals(conn, filters, []))
+    calls = list(iter_calls(conn, filters, chunk_size=97))
+    expected = by_hand(records, filters)
+    assert total["requests"] == len(calls) == expected["requests"] == count_calls(conn, filters)
+    per_call_cost = sum((c["cost_usd"] for c in calls if c["cost_usd"] is not None), Decimal(0))
+    assert total["cost_usd"] == per_call_cost == expected["cost_usd"] == total_spend(conn, filters)
+    assert total["prompt_tokens"] == expected["prompt_tokens"]
+    assert total["errors"] == expected["errors"]
+    assert total["calls_missing_cost"] == expected["calls_missing_cost"]
+    for by in (["day", "model"], ["week", "app", "user"], ["month", "key", "provider"]):
+        rows = list(grouped_totals(conn, filters, by, "Asia/Tokyo"))
+        assert sum(r["requests"] for r in rows) == total["requests"]
+        assert sum((r["cost_usd"] for r in rows), Decimal(0)) == total["cost_usd"]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu"])
+def test_every_path_gives_identical_results(seeded, tz):
+    conn, _ = seeded
+    for filters in FILTER_CASES[:5]:
+        for by in (["day", "model"], ["model", "week"], ["month", "app", "user", "key"], [], ["provider"]):
+            reference = list(grouped_totals(conn, filters, by, tz, source="rows"))
+            assert list(grouped_totals(conn, filters, by, tz, source="raw")) == reference
+            assert list(grouped_totals(conn, filters, by, tz)) == reference
+
+
+def test_plan_uses_rollup_only_where_exact(sqlite_url):
+    engine = seed(sqlite_url, random_records(50))
+    with engine.connect() as conn:
+        whole = Filters(start=BASE, end=BASE + timedelta(days=2))
+        assert [p.source for p in plan_grouped(conn, whole, ["day", "model"], "Asia/Tokyo")] == ["rollup"]
+        assert [p.source for p in plan_grouped(conn, whole, ["day"], "Europe/Berlin")] == ["rollup"]
+        assert [(p.source, p.bucket) for p in plan_grouped(conn, whole, ["day"], "Asia/Kolkata")] == [("raw", 15)]
+        # no period grouping: the zone does not matter, the rollup answers
+        assert [p.source for p in plan_grouped(conn, whole, ["model"], "Asia/Kolkata")] == ["rollup"]
+        ragged = Filters(start=BASE + timedelta(minutes=30), end=BASE + timedelta(days=1, minutes=5))
+        plan = plan_grouped(conn, ragged, ["day"], "UTC")
+        assert [(p.source, p.start, p.end) for p in plan] == [
+            ("rollup", BASE + timedelta(hours=1), BASE + timedelta(days=1)),
+            ("raw", BASE + timedelta(minutes=30), BASE + timedelta(hours=1)),
+            ("raw", BASE + timedelta(days=1), BASE + timedelta(days=1, minutes=5)),
+        ]
+        with pytest.raises(ValueError):
+            plan_grouped(conn, whole, ["day"], "Asia/Kolkata", source="rollup")
+        # a zone that was :30 long ago but whole hours in the data's range uses the rollup
+        assert [p.source for p in plan_grouped(conn, whole, ["day"], "Asia/Singapore")] == ["rollup"]
+
+
+def test_rollup_path_reads_the_rollup(sqlite_url):
+    """Proof that "auto" really reads rollup_hourly: doctor the rollup, the auto figures move."""
+    engine = seed(sqlite_url, [make_record(BASE + timedelta(hours=2))])
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE rollup_hourly SET requests = 41"))
+    with engine.connect() as conn:
+        f = Filters(start=BASE, end=BASE + timedelta(days=1))
+        assert next(grouped_totals(conn, f, []))["requests"] == 41
+        assert next(grouped_totals(conn, f, [], source="raw"))["requests"] == 1
+
+
+def test_day_boundaries_in_tokyo_utc_and_kolkata(db_url):
+    records = [
+        make_record(datetime(2024, 5, 1, 23, 30, tzinfo=UTC), cost_usd=Decimal("1")),
+        make_record(datetime(2024, 5, 1, 18, 15, tzinfo=UTC), cost_usd=Decimal("0.01")),  # Kolkata 23:45, May 1
+        make_record(datetime(2024, 5, 1, 18, 45, tzinfo=UTC), cost_usd=Decimal("0.1")),  # Kolkata 00:15, May 2
+        make_record(datetime(2024, 5, 1, 14, 59, 59, 999999, tzinfo=UTC), cost_usd=Decimal("0.001")),  # Tokyo 23:59:59
+        make_record(datetime(2024, 5, 1, 15, 0, tzinfo=UTC), cost_usd=Decimal("0.0001")),  # Tokyo 00:00 May 2
+    ]
+    engine = seed(db_url, records)
+    with engine.connect() as conn:
+        def days(tz):
+            return {r["day"]: r["cost_usd"] for r in grouped_totals(conn, Filters(), ["day"], tz)}
+
+        may1, may2 = date(2024, 5, 1), date(2024, 5, 2)
+        assert days("UTC") == {may1: Decimal("1.1111")}
+        assert days("Asia/Tokyo") == {may1: Decimal("0.001"), may2: Decimal("1.1101")}
+        assert days("Asia/Kolkata") == {may1: Decimal("0.0111"), may2: Decimal("1.1")}
+        # the same through local date bounds: May 2 in Tokyo holds the 23:30 UTC call
+        start, end = date_bounds(may2, may2, "Asia/Tokyo")
+        assert total_spend(conn, Filters(start=start, end=end)) == Decimal("1.1101")
+        start, end = date_bounds(may1, may1, "Asia/Kolkata")
+        assert total_spend(conn, Filters(start=start, end=end)) == Decimal("0.0111")
+    engine.dispose()
+
+
+def test_dst_days_weeks_and_months(sqlite_url):
+    records = [
+        make_record(datetime(2024, 3, 30, 22, 30, tzinfo=UTC)),  # Berlin 23:30 CET, Sat Mar 30
+        make_record(datetime(2024, 3, 30, 23, 30, tzinfo=UTC)),  # Berlin 00:30 CET, Sun Mar 31
+        make_record(datetime(2024, 3, 31, 21, 59, tzinfo=UTC)),  # Berlin 23:59 CEST, Sun Mar 31
+        make_record(datetime(2024, 3, 31, 22, 0, tzinfo=UTC)),  # Berlin 00:00 CEST, Mon Apr 1
+    ]
+    engine = seed(sqlite_url, records)
+    with engine.connect() as conn:
+        days = {r["day"]: r["requests"] for r in grouped_totals(conn, Filters(), ["day"], "Europe/Berlin")}
+        assert days == {date(2024, 3, 30): 1, date(2024, 3, 31): 2, date(2024, 4, 1): 1}
+        weeks = {r["week"]: r["requests"] for r in grouped_totals(conn, Filters(), ["week"], "Europe/Berlin")}
+        assert weeks == {date(2024, 3, 25): 3, date(2024, 4, 1): 1}  # ISO weeks start on Monday
+        months = {r["month"]: r["requests"] for r in grouped_totals(conn, Filters(), ["month"], "Europe/Berlin")}
+        assert months == {date(2024, 3, 1): 3, date(2024, 4, 1): 1}
+        months_utc = {r["month"]: r["requests"] for r in grouped_totals(conn, Filters(), ["month"], "UTC")}
+        assert months_utc == {date(2024, 3, 1): 4}
+
+
+def test_date_bounds():
+    start, end = date_bounds(date(2024, 3, 31), date(2024, 3, 31), "Europe/Berlin")
+    assert start == datetime(2024, 3, 30, 23, tzinfo=UTC)
+    assert end - start == timedelta(hours=23)  # the DST day is short
+    start, end = date_bounds(date(2024, 5, 2), date(2024, 5, 3), "Asia/Kolkata")
+    assert start == datetime(2024, 5, 1, 18, 30, tzinfo=UTC) and end == datetime(2024, 5, 3, 18, 30, tzinfo=UTC)
+    assert date_bounds(None, None, "UTC") == (None, None)
+    assert date_bounds(date(2024, 1, 1), None, "UTC") == (datetime(2024, 1, 1, tzinfo=UTC), None)
+    with pytest.raises(ValueError, match="before"):
+        date_bounds(date(2024, 1, 2), date(2024, 1, 1), "UTC")
+    with pytest.raises(ValueError, match="timezone"):
+        date_bounds(None, None, "Mars/Olympus")
+    with pytest.raises(ValueError, match="timezone"):
+        date_bounds(None, None, "../../etc/passwd")
+
+
+def test_filters_are_bound_parameters_and_blank_means_unknown(db_url):
+    records = [
+        make_record(BASE, model="openai/gpt-4o"),
+        make_record(BASE, model=None, app=None),
+        make_record(BASE, model="", user="' OR 1=1 --"),
+    ]
+    engine = seed(db_url, records)
+    with engine.connect() as conn:
+        for attr in ("models", "providers", "apps", "users", "key_hints"):
+            assert count_calls(conn, Filters(**{attr: ("' OR 1=1 --",)})) == (1 if attr == "users" else 0)
+            assert count_calls(conn, Filters(**{attr: ("x') OR ('1'='1",)})) == 0
+        assert count_calls(conn, Filters(models=("",))) == 2
+        assert count_calls(conn, Filters(models=("", "openai/gpt-4o"))) == 3
+        assert count_calls(conn, Filters(models=("",)), ) == len(list(iter_calls(conn, Filters(models=("",)))))
+        rows = list(grouped_totals(conn, Filters(), ["model"]))
+        assert [(r["model"], r["requests"]) for r in rows] == [("openai/gpt-4o", 1), (None, 2)]  # unknown last
+        assert distinct_values(conn, "model") == ["openai/gpt-4o"]
+        assert distinct_values(conn, "user") == ["' OR 1=1 --"]
+    engine.dispose()
+
+
+def test_status_filter_follows_the_error_rule(sqlite_url):
+    records = [
+        make_record(BASE, status_code=200),
+        make_record(BASE, status_code=200, error_type="cancelled"),  # the caller's own cancel: not an error
+        make_record(BASE, status_code=200, error_type="stream_cut"),
+        make_record(BASE, status_code=429),
+        make_record(BASE, status_code=None, error_type="connect"),
+    ]
+    engine = seed(sqlite_url, records)
+    with engine.connect() as conn:
+        for source in ("auto", "raw"):
+            assert next(grouped_totals(conn, Filters(status="ok"), [], source=source))["requests"] == 2
+            assert next(grouped_totals(conn, Filters(status="errors"), [], source=source))["requests"] == 3
+            assert next(grouped_totals(conn, Filters(), [], source=source))["errors"] == 3
+
+
+def test_empty_database_and_empty_range(db_url):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        (total,) = grouped_totals(conn, Filters(), [])
+        assert total == {m: (Decimal(0) if m == "cost_usd" else 0) for m in MEASURES}
+        assert isinstance(total["cost_usd"], Decimal)
+        assert list(grouped_totals(conn, Filters(), ["day", "model"], "Asia/Kolkata")) == []
+        assert list(iter_calls(conn, Filters())) == []
+        assert distinct_values(conn, "app") == []
+        backwards = Filters(start=BASE + timedelta(days=1), end=BASE)
+        assert count_calls(conn, backwards) == 0
+    engine.dispose()
+
+
+def test_result_shape_and_order(sqlite_url):
+    engine = seed(sqlite_url, random_records(200))
+    with engine.connect() as conn:
+        rows = list(grouped_totals(conn, Filters(), ["model", "day"], "UTC"))
+        assert list(rows[0]) == ["model", "day", *MEASURES]
+        keys = [((r["model"] is None, r["model"] or ""), r["day"]) for r in rows]
+        assert keys == sorted(keys)
+        assert all(isinstance(r["day"], date) and isinstance(r["cost_usd"], Decimal) for r in rows)
+        assert all(type(r[m]) is int for r in rows for m in MEASURES if m != "cost_usd")
+        calls = list(iter_calls(conn, Filters(), chunk_size=7))
+        assert [(c["created_at"], c["id"]) for c in calls] == sorted((c["created_at"], c["id"]) for c in calls)
+        assert set(calls[0]) >= {"id", "created_at", "cost_usd", "tags", "api_key_hint", "error_message"}
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="aware"):
+        Filters(start=datetime(2024, 1, 1))
+    with pytest.raises(ValueError, match="status"):
+        Filters(status="broken")
+    assert Filters(models=["a", "b"]).models == ("a", "b")  # lists become tuples: hashable
+    hash(Filters(models=["a"]))
+    assert GROUPS == ("day", "week", "month", "model", "provider", "app", "user", "key")
+
+
+def test_bad_groups_and_columns(sqlite_url):
+    engine = seed(sqlite_url, [])
+    with engine.connect() as conn:
+        with pytest.raises(ValueError, match="unknown group"):
+            list(grouped_totals(conn, Filters(), ["day", "tokens"]))
+        with pytest.raises(ValueError, match="twice"):
+            list(grouped_totals(conn, Filters(), ["day", "day"]))
+        with pytest.raises(ValueError, match="timezone"):
+            list(grouped_totals(conn, Filters(), ["day"], "Nowhere/Land"))
+        with pytest.raises(ValueError, match="unknown column"):
+            distinct_values(conn, "cost_usd")
