@@ -1,0 +1,174 @@
+"""Reading a ``usage`` object from an OpenAI-compatible answer, defensively.
+
+Every field is optional. Token counts must be non-negative ints (not bool, float or str) that fit
+a BIGINT; ``cost`` must be a finite, non-negative JSON number parsed as ``Decimal`` (the caller
+parses with ``json.loads(..., parse_float=Decimal)``) and at most ``MAX_COST_USD``. A field that
+breaks these rules is stored as unknown (None) and named in ``Usage.problems``: a wrong number is
+never stored as a right one.
+
+Shapes understood:
+- Chat / Completions / Embeddings: ``prompt_tokens``, ``completion_tokens``, ``total_tokens``,
+  ``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``.
+- Responses API: ``input_tokens``, ``output_tokens``, ``total_tokens``,
+  ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``.
+- ``cost`` (USD) as SolRouter and OpenRouter send it.
+
+``loads_answer`` parses a whole (non-streamed) answer so that ``cost`` arrives as ``Decimal``;
+``error_message`` pulls the message out of an error body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+__all__ = ["Usage", "parse_usage", "loads_answer", "error_message", "MAX_COST_USD", "MAX_TOKENS"]
+
+MAX_TOKENS = 2**63 - 1
+# One call costing more than this is not a price, it is a bug (and would overflow SQLite's pico-USD).
+MAX_COST_USD = Decimal(1_000_000)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: Decimal | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost_usd": self.cost_usd,
+            "cost_source": "missing" if self.cost_usd is None else "upstream",
+        }
+
+
+def _tokens(container: dict, name: str, problems: list[str], label: str | None = None) -> int | None:
+    if name not in container:
+        return None
+    value = container[name]
+    if value is None:
+        return None
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value
+    problems.append(f"{label or name}={_short(value)}")
+    return None
+
+
+def _cost(value: object, problems: list[str]) -> Decimal | None:
+    if value is None:
+        return None
+    if type(value) is int:
+        value = Decimal(value)
+    if isinstance(value, Decimal) and value.is_finite() and Decimal(0) <= value <= MAX_COST_USD:
+        return value.copy_abs()  # turns -0 into 0, never rounds
+    problems.append(f"cost={_short(value)}")
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _details(usage: dict, name: str, problems: list[str]) -> dict:
+    details = usage.get(name)
+    if details is None:
+        return {}
+    if isinstance(details, dict):
+        return details
+    problems.append(f"{name}={_short(details)}")
+    return {}
+
+
+def parse_usage(usage: object) -> Usage | None:
+    """The usage fields of ``usage`` (a decoded JSON object), or None when there is no usage."""
+    if usage is None:
+        return None
+    out = Usage()
+    problems = out.problems
+    if not isinstance(usage, dict):
+        problems.append(f"usage={_short(usage)}")
+        return out
+    if "input_tokens" in usage or "output_tokens" in usage:  # Responses API
+        out.prompt_tokens = _tokens(usage, "input_tokens", problems)
+        out.completion_tokens = _tokens(usage, "output_tokens", problems)
+        prompt_details = _details(usage, "input_tokens_details", problems)
+        completion_details = _details(usage, "output_tokens_details", problems)
+    else:
+        out.prompt_tokens = _tokens(usage, "prompt_tokens", problems)
+        out.completion_tokens = _tokens(usage, "completion_tokens", problems)
+        prompt_details = _details(usage, "prompt_tokens_details", problems)
+        completion_details = _details(usage, "completion_tokens_details", problems)
+    out.total_tokens = _tokens(usage, "total_tokens", problems)
+    out.cached_tokens = _tokens(prompt_details, "cached_tokens", problems, "cached_tokens")
+    out.reasoning_tokens = _tokens(completion_details, "reasoning_tokens", problems, "reasoning_tokens")
+    out.cost_usd = _cost(usage.get("cost"), problems)
+    return out
+
+
+# -- whole answers ------------------------------------------------------------------------------
+
+# Above this size a body is parsed with plain floats first (embeddings: thousands of floats) and
+# only the ``usage`` object is re-read with Decimal.
+_DECIMAL_PARSE_LIMIT = 256 * 1024
+_USAGE_KEY = re.compile(rb'"usage"\s*:\s*\{')
+
+
+def loads_answer(body: bytes) -> object:
+    """A JSON answer with every number that could be money parsed as ``Decimal``.
+
+    Raises ``ValueError`` when the body is not JSON."""
+    if len(body) <= _DECIMAL_PARSE_LIMIT:
+        return json.loads(body, parse_float=Decimal)
+    obj = json.loads(body)
+    if isinstance(obj, dict) and isinstance(obj.get("usage"), dict):
+        obj["usage"] = _exact_usage(body)
+    return obj
+
+
+def _exact_usage(body: bytes) -> object:
+    """The top-level ``usage`` object of a big answer, re-read with Decimal (the last one in the
+    text: OpenAI-style answers put usage after the data). None if it cannot be found."""
+    matches = list(_USAGE_KEY.finditer(body))
+    if not matches:
+        return None
+    text = body[matches[-1].end() - 1 :].decode("utf-8", "replace")
+    try:
+        usage, _ = json.JSONDecoder(parse_float=Decimal).raw_decode(text)
+    except ValueError:
+        return None
+    return usage
+
+
+def error_message(body: bytes, limit: int = 300) -> str | None:
+    """The upstream's error message from an error body (OpenAI style or not), shortened."""
+    if not body:
+        return None
+    message = None
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or err.get("msg")
+        elif isinstance(err, str):
+            message = err
+        if message is not None and not isinstance(message, str):
+            message = json.dumps(message)[:limit]
+    if message is None:
+        message = body[: limit * 4].decode("utf-8", "replace").strip()
+    message = " ".join(message.split())
+    return message[: limit - 3] + "..." if len(message) > limit else (message or None)
