@@ -1,0 +1,274 @@
+"""From query rows to what the page shows: chart DataFrames, table rows and headline metrics.
+
+Inputs are the dicts of ``spendlog.db.queries.grouped_totals`` (money as exact ``Decimal``) and
+``spendlog.db.insights``. Money is summed as ``Decimal`` here (exact); floats appear only as bar
+heights, next to an exact text column for tooltips. No Streamlit, no SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import pandas as pd
+
+from spendlog.dashboard.formatting import (
+    format_count,
+    format_delta,
+    format_money,
+    format_money_exact,
+    format_percent,
+    label,
+    safe_hint,
+)
+
+__all__ = [
+    "MEASURES",
+    "Metric",
+    "TOP_MODELS",
+    "period_label",
+    "sum_rows",
+    "regroup",
+    "headline",
+    "spend_frame",
+    "tokens_frame",
+    "model_table",
+    "top_frame",
+    "month_frame",
+    "latency_frame",
+    "error_frame",
+    "calls_table",
+]
+
+MEASURES = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
+            "reasoning_tokens", "cost_usd", "calls_missing_cost", "errors", "latency_ms_sum", "latency_count")
+TOP_MODELS = 10  # colours in the stacked chart; the rest are summed as "other"
+OTHER = "other"
+MILLION = Decimal(1_000_000)
+
+
+def period_label(value: date, granularity: str) -> str:
+    """``2025-01-31`` (day), ``2025-W05`` (ISO week), ``2025-01`` (month): sortable as text."""
+    if granularity == "week":
+        year, week, _ = value.isocalendar()
+        return f"{year}-W{week:02d}"
+    if granularity == "month":
+        return f"{value.year}-{value.month:02d}"
+    return value.isoformat()
+
+
+def sum_rows(rows: Iterable[dict]) -> dict:
+    """Add up grouped rows' measures exactly (Decimal money, int counts)."""
+    total = {m: 0 for m in MEASURES}
+    total["cost_usd"] = Decimal(0)
+    for row in rows:
+        for m in MEASURES:
+            total[m] += row.get(m) or 0
+    return total
+
+
+def regroup(rows: Iterable[dict], dim: str) -> list[dict]:
+    """Collapse grouped rows onto one of their dimensions (exact sums), ordered by that value."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row[dim], []).append(row)
+    out = []
+    for value in sorted(groups, key=lambda v: (v is None, v or "")):
+        merged = sum_rows(groups[value])
+        merged[dim] = value
+        out.append(merged)
+    return out
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    value: str
+    delta: str | None
+    delta_color: str  # "normal" | "inverse" | "off"
+    help: str | None = None
+
+
+def _rate(num: int, den: int) -> Decimal | None:
+    return None if not den else Decimal(num) / Decimal(den)
+
+
+def _pp_delta(cur: Decimal | None, prev: Decimal | None) -> str | None:
+    if cur is None or prev is None:
+        return None
+    pp = ((cur - prev) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{'+' if pp >= 0 else ''}{format(pp, 'f')} pp"
+
+
+def headline(cur: dict, prev: dict) -> list[Metric]:
+    """The seven headline metrics with their change against the previous period."""
+    cur_avg = cur["cost_usd"] / cur["requests"] if cur["requests"] else None
+    prev_avg = prev["cost_usd"] / prev["requests"] if prev["requests"] else None
+    cur_err, prev_err = _rate(cur["errors"], cur["requests"]), _rate(prev["errors"], prev["requests"])
+    cur_miss = _rate(cur["calls_missing_cost"], cur["requests"])
+    prev_miss = _rate(prev["calls_missing_cost"], prev["requests"])
+    return [
+        Metric("Total spend", format_money(cur["cost_usd"]), format_delta(cur["cost_usd"], prev["cost_usd"]),
+               "inverse", f"Exactly {format_money_exact(cur['cost_usd'])}; previous period "
+                          f"{format_money_exact(prev['cost_usd'])}"),
+        Metric("Requests", format_count(cur["requests"]), format_delta(cur["requests"], prev["requests"]), "off"),
+        Metric("Prompt tokens", format_count(cur["prompt_tokens"]),
+               format_delta(cur["prompt_tokens"], prev["prompt_tokens"]), "off"),
+        Metric("Completion tokens", format_count(cur["completion_tokens"]),
+               format_delta(cur["completion_tokens"], prev["completion_tokens"]), "off"),
+        Metric("Avg cost / request", format_money(cur_avg), format_delta(cur_avg, prev_avg), "inverse",
+               "Total spend divided by all requests in the period."),
+        Metric("Error rate", format_percent(cur["errors"], cur["requests"]), _pp_delta(cur_err, prev_err),
+               "inverse", "HTTP status >= 400, transport failures and stream errors (not cancellations)."),
+        Metric("Missing cost", format_percent(cur["calls_missing_cost"], cur["requests"]),
+               _pp_delta(cur_miss, prev_miss), "inverse",
+               "Share of calls whose response carried no cost: their spend is not in the total."),
+    ]
+
+
+def _ranked_models(rows: Sequence[dict], limit: int) -> list:
+    spend: dict = {}
+    for r in rows:
+        spend[r["model"]] = spend.get(r["model"], Decimal(0)) + r["cost_usd"]
+    ordered = sorted(spend, key=lambda m: (-spend[m], label(m)))
+    return ordered[:limit]
+
+
+def spend_frame(rows: Sequence[dict], granularity: str, top: int = TOP_MODELS) -> pd.DataFrame:
+    """Spend per period x model (the ``top`` models by spend, the rest as "other")."""
+    keep = set(_ranked_models(rows, top))
+    cells: dict[tuple[str, str], list] = {}
+    for r in rows:
+        model = label(r["model"]) if r["model"] in keep else OTHER
+        key = (period_label(r[granularity], granularity), model)
+        cell = cells.setdefault(key, [Decimal(0), 0])
+        cell[0] += r["cost_usd"]
+        cell[1] += r["requests"]
+    records = [{"period": p, "model": m, "cost": float(c), "cost_exact": format_money_exact(c), "requests": n}
+               for (p, m), (c, n) in sorted(cells.items())]
+    return pd.DataFrame(records, columns=["period", "model", "cost", "cost_exact", "requests"])
+
+
+def tokens_frame(rows: Sequence[dict], granularity: str) -> pd.DataFrame:
+    """Prompt and completion tokens per period (long form: period, kind, tokens)."""
+    sums: dict[str, list[int]] = {}
+    for r in rows:
+        cell = sums.setdefault(period_label(r[granularity], granularity), [0, 0])
+        cell[0] += r["prompt_tokens"] or 0
+        cell[1] += r["completion_tokens"] or 0
+    records = []
+    for period in sorted(sums):
+        records.append({"period": period, "kind": "prompt", "tokens": sums[period][0]})
+        records.append({"period": period, "kind": "completion", "tokens": sums[period][1]})
+    return pd.DataFrame(records, columns=["period", "kind", "tokens"])
+
+
+def model_table(rows: Sequence[dict]) -> pd.DataFrame:
+    """Per-model summary as display strings, biggest spend first."""
+    total = sum((r["cost_usd"] for r in rows), Decimal(0))
+    records = []
+    for r in sorted(rows, key=lambda r: (-r["cost_usd"], label(r["model"]))):
+        cost, n, tokens = r["cost_usd"], r["requests"], r["total_tokens"] or 0
+        records.append({
+            "Model": label(r["model"]),
+            "Requests": format_count(n),
+            "Prompt tokens": format_count(r["prompt_tokens"]),
+            "Completion tokens": format_count(r["completion_tokens"]),
+            "Total tokens": format_count(tokens),
+            "Spend": format_money_exact(cost),
+            "Share": format_percent(cost, total),
+            "Avg / request": format_money(cost / n) if n else "–",
+            "Per 1M tokens": format_money(cost * MILLION / tokens) if tokens else "–",
+            "Missing cost": format_count(r["calls_missing_cost"]),
+        })
+    return pd.DataFrame(records)
+
+
+def top_frame(rows: Sequence[dict], dim: str, top: int = 10) -> pd.DataFrame:
+    """The ``top`` values of ``dim`` by spend plus one "other" bar for the rest."""
+    ordered = sorted(rows, key=lambda r: (-r["cost_usd"], label(r[dim])))
+    total = sum((r["cost_usd"] for r in rows), Decimal(0))
+    shown = [(safe_hint(r[dim]) if dim == "key" else label(r[dim]), r["cost_usd"]) for r in ordered[:top]]
+    rest = ordered[top:]
+    if rest:
+        shown.append((OTHER, sum((r["cost_usd"] for r in rest), Decimal(0))))
+    records = [{"name": name, "cost": float(cost), "cost_exact": format_money_exact(cost),
+                "share": format_percent(cost, total), "rank": i} for i, (name, cost) in enumerate(shown)]
+    return pd.DataFrame(records, columns=["name", "cost", "cost_exact", "share", "rank"])
+
+
+def month_frame(day_rows: Sequence[dict], today: date, run_rate_days: int = 7) -> tuple[pd.DataFrame, Decimal, Decimal]:
+    """Cumulative spend for today's month and a dashed projection to the month's last day.
+
+    ``day_rows`` are by-day rows covering at least the month so far and the ``run_rate_days`` before
+    today. The run rate is the mean spend of those full days (today is partial, so left out); the
+    projection adds it for each day after today. Returns (frame, spent so far, projected month end)."""
+    month_start = today.replace(day=1)
+    month_end = (month_start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    by_day = {r["day"]: r["cost_usd"] for r in day_rows}
+    rate_days = [today - timedelta(days=i) for i in range(1, run_rate_days + 1)]
+    first_seen = min((d for d, c in by_day.items() if d < today), default=None)
+    if first_seen is not None:
+        rate_days = [d for d in rate_days if d >= first_seen]
+    rate = (sum((by_day.get(d, Decimal(0)) for d in rate_days), Decimal(0)) / len(rate_days)) if rate_days else Decimal(0)
+    records, running = [], Decimal(0)
+    day = month_start
+    while day <= today:
+        running += by_day.get(day, Decimal(0))
+        records.append({"day": day, "cumulative": running, "kind": "actual"})
+        day += timedelta(days=1)
+    spent = running
+    projected = spent + rate * (month_end - today).days
+    if today < month_end:
+        records.append({"day": today, "cumulative": spent, "kind": "projection"})
+        records.append({"day": month_end, "cumulative": projected, "kind": "projection"})
+    df = pd.DataFrame(records, columns=["day", "cumulative", "kind"])
+    df["cumulative_exact"] = [format_money_exact(v) for v in df["cumulative"]]
+    df["cumulative"] = [float(v) for v in df["cumulative"]]
+    df["day"] = pd.to_datetime(df["day"])
+    return df, spent, projected
+
+
+def latency_frame(stats: Sequence[dict]) -> pd.DataFrame:
+    records = []
+    for s in stats:
+        for pct in ("p50", "p95"):
+            if s.get(pct) is not None:
+                records.append({"model": label(s["model"]), "percentile": pct, "ms": s[pct], "sample": s["sample"]})
+    return pd.DataFrame(records, columns=["model", "percentile", "ms", "sample"])
+
+
+def error_frame(model_rows: Sequence[dict]) -> pd.DataFrame:
+    records = [{"model": label(r["model"]), "rate": (r["errors"] / r["requests"]) if r["requests"] else 0.0,
+                "errors": r["errors"], "requests": r["requests"]} for r in model_rows]
+    return pd.DataFrame(records, columns=["model", "rate", "errors", "requests"])
+
+
+def _when(value, tz) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value is not None else "–"
+
+
+def calls_table(calls: Sequence[dict], tz, *, errors: bool = False) -> pd.DataFrame:
+    """Rows of single calls (most expensive, or recent errors) as display strings; times in ``tz``."""
+    records = []
+    for c in calls:
+        row = {
+            "Time": _when(c["created_at"], tz),
+            "Model": label(c["model"]),
+            "App": label(c["app"]),
+            "User": label(c["user"]),
+            "Key": safe_hint(c["api_key_hint"]),
+        }
+        if errors:
+            row["Status"] = "–" if c["status_code"] is None else str(c["status_code"])
+            row["Error"] = label(c["error_type"])
+            row["Message"] = (c.get("error_message") or "")[:200]
+        else:
+            row["Tokens"] = format_count(c["total_tokens"])
+            row["Cost"] = format_money_exact(c["cost_usd"])
+        row["Latency ms"] = format_count(c["latency_ms"])
+        row["Id"] = c["id"]
+        records.append(row)
+    return pd.DataFrame(records)
