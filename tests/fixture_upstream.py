@@ -10,6 +10,10 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
+import httpx
 import pytest
 
 from spendlog.fake_upstream import FakeUpstream, start_fake_upstream
@@ -44,3 +48,39 @@ def fake_upstream_factory():
     yield start
     for fake in started:
         fake.stop()
+
+
+# --- helpers for tests that talk to the fake with plain httpx ------------------------------------
+
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+def post(fake, path, body, *, key=True, headers=None, timeout=10):
+    h = {"Authorization": f"Bearer {fake.api_key}"} if key else {}
+    return httpx.post(fake.url(path), json=body, headers={**h, **(headers or {})}, timeout=timeout)
+
+
+def jdec(data):
+    return json.loads(data, parse_float=Decimal)
+
+
+def sse(text: str) -> list[str]:
+    """Raw SSE blocks (separated by blank lines), comments included."""
+    return [b for b in text.split("\n\n") if b]
+
+
+def data_events(text: str) -> list:
+    out = []
+    for block in sse(text):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                payload = line[6:]
+                out.append(payload if payload == "[DONE]" else jdec(payload))
+    return out
+
+
+def assert_openai_error(r, status):
+    assert r.status_code == status and r.headers["content-type"] == "application/json"
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err

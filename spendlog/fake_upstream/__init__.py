@@ -1,6 +1,7 @@
 """A faithful local stand-in for SolRouter, for tests, the demo and benchmarks.
 
-    with run_fake_upstream() as fake:          # real HTTP on 127.0.0.1, a free port
+    with run_fake_upstream() as fake:          # real HTTP on 127.0.0.1, a free port, in a thread
+                                                # (spawn_fake_upstream(): in a child process)
         OpenAI(base_url=fake.base_url, api_key=fake.api_key).chat.completions.create(...)
         expected_usage("openai/gpt-4o-mini", body)   # exactly what the fake reported
 
@@ -13,7 +14,8 @@ answering), `X-Fake-Chunk-Delay-Ms` (between stream events), `X-Fake-Chunks` (fo
 
 from .app import CutConnection, FakeState, SeenRequest, create_app
 from .pricing import FAKE_MODELS, PRICES, Price, expected_usage, format_cost, resolve_model
-from .runner import FakeUpstream, new_test_key, run_fake_upstream, start_fake_upstream
+from .runner import (FakeUpstream, FakeUpstreamProcess, new_test_key, run_fake_upstream, spawn_fake_upstream,
+                     start_fake_upstream)
 
 __all__ = [
     "FAKE_MODELS",
@@ -21,6 +23,7 @@ __all__ = [
     "CutConnection",
     "FakeState",
     "FakeUpstream",
+    "FakeUpstreamProcess",
     "Price",
     "SeenRequest",
     "create_app",
@@ -29,5 +32,6 @@ __all__ = [
     "new_test_key",
     "resolve_model",
     "run_fake_upstream",
+    "spawn_fake_upstream",
     "start_fake_upstream",
 ]

@@ -146,8 +146,8 @@ def _finish(a_capped: bool, model: str, tools) -> str:
 async def _handle(request: Request, endpoint: str):
     fake: FakeState = request.app.state.fake
     raw = await request.body()
-    headers = request.headers
-    fake.requests.append(SeenRequest(request.method, request.url.path, dict(headers), raw))
+    headers = dict(request.headers)  # lower-cased names; one pass instead of a scan per lookup
+    fake.requests.append(SeenRequest(request.method, request.scope["path"], headers, raw))
     if not _KEY.match(headers.get("authorization", "")):
         return error(401, "Missing or invalid API key. Send 'Authorization: Bearer sr_...'.",
                      "invalid_request_error", "invalid_api_key")

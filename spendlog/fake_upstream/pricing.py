@@ -238,13 +238,23 @@ def compute(model: str, body: dict, endpoint: str) -> Usage:
     return Usage(prompt, completion, cached, reasoning, _norm(cost), capped, _words(h, visible), h)
 
 
-def _words(h: int, n: int) -> tuple[str, ...]:
-    x = h or 1
-    out = []
+def _make_text(n: int) -> tuple[str, ...]:
+    x, out = 1, []
     for _ in range(n):
         x = (x * 1103515245 + 12345) & 0x7FFFFFFF
         out.append(_VOCAB[(x >> 8) % len(_VOCAB)])
     return tuple(out)
+
+
+_TEXT_LEN = 4096
+_TEXT = _make_text(_TEXT_LEN) * 2  # an answer is a slice of this pseudo-random text
+
+
+def _words(h: int, n: int) -> tuple[str, ...]:
+    start = (h >> 4) % _TEXT_LEN
+    if n <= _TEXT_LEN:
+        return _TEXT[start:start + n]
+    return (_TEXT[start:] * (n // _TEXT_LEN + 1))[:n]
 
 
 def _norm(d: Decimal) -> Decimal:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +16,8 @@ import uvicorn
 
 from .app import FakeState, SeenRequest, create_app
 
-__all__ = ["FakeUpstream", "run_fake_upstream", "start_fake_upstream", "new_test_key"]
+__all__ = ["FakeUpstream", "FakeUpstreamProcess", "new_test_key", "run_fake_upstream", "spawn_fake_upstream",
+           "start_fake_upstream"]
 
 
 def new_test_key() -> str:
@@ -107,3 +111,67 @@ def run_fake_upstream(host: str = "127.0.0.1", port: int = 0, **opts) -> Iterato
         yield fake
     finally:
         fake.stop()
+
+
+class FakeUpstreamProcess:
+    """A fake upstream in a child process (`spendlog fake-upstream`): the same `base_url`, `api_key`,
+    `url()` and `stop()` as FakeUpstream, without `requests`. Benchmarks use it so the server does
+    not share the caller's GIL."""
+
+    def __init__(self, proc: subprocess.Popen, host: str, port: int, api_key: str):
+        self._proc, self.host, self.port, self.api_key = proc, host, port, api_key
+        self.origin = f"http://{host}:{port}"
+        self.base_url = f"{self.origin}/v1"
+
+    url = FakeUpstream.url
+
+    @property
+    def requests(self):
+        raise RuntimeError("requests are recorded only by an in-process fake (run_fake_upstream)")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout)
+        if self._proc.stdout:
+            self._proc.stdout.close()
+
+    def __repr__(self) -> str:
+        return f"<FakeUpstreamProcess pid={self._proc.pid} {self.base_url}>"
+
+
+@contextlib.contextmanager
+def spawn_fake_upstream(host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
+                        latency_ms: float = 0, chunk_delay_ms: float = 0,
+                        startup_timeout: float = 20.0) -> Iterator[FakeUpstreamProcess]:
+    """`with spawn_fake_upstream() as fake:` the fake in a child process, stopped on exit."""
+    cmd = [sys.executable, "-m", "spendlog", "fake-upstream", "--host", host, "--port", str(port),
+           "--latency-ms", str(latency_ms), "--chunk-delay-ms", str(chunk_delay_ms)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    fake = None
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"http://\[?([^\]\s]*?)\]?:(\d+)/v1", line)
+        if not match:
+            raise RuntimeError(f"fake upstream did not start: {line.strip() or 'no output'}")
+        fake = FakeUpstreamProcess(proc, host, int(match.group(2)), api_key or new_test_key())
+        deadline = time.monotonic() + startup_timeout
+        while True:  # the banner is printed just before uvicorn starts accepting
+            try:
+                socket.create_connection((host, fake.port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"fake upstream did not start on {host}:{fake.port}") from None
+                time.sleep(0.02)
+        yield fake
+    finally:
+        if fake is not None:
+            fake.stop()
+        else:
+            proc.kill()
+            proc.wait()
