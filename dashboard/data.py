@@ -1,0 +1,136 @@
+"""The dashboard's reads: one read-only engine per URL, short-lived cached query results.
+
+The engine lives in ``st.cache_resource``; results live in ``st.cache_data`` keyed on their real
+arguments only (URL, ``Filters``, groups, timezone), with a short TTL and a bounded number of
+entries. ``as_of`` is the live view's refresh tick (``None`` otherwise): a new tick reads fresh
+rows without waiting for the TTL, and sessions watching the same view in one tick share them. Every money figure comes from ``spendlog.db.queries`` (shared with ``spendlog export``);
+non-money reads come from ``spendlog.db.insights``. Database failures become one
+``DatabaseUnavailableError`` naming the URL with its password masked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import streamlit as st
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from spendlog.db import insights, queries
+from spendlog.db.engine import make_engine, mask_url, resolve_url, sqlite_path
+from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
+from spendlog.db.queries import Filters
+
+__all__ = [
+    "TTL_SECONDS",
+    "db_url",
+    "engine",
+    "state",
+    "totals",
+    "options",
+    "latency",
+    "expensive_calls",
+    "recent_errors",
+    "read",
+]
+
+TTL_SECONDS = 10  # the live toggle refreshes at about this pace
+_MAX_ENTRIES = 256
+T = TypeVar("T")
+
+
+def db_url() -> str:
+    """The database the dashboard reads: ``$SPENDLOG_DB_URL`` (the CLI sets it), else the default."""
+    from spendlog.db.engine import default_db_url
+
+    return os.environ.get("SPENDLOG_DB_URL") or default_db_url()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def engine(url: str) -> Engine:
+    """A read-only engine (SQLite ``mode=ro``, PostgreSQL read-only transactions)."""
+    ro = make_engine(url, readonly=True)
+    url_options = resolve_url(url).query.get("options")
+    if ro.dialect.name == "postgresql" and url_options:
+        _keep_url_options(ro, url_options if isinstance(url_options, str) else " ".join(url_options))
+    return ro
+
+
+def _keep_url_options(ro: Engine, url_options: str) -> None:
+    """``make_engine(readonly=True)`` sets libpq ``options`` in connect_args, which replaces the
+    URL's own ``?options=`` (e.g. ``-csearch_path=...``); put the URL's back in front."""
+
+    @event.listens_for(ro, "do_connect")
+    def _merge(_dialect, _conn_rec, _cargs, cparams):
+        current = cparams.get("options") or ""
+        if url_options not in current:
+            cparams["options"] = f"{url_options} {current}".strip()
+
+
+def _scrub(message: str, url: str) -> str:
+    try:
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001 - an unparseable URL has no password to hide
+        password = None
+    first = (message.splitlines() or [""])[0]
+    if password:
+        first = first.replace(str(password), "***")
+    return first
+
+
+def read(url: str, fn: Callable[..., T], *args) -> T:
+    """Run ``fn(conn, *args)`` on a pooled read-only connection; failures name the masked URL."""
+    try:
+        with engine(url).connect() as conn:
+            return fn(conn, *args)
+    except (DatabaseURLError, ValueError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated once, here, for the page
+        raise DatabaseUnavailableError(f"cannot read {mask_url(url)}: {_scrub(str(exc), url)}") from exc
+
+
+def state(url: str) -> str:
+    """``"ready"`` (calls to show), ``"empty"`` (a ledger with no calls, or no ledger file yet).
+
+    Raises ``DatabaseUnavailableError`` / ``DatabaseURLError`` when the database cannot be read."""
+    parsed = resolve_url(url)
+    path = sqlite_path(parsed)
+    if path is not None and not Path(path).exists():
+        return "empty"
+    if not read(url, insights.has_schema):
+        return "empty"
+    return "ready" if read(url, insights.has_calls) else "empty"
+
+
+def _grouped(conn, filters: Filters, by: tuple[str, ...], tz: str) -> list[dict]:
+    return list(queries.grouped_totals(conn, filters, by, tz))
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
+def totals(url: str, filters: Filters, by: tuple[str, ...], tz: str, as_of: int | None = None) -> list[dict]:
+    """``queries.grouped_totals`` as a list (cached; see ``as_of`` in the module docstring)."""
+    return read(url, _grouped, filters, by, tz)
+
+
+@st.cache_data(ttl=60, max_entries=64, show_spinner=False)
+def options(url: str, column: str) -> list[str]:
+    """Every known value of a dimension, for the sidebar's choices."""
+    return read(url, queries.distinct_values, column)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
+def latency(url: str, filters: Filters, models: tuple[str | None, ...], as_of: int | None = None) -> list[dict]:
+    return read(url, insights.latency_by_model, filters, models)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
+def expensive_calls(url: str, filters: Filters, as_of: int | None = None) -> list[dict]:
+    return read(url, insights.most_expensive_calls, filters)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
+def recent_errors(url: str, filters: Filters, as_of: int | None = None) -> list[dict]:
+    return read(url, insights.recent_errors, filters)

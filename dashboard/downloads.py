@@ -1,0 +1,72 @@
+"""CSV downloads of what is on screen, written by the same code as ``spendlog export``.
+
+Files are built only when a button is clicked (Streamlit's deferred ``data`` callable, run on its
+own thread with its own short-lived read-only engine), never on every rerun.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import date
+
+import streamlit as st
+
+from spendlog.db.engine import make_engine
+from spendlog.db.queries import Filters
+
+__all__ = ["buttons", "grouped_csv", "calls_csv", "RAW_ROW_LIMIT"]
+
+RAW_ROW_LIMIT = 200_000  # larger raw downloads belong to `spendlog export --by call -o FILE`
+
+
+def _with_conn(url: str, fn: Callable):
+    engine = make_engine(url, readonly=True, pool=False)
+    try:
+        with engine.connect() as conn:
+            return fn(conn)
+    finally:
+        engine.dispose()
+
+
+def grouped_csv(url: str, filters: Filters, by: tuple[str, ...], tz: str) -> bytes:
+    """The grouped export (e.g. ``day,model``) of ``filters`` as CSV bytes."""
+    from spendlog import export
+
+    def build(conn) -> bytes:
+        out = io.StringIO()
+        export.export_grouped(conn, filters, list(by), tz, "csv", out)
+        return out.getvalue().encode("utf-8")
+
+    return _with_conn(url, build)
+
+
+def calls_csv(url: str, filters: Filters, tz: str) -> bytes:
+    """The per-call export of ``filters`` as CSV bytes."""
+    from spendlog import export
+
+    def build(conn) -> bytes:
+        out = io.StringIO()
+        export.export_calls(conn, filters, tz, "csv", out)
+        return out.getvalue().encode("utf-8")
+
+    return _with_conn(url, build)
+
+
+def buttons(url: str, filters: Filters, granularity: str, tz: str, start: date, end: date, calls: int) -> None:
+    """Two download buttons: the by-period-by-model view, and the filtered raw calls."""
+    stem = f"spendlog_{start.isoformat()}_{end.isoformat()}"
+    left, right, _ = st.columns([1, 1, 3])
+    by = (granularity, "model")
+    left.download_button(
+        f"CSV: spend per {granularity} per model", data=lambda: grouped_csv(url, filters, by, tz),
+        file_name=f"{stem}_{granularity}_model.csv", mime="text/csv", on_click="ignore",
+        icon=":material/download:", key="dl_grouped",
+        help=f"Same file as `spendlog export --by {granularity},model`, with the sidebar's filters.")
+    too_many = calls > RAW_ROW_LIMIT
+    right.download_button(
+        "CSV: raw calls", data=(lambda: calls_csv(url, filters, tz)) if not too_many else b"",
+        file_name=f"{stem}_calls.csv", mime="text/csv", on_click="ignore", icon=":material/download:",
+        key="dl_calls", disabled=too_many,
+        help=(f"{calls:,} calls: more than {RAW_ROW_LIMIT:,}; use `spendlog export --by call -o FILE`."
+              if too_many else "Same file as `spendlog export --by call`, with the sidebar's filters."))

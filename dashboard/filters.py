@@ -1,0 +1,109 @@
+"""The sidebar: date range, timezone, granularity, dimension filters, status and the live toggle.
+
+On a session's first run the widgets start from the URL's query params; on every run the view is
+written back to the URL, so the address bar always holds a shareable link to what is on screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
+
+import streamlit as st
+
+from spendlog.dashboard.formatting import label, safe_hint
+from spendlog.dashboard.params import (
+    DIMENSIONS,
+    GRANULARITIES,
+    PRESETS,
+    STATUSES,
+    View,
+    default_tz,
+    parse_params,
+    preset_dates,
+    to_params,
+)
+
+__all__ = ["sidebar", "today_in"]
+
+_LOADED = "_spendlog_view_loaded"
+_NOTES = "_spendlog_url_notes"
+
+
+def today_in(tz: str) -> date:
+    return datetime.now(ZoneInfo(tz)).date()
+
+
+@lru_cache(maxsize=1)
+def _zones() -> list[str]:
+    return sorted(z for z in available_timezones() if "/" in z or z == "UTC")
+
+
+def _url_params() -> dict[str, list[str]]:
+    return {key: st.query_params.get_all(key) for key in st.query_params.keys()}
+
+
+def _seed_from_url() -> None:
+    """First run of a session: put the URL's view into the widgets' session state."""
+    ss = st.session_state
+    view = parse_params(_url_params(), today_in=today_in)
+    ss["f_range"] = view.preset
+    if view.preset == "custom":
+        ss["f_dates"] = (view.start, view.end)
+    ss["f_tz"] = view.tz
+    ss["f_by"] = view.granularity
+    for key, (fieldname, _col, _label) in DIMENSIONS.items():
+        ss[f"f_{key}"] = list(getattr(view, fieldname))
+    ss["f_status"] = view.status
+    ss["f_live"] = view.live
+    ss[_NOTES] = view.notes
+    ss[_LOADED] = True
+
+
+def sidebar(options: Callable[[str], list[str]]) -> View:
+    """Draw the filters and return the chosen view. ``options(column)`` lists a dimension's values."""
+    ss = st.session_state
+    if not ss.get(_LOADED):
+        _seed_from_url()
+    side = st.sidebar
+    side.header("Filters")
+    preset = side.selectbox("Date range", list(PRESETS), format_func=PRESETS.__getitem__, key="f_range")
+    zones = _zones()
+    if ss.get("f_tz") not in zones:
+        zones = [ss["f_tz"], *zones]
+    tz = side.selectbox("Timezone", zones, key="f_tz", help="Where day, week and month boundaries fall.")
+    today = today_in(tz)
+    if preset == "custom":
+        if "f_dates" not in ss:
+            ss["f_dates"] = preset_dates("30d", today)
+        picked = side.date_input("From / to (inclusive)", key="f_dates", format="YYYY-MM-DD")
+        picked = tuple(picked) if isinstance(picked, (tuple, list)) else (picked,)
+        start = picked[0] if picked else today
+        end = picked[1] if len(picked) > 1 else start
+    else:
+        start, end = preset_dates(preset, today)
+        side.caption(f"{start.isoformat()} – {end.isoformat()} ({tz})")
+    granularity = side.radio("Granularity", GRANULARITIES, key="f_by", horizontal=True,
+                             format_func=str.capitalize)
+
+    chosen: dict[str, tuple[str, ...]] = {}
+    for key, (fieldname, column, title) in DIMENSIONS.items():
+        current = ss.get(f"f_{key}") or []
+        values = list(dict.fromkeys([*options(column), *current]))
+        shown = safe_hint if key == "key" else label
+        picked = side.multiselect(title, values, key=f"f_{key}", format_func=shown,
+                                  placeholder="All")
+        chosen[fieldname] = tuple(picked)
+    status = side.radio("Status", STATUSES, key="f_status", horizontal=True, format_func=str.capitalize)
+    live = side.toggle("Live (refresh every few seconds)", key="f_live")
+    for note in ss.get(_NOTES, ()):
+        side.caption(f"Ignored in the link: {note}")
+
+    view = View(preset=preset, start=start, end=end, tz=tz, granularity=granularity, status=status,
+                live=live, **chosen)
+    params = to_params(view, tz_default=default_tz())
+    if params != {k: (v if len(v) > 1 or k in DIMENSIONS else v[0]) for k, v in _url_params().items()}:
+        st.query_params.from_dict(params)
+    return view
