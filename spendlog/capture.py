@@ -267,6 +267,11 @@ class CallCapture:
         self._problems: list[tuple[str, str]] = []
         self._passthrough = False
 
+    @property
+    def complete(self) -> bool:
+        """The answer was read to its end, or to its final event (SDKs stop reading at ``[DONE]``)."""
+        return self._eof or self._done
+
     # -- the answer ---------------------------------------------------------------------------
 
     def response_started(self, status_code: int, headers: Sequence[tuple], *, decoded: bool = False) -> None:
@@ -304,11 +309,19 @@ class CallCapture:
         if self._dropping:  # no decoder here: the bytes we see are the bytes we deliver
             before = self._splitter.pending
             try:
-                kept = [out for out in map(self._on_event, self._splitter.split(chunk)) if out is not None]
+                events = self._splitter.split(chunk)
             except Exception as exc:  # noqa: BLE001 - stop watching, deliver everything held
                 self._splitter.take_pending()
                 self._fail(exc)
                 return before + chunk
+            kept = []
+            for raw in events:
+                try:
+                    out = self._on_event(raw)
+                except Exception as exc:  # noqa: BLE001 - this event unread; still the stream the caller asked for
+                    out = self._unread_event(raw, exc)
+                if out is not None:
+                    kept.append(out)
             return b"".join(kept)
         try:
             data = self._decode(chunk) if self._decoder is not None else chunk
@@ -380,6 +393,17 @@ class CallCapture:
         self._passthrough = True
         self._dropping = False
         self._problem("capture_error", f"stopped reading an answer: {type(exc).__name__}: {scrub(str(exc), self._secret)[:200]}")
+
+    def _unread_event(self, raw: bytes, exc: Exception) -> bytes | None:
+        """An event we failed to read: judged on its bytes alone, so that the caller still never
+        sees the usage we asked for."""
+        if not any(kind == "capture_error" for kind, _ in self._problems):
+            self._problem("capture_error", f"could not read a stream event: {type(exc).__name__}: {scrub(str(exc), self._secret)[:200]}")
+        if b"data: [DONE]" in raw:
+            self._done = True
+        if b'"choices":[]' in raw and _USAGE_OBJECT.search(raw):
+            return None
+        return _NULL_USAGE.sub(b"", raw)
 
     def _decode(self, chunk: bytes) -> bytes:
         if self._sniff:

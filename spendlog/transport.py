@@ -1,0 +1,350 @@
+"""The hook: transports for ``httpx`` and ``httpx2`` clients that record every LLM call.
+
+    client = httpx2.Client(transport=spendlog.LoggingTransport(httpx2.HTTPTransport(), app="billing-bot"))
+    OpenAI(base_url=..., api_key=..., http_client=client)
+
+``LoggingTransport`` wraps any sync transport (``handle_request`` / ``close``) and
+``AsyncLoggingTransport`` any async one (``handle_async_request`` / ``aclose``). They delegate
+each request, building the changed request (attribution headers removed, usage option added) with
+the request's own library, and hand back the inner response with its byte stream wrapped: the
+wrapper feeds bytes to ``spendlog.capture.CallCapture`` as the app reads them and finishes the
+record in ``close()`` (read to the end: ok; closed early: ``cancelled``; a read error:
+``stream_interrupted``, re-raised unchanged). Bodies are never read early and the bytes the app
+reads are the upstream's (raw, before content decoding), except for the usage-only SSE event a
+stream gets because we asked for it.
+
+With no ``wrapped`` transport, the default transport of the request's library is made on first
+use (``httpx.HTTPTransport`` for an ``httpx.Client``, ``httpx2.HTTPTransport`` for ``httpx2``).
+Nothing is patched globally.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import zlib
+from typing import Any
+
+from spendlog.capture import CallCapture
+from spendlog.db.writer import warn_once
+
+__all__ = ["LoggingTransport", "AsyncLoggingTransport", "http_client", "async_http_client", "error_type_for"]
+
+
+def error_type_for(exc: BaseException) -> str:
+    """``ConnectError`` -> ``connect_error``; any timeout -> ``timeout``; a cancellation -> ``cancelled``."""
+    if not isinstance(exc, Exception):
+        return "cancelled"
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "timeout"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()[:64]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _library(obj: object):
+    """The module (``httpx``, ``httpx2``) an object of the request/response model comes from."""
+    return sys.modules[type(obj).__module__.partition(".")[0]]
+
+
+def _start(request, app, user, tags, db_url, body: bytes) -> CallCapture | None:
+    return CallCapture.start(request.method, str(request.url), request.headers.raw, body,
+                             app=app, user=user, tags=tags, db_url=db_url)
+
+
+def _is_candidate(request) -> bool:
+    return request.method == "POST" and request.url.path.rstrip("/").endswith(
+        ("/completions", "/embeddings", "/responses"))
+
+
+def _outgoing(request, capture: CallCapture):
+    """The request to send: the caller's own object when nothing changed, else a copy built with
+    the same library."""
+    if not capture.request_changed and capture.request_body is capture.original_body:
+        return request
+    return type(request)(request.method, request.url, headers=capture.request_headers,
+                         content=capture.request_body, extensions=request.extensions)
+
+
+def _check_body(raw: bytes, headers) -> bytes:
+    """A decoded copy of a small error body, to look for the name of the refused option."""
+    encoding = headers.get("content-encoding", "").lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress(raw)
+        except zlib.error:
+            pass
+    return raw
+
+
+# -- the response stream wrappers --------------------------------------------------------------
+
+class _SyncCapturing:
+    """Mixed into the library's ``SyncByteStream`` (the client asserts that type)."""
+
+    def __init__(self, inner, capture: CallCapture):
+        self._inner = inner
+        self._capture = capture
+        self._closed = False
+
+    def __iter__(self):
+        capture = self._capture
+        try:
+            for chunk in self._inner:
+                out = capture.feed(chunk)
+                if out:
+                    yield out
+            tail = capture.end_of_body()
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            capture.finish(error_type="stream_interrupted" if isinstance(exc, Exception) else "cancelled",
+                           error_message=_describe(exc))
+            raise
+        if tail:
+            yield tail
+        capture.finish()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        capture = self._capture
+        capture.finish(error_type=None if capture.complete else "cancelled")
+        self._inner.close()
+
+
+class _AsyncCapturing:
+    """Mixed into the library's ``AsyncByteStream``."""
+
+    def __init__(self, inner, capture: CallCapture):
+        self._inner = inner
+        self._capture = capture
+        self._closed = False
+
+    async def __aiter__(self):
+        capture = self._capture
+        try:
+            async for chunk in self._inner:
+                out = capture.feed(chunk)
+                if out:
+                    yield out
+            tail = capture.end_of_body()
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # CancelledError included: the task was cancelled mid-read
+            capture.finish(error_type="stream_interrupted" if isinstance(exc, Exception) else "cancelled",
+                           error_message=_describe(exc))
+            raise
+        if tail:
+            yield tail
+        capture.finish()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        capture = self._capture
+        capture.finish(error_type=None if capture.complete else "cancelled")
+        await self._inner.aclose()
+
+
+_stream_classes: dict[tuple[str, bool], type] = {}  # at most one per library and kind
+
+
+def _wrap(response, capture: CallCapture, *, sync: bool):
+    """``response`` with its stream wrapped; on any failure the response untouched (and the record
+    made now, without the body)."""
+    try:
+        if response.is_closed:  # a response built with its body already read (httpx.MockTransport)
+            capture.response_started(response.status_code, response.headers.raw, decoded=True)
+            capture.feed(response.content)
+            capture.end_of_body()
+            capture.finish()
+            return response
+        lib = _library(response)
+        key = (lib.__name__, sync)
+        cls = _stream_classes.get(key)
+        if cls is None:
+            mixin, base = (_SyncCapturing, lib.SyncByteStream) if sync else (_AsyncCapturing, lib.AsyncByteStream)
+            cls = _stream_classes[key] = type(f"Capturing{base.__name__}", (mixin, base), {})
+        response.stream = cls(response.stream, capture)
+    except Exception as exc:  # noqa: BLE001 - fail open
+        warn_once("transport-wrap", f"cannot watch {type(response).__module__} response bodies ({exc!r}); usage not recorded")
+        capture.finish()
+    return response
+
+
+# -- the transports ------------------------------------------------------------------------------
+
+class LoggingTransport:
+    """Wraps a sync ``httpx``/``httpx2`` transport and records every LLM call it carries."""
+
+    def __init__(self, wrapped: Any = None, *, app: str | None = None, user: str | None = None,
+                 tags: dict[str, str] | None = None, db_url: str | None = None):
+        self._wrapped = wrapped
+        self._lock = threading.Lock()
+        self.app, self.user, self.tags, self.db_url = app, user, tags, db_url
+
+    def _inner_for(self, request):
+        if self._wrapped is None:
+            with self._lock:
+                if self._wrapped is None:
+                    self._wrapped = _library(request).HTTPTransport()
+        return self._wrapped
+
+    def handle_request(self, request):
+        inner = self._inner_for(request) if self._wrapped is None else self._wrapped
+        if not _is_candidate(request):
+            return inner.handle_request(request)
+        try:
+            body = request.content
+        except Exception:  # noqa: BLE001 - a streamed upload: read it (LLM requests are JSON)
+            body = request.read()
+        capture = _start(request, self.app, self.user, self.tags, self.db_url, body)
+        if capture is None:
+            return inner.handle_request(request)
+        try:
+            response = inner.handle_request(_outgoing(request, capture))
+            capture.response_started(response.status_code, response.headers.raw)
+            if capture.injected_usage and response.status_code == 400:
+                response = self._refused_option(inner, request, capture, response)
+        except BaseException as exc:
+            capture.finish(error_type=error_type_for(exc), error_message=_describe(exc))
+            raise
+        return _wrap(response, capture, sync=True)
+
+    @staticmethod
+    def _refused_option(inner, request, capture: CallCapture, response):
+        """A 400 to a request we changed: if it names our option, send the caller's own request."""
+        try:
+            raw = b"".join(response.stream)
+        finally:
+            response.stream.close()
+        if capture.should_retry_without_usage_option(400, _check_body(raw, response.headers)):
+            capture.retry()
+            response = inner.handle_request(_outgoing(request, capture))
+            capture.response_started(response.status_code, response.headers.raw)
+            return response
+        response.stream = _library(response).ByteStream(raw)
+        return response
+
+    def close(self) -> None:
+        if self._wrapped is not None:
+            self._wrapped.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class AsyncLoggingTransport:
+    """Wraps an async ``httpx``/``httpx2`` transport and records every LLM call it carries."""
+
+    def __init__(self, wrapped: Any = None, *, app: str | None = None, user: str | None = None,
+                 tags: dict[str, str] | None = None, db_url: str | None = None):
+        self._wrapped = wrapped
+        self._lock = threading.Lock()
+        self.app, self.user, self.tags, self.db_url = app, user, tags, db_url
+
+    def _inner_for(self, request):
+        if self._wrapped is None:
+            with self._lock:
+                if self._wrapped is None:
+                    self._wrapped = _library(request).AsyncHTTPTransport()
+        return self._wrapped
+
+    async def handle_async_request(self, request):
+        inner = self._inner_for(request) if self._wrapped is None else self._wrapped
+        if not _is_candidate(request):
+            return await inner.handle_async_request(request)
+        try:
+            body = request.content
+        except Exception:  # noqa: BLE001
+            body = await request.aread()
+        capture = _start(request, self.app, self.user, self.tags, self.db_url, body)
+        if capture is None:
+            return await inner.handle_async_request(request)
+        try:
+            response = await inner.handle_async_request(_outgoing(request, capture))
+            capture.response_started(response.status_code, response.headers.raw)
+            if capture.injected_usage and response.status_code == 400:
+                response = await self._refused_option(inner, request, capture, response)
+        except BaseException as exc:
+            capture.finish(error_type=error_type_for(exc), error_message=_describe(exc))
+            raise
+        return _wrap(response, capture, sync=False)
+
+    @staticmethod
+    async def _refused_option(inner, request, capture: CallCapture, response):
+        try:
+            raw = b"".join([chunk async for chunk in response.stream])
+        finally:
+            await response.stream.aclose()
+        if capture.should_retry_without_usage_option(400, _check_body(raw, response.headers)):
+            capture.retry()
+            response = await inner.handle_async_request(_outgoing(request, capture))
+            capture.response_started(response.status_code, response.headers.raw)
+            return response
+        response.stream = _library(response).ByteStream(raw)
+        return response
+
+    async def aclose(self) -> None:
+        if self._wrapped is not None:
+            await self._wrapped.aclose()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.aclose()
+
+
+# -- ready-made clients ---------------------------------------------------------------------------
+
+_TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "proxy", "retries")
+
+
+def _client_library():
+    try:
+        import httpx2
+
+        return httpx2
+    except ImportError:
+        import httpx
+
+        return httpx
+
+
+def _split_options(options: dict) -> tuple[dict, dict]:
+    transport = {k: options.pop(k) for k in _TRANSPORT_OPTIONS if k in options}
+    return transport, options
+
+
+def http_client(*, app: str | None = None, user: str | None = None, tags: dict[str, str] | None = None,
+                db_url: str | None = None, **options):
+    """An ``httpx2.Client`` (``httpx.Client`` without httpx2) whose calls are recorded.
+
+    Transport options (``limits``, ``verify``, ``http2``, ``proxy``, ``retries``...) go to the inner
+    ``HTTPTransport``; the rest (``timeout``, ``headers``...) to the client."""
+    lib = _client_library()
+    transport_options, client_options = _split_options(dict(options))
+    transport = LoggingTransport(lib.HTTPTransport(**transport_options), app=app, user=user, tags=tags, db_url=db_url)
+    return lib.Client(transport=transport, **client_options)
+
+
+def async_http_client(*, app: str | None = None, user: str | None = None, tags: dict[str, str] | None = None,
+                      db_url: str | None = None, **options):
+    """The async twin of ``http_client``: an ``httpx2.AsyncClient`` (or ``httpx.AsyncClient``)."""
+    lib = _client_library()
+    transport_options, client_options = _split_options(dict(options))
+    transport = AsyncLoggingTransport(lib.AsyncHTTPTransport(**transport_options), app=app, user=user, tags=tags,
+                                      db_url=db_url)
+    return lib.AsyncClient(transport=transport, **client_options)
