@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from fixture_upstream import CHAT, assert_openai_error, data_events, jdec, post, sse
 
 from spendlog.fake_upstream import PRICES, expected_usage, run_fake_upstream, spawn_fake_upstream
@@ -189,3 +191,43 @@ def test_public_names():
     assert {"expected_usage", "create_app", "run_fake_upstream", "start_fake_upstream", "FakeUpstream",
             "PRICES", "FAKE_MODELS"} <= set(fu.__all__)
     assert all(hasattr(fu, n) for n in fu.__all__)
+
+
+# --- properties: any valid request is answered with exactly expected_usage; nothing makes it fail --
+
+_text = st.text(max_size=60)
+_part = st.one_of(st.fixed_dictionaries({"type": st.just("text"), "text": _text}),
+                  st.fixed_dictionaries({"type": st.just("image_url"), "image_url": st.just({"url": "x"})}))
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant"]),
+     "content": st.one_of(st.none(), _text, st.lists(_part, max_size=3))},
+    optional={"name": st.text(min_size=1, max_size=5)})
+_chat = st.fixed_dictionaries(
+    {"model": st.sampled_from([m for m, p in PRICES.items() if p.kind == "chat"] + ["fake/no-cost", "fake/auto"]),
+     "messages": st.lists(_message, min_size=1, max_size=4)},
+    optional={"max_tokens": st.integers(1, 80), "tools": st.just([{"type": "function", "function": {"name": "f"}}])})
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _text,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_chat)
+def test_any_chat_request_reports_exactly_expected_usage(fake_upstream, body):
+    u = jdec(post(fake_upstream, "chat/completions", body).content)["usage"]
+    exp = expected_usage(body["model"], body)
+    assert (u["prompt_tokens"], u["completion_tokens"], u["total_tokens"], u.get("cost")) == (
+        exp["prompt_tokens"], exp["completion_tokens"], exp["total_tokens"], exp["cost"])
+    if "max_tokens" in body:
+        assert u["completion_tokens"] <= body["max_tokens"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["chat/completions", "completions", "embeddings", "responses"]),
+       body=st.one_of(_json, st.fixed_dictionaries({"model": st.sampled_from(list(PRICES))},
+                                                   optional={k: _json for k in ("messages", "prompt", "input",
+                                                             "tools", "max_tokens", "stream_options")})))
+def test_odd_bodies_get_a_clean_answer_never_a_crash(fake_upstream, path, body):
+    r = post(fake_upstream, path, body)
+    assert r.status_code in (200, 400, 404), r.text
+    if r.status_code != 200:
+        assert_openai_error(r, r.status_code)

@@ -224,6 +224,8 @@ def _validate(endpoint: str, body: dict) -> tuple[str, str] | None:
         m = body.get("messages")
         if not isinstance(m, list) or not m:
             return "messages", "'messages' must be a non-empty array."
+        if body.get("tools") is not None and not isinstance(body["tools"], list):
+            return "tools", "'tools' must be an array."
     elif endpoint == "completions":
         if not isinstance(body.get("prompt"), (str, list)):
             return "prompt", "'prompt' must be a string or an array."
