@@ -280,6 +280,8 @@ def test_unknown_model_bad_json_and_missing_fields(fake_upstream):
     assert assert_openai_error(post(fake_upstream, "chat/completions", {**CHAT, "max_tokens": 0}), 400)
     assert assert_openai_error(post(fake_upstream, "chat/completions", {**CHAT, "stream_options": {"include_usage": True}}), 400)
     assert assert_openai_error(post(fake_upstream, "nope", CHAT), 404)
+    r = httpx.get(fake_upstream.url("chat/completions"), headers={"Authorization": f"Bearer {fake_upstream.api_key}"})
+    assert assert_openai_error(r, 405)["code"] == "method_not_allowed"
 
 
 @pytest.mark.parametrize("headers", [

@@ -263,8 +263,9 @@ async def models(request: Request):
 
 
 async def not_found(request: Request, exc):
-    return error(404, f"Unknown request URL: {request.method} {request.url.path}.", "invalid_request_error",
-                 "unknown_url")
+    status = getattr(exc, "status_code", 404)
+    return error(status, f"Unknown request URL: {request.method} {request.url.path}.", "invalid_request_error",
+                 "unknown_url" if status == 404 else "method_not_allowed")
 
 
 def create_app(*, latency_ms: float = 0, chunk_delay_ms: float = 0, keepalive_every: int = 4,
