@@ -1,1 +1,174 @@
-"""Fixtures that run the proxy (owned by the proxy work; see spendlog/proxy.py)."""
+"""Fixtures that run the proxy (see spendlog/proxy/).
+
+- `proxy`: a running proxy (real HTTP on 127.0.0.1, a free port, its own thread and event loop)
+  in front of the `fake_upstream` fixture. `.base_url` ("http://127.0.0.1:PORT/v1"), `.origin`,
+  `.url(path)`, `.config`. Stopped (gracefully) after the test.
+- `proxy_factory`: `proxy_factory(upstream_url, **ProxyConfig options)` starts more, each stopped
+  after the test.
+
+Helpers for the proxy tests live here too (``from fixture_proxy import rows, normalise, ...``):
+reading the ledger, raw HTTP on a socket, normalising the fake's volatile fields, and
+``Recorder``, a bare HTTP server that records what reaches it (the host SSRF attempts aim at).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+import spendlog
+from spendlog.db.engine import make_engine
+from spendlog.db.models import Completion
+from spendlog.proxy import ProxyServer, start_proxy
+
+_VOLATILE = [
+    (re.compile(rb'"(\w*id)":\s*"[^"]*"'), rb'"\1":"<id>"'),
+    (re.compile(rb'"created":\s*\d+'), b'"created":0'),
+    (re.compile(rb'"created_at":\s*\d+'), b'"created_at":0'),
+]
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the proxy"}]}
+
+
+def normalise(body: bytes) -> bytes:
+    """The fake's ids and timestamps differ per call; everything else must be equal."""
+    for pattern, repl in _VOLATILE:
+        body = pattern.sub(repl, body)
+    return body
+
+
+def rows(db_url: str | None = None, *, expect: int | None = None, timeout: float = 5.0) -> list[Completion]:
+    """The ledger's rows, oldest first, after flushing; with ``expect``, waits until there are that many."""
+    deadline = time.monotonic() + timeout
+    engine = make_engine(db_url, readonly=False, pool=False)
+    try:
+        while True:
+            spendlog.flush(5)
+            with engine.connect() as conn:
+                try:
+                    found = list(conn.execute(select(Completion).order_by(Completion.id)))
+                except Exception:  # noqa: BLE001 - the table appears with the first write
+                    found = []
+            if expect is None or len(found) >= expect or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
+def usage_of(row) -> dict:
+    return {
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "total_tokens": row.total_tokens,
+        "cached_tokens": row.cached_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+        "cost": row.cost_usd,
+    }
+
+
+def raw_request(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send ``data`` as-is on a fresh connection and return everything the server sends back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_of(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/") else 0
+
+
+def body_of(raw: bytes) -> bytes:
+    return raw.partition(b"\r\n\r\n")[2]
+
+
+class Recorder:
+    """A plain HTTP server on 127.0.0.1 that records every request it gets and answers with a
+    canned response: the 'other host' SSRF attempts must never reach, or a custom upstream."""
+
+    def __init__(self, respond=None):
+        self.hits: list[bytes] = []
+        self._respond = respond or (lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                    need = int(m.group(1)) if m else 0
+                    while len(rest) < need:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        rest += chunk
+                    self.hits.append(head + b"\r\n\r\n" + rest)
+                    conn.sendall(self._respond(head + b"\r\n\r\n" + rest))
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self._sock.close()
+
+
+def json_response(status: int, obj, *, headers: dict | None = None) -> bytes:
+    body = json.dumps(obj).encode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return (f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{extra}Connection: close\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def proxy_factory():
+    started: list[ProxyServer] = []
+
+    def start(upstream: str, **options) -> ProxyServer:
+        server = start_proxy(upstream, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(timeout=2)
+
+
+@pytest.fixture
+def proxy(fake_upstream, proxy_factory) -> ProxyServer:
+    return proxy_factory(fake_upstream.base_url, shutdown_timeout=2)

@@ -1,14 +1,43 @@
-"""`spendlog proxy`."""
+"""`spendlog proxy`: run the local logging proxy."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from ._common import db_option
+from ._common import db_option, fail
 
 
 @click.command("proxy")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs --allow-remote and SPENDLOG_PROXY_TOKEN.")
+@click.option("--port", default=8787, show_default=True, type=int, help="Port to listen on (0: a free port).")
+@click.option("--upstream", metavar="URL", default=None,
+              help="Base URL to forward to (ends in /v1). Default: $SPENDLOG_UPSTREAM, else https://api.solrouter.io/v1.")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a non-loopback --host; clients must then send X-Spendlog-Proxy-Token: $SPENDLOG_PROXY_TOKEN.")
+@click.option("--max-body-bytes", default=10 * 1024 * 1024, show_default=True, type=int, metavar="N",
+              help="Largest request body forwarded; bigger ones get 413.")
+@click.option("--shutdown-timeout", default=10.0, show_default=True, type=float, metavar="SECONDS",
+              help="On SIGTERM/Ctrl+C, how long requests in flight may take to finish.")
 @db_option
-def proxy_cmd(db_url: str | None) -> None:
-    """Run the local OpenAI-compatible logging proxy."""
-    raise click.ClickException("not implemented yet")
+def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, max_body_bytes: int,
+              shutdown_timeout: float, db_url: str | None) -> None:
+    """Run the local OpenAI-compatible proxy that records every call (base URL http://127.0.0.1:8787/v1)."""
+    from spendlog.db.engine import resolve_url
+    from spendlog.proxy import ProxyConfig, ProxyConfigError, default_upstream, serve
+    from spendlog.proxy.app import open_socket
+
+    resolve_url(db_url)  # a bad --db or SPENDLOG_DB_URL stops here, with one line
+    try:
+        config = ProxyConfig(upstream=upstream or default_upstream(), host=host, port=port,
+                             allow_remote=allow_remote, token=os.environ.get("SPENDLOG_PROXY_TOKEN") or None,
+                             max_body_bytes=max_body_bytes, db_url=db_url, shutdown_timeout=shutdown_timeout)
+    except ProxyConfigError as exc:
+        fail(str(exc))
+    try:
+        sock = open_socket(config.host, config.port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    serve(config, sock=sock)
