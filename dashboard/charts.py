@@ -31,7 +31,7 @@ def spend_by_model(df: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("period:O", title=None, sort="ascending", axis=alt.Axis(labelAngle=-45, labelOverlap=True)),
             y=alt.Y("sum(cost):Q", title="Spend (USD)", axis=alt.Axis(format="$,.2~f")),
-            color=alt.Color("model:N", title="Model", legend=alt.Legend(orient="bottom", columns=3)),
+            color=alt.Color("model:N", title="Model", legend=alt.Legend(orient="bottom", columns=3, labelLimit=320)),
             order=alt.Order("model:N"),
             tooltip=[
                 alt.Tooltip("period:O", title="Period"),
@@ -92,7 +92,8 @@ def top_spenders(df: pd.DataFrame, title: str) -> alt.Chart:
         alt.Chart(df, height=max(120, 28 * len(df)))
         .mark_bar()
         .encode(
-            y=alt.Y("name:N", title=title, sort=alt.EncodingSortField("rank", order="ascending")),
+            y=alt.Y("name:N", title=title, sort=alt.EncodingSortField("rank", order="ascending"),
+                    axis=alt.Axis(labelLimit=260)),
             x=alt.X("cost:Q", title="Spend (USD)", axis=alt.Axis(format="$,.2~f")),
             color=alt.condition(alt.datum.name == "other", alt.value("#bbbbbb"), alt.value("#4c78a8")),
             tooltip=[
@@ -110,7 +111,7 @@ def latency_by_model(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df, height=_HEIGHT)
         .mark_bar()
         .encode(
-            y=alt.Y("model:N", title=None),
+            y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=260)),
             yOffset=alt.YOffset("percentile:N", sort=["p50", "p95"]),
             x=alt.X("ms:Q", title="Latency (ms)"),
             color=alt.Color("percentile:N", title=None, sort=["p50", "p95"], legend=alt.Legend(orient="bottom")),
@@ -130,7 +131,7 @@ def error_rate_by_model(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df, height=_HEIGHT)
         .mark_bar(color="#e45756")
         .encode(
-            y=alt.Y("model:N", title=None),
+            y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=260)),
             x=alt.X("rate:Q", title="Error rate", axis=alt.Axis(format="%"), scale=alt.Scale(domainMin=0)),
             tooltip=[
                 alt.Tooltip("model:N", title="Model"),

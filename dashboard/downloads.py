@@ -6,7 +6,6 @@ own thread with its own short-lived read-only engine), never on every rerun.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from datetime import date
 
@@ -30,27 +29,17 @@ def _with_conn(url: str, fn: Callable):
 
 
 def grouped_csv(url: str, filters: Filters, by: tuple[str, ...], tz: str) -> bytes:
-    """The grouped export (e.g. ``day,model``) of ``filters`` as CSV bytes."""
+    """``spendlog export --by <by>`` of ``filters`` as CSV bytes."""
     from spendlog import export
 
-    def build(conn) -> bytes:
-        out = io.StringIO()
-        export.export_grouped(conn, filters, list(by), tz, "csv", out)
-        return out.getvalue().encode("utf-8")
-
-    return _with_conn(url, build)
+    return _with_conn(url, lambda conn: export.grouped_csv(conn, filters, list(by), tz))
 
 
-def calls_csv(url: str, filters: Filters, tz: str) -> bytes:
-    """The per-call export of ``filters`` as CSV bytes."""
+def calls_csv(url: str, filters: Filters) -> bytes:
+    """``spendlog export --by call`` of ``filters`` as CSV bytes."""
     from spendlog import export
 
-    def build(conn) -> bytes:
-        out = io.StringIO()
-        export.export_calls(conn, filters, tz, "csv", out)
-        return out.getvalue().encode("utf-8")
-
-    return _with_conn(url, build)
+    return _with_conn(url, lambda conn: export.calls_csv(conn, filters))
 
 
 def buttons(url: str, filters: Filters, granularity: str, tz: str, start: date, end: date, calls: int) -> None:
@@ -65,7 +54,7 @@ def buttons(url: str, filters: Filters, granularity: str, tz: str, start: date, 
         help=f"Same file as `spendlog export --by {granularity},model`, with the sidebar's filters.")
     too_many = calls > RAW_ROW_LIMIT
     right.download_button(
-        "CSV: raw calls", data=(lambda: calls_csv(url, filters, tz)) if not too_many else b"",
+        "CSV: raw calls", data=(lambda: calls_csv(url, filters)) if not too_many else b"",
         file_name=f"{stem}_calls.csv", mime="text/csv", on_click="ignore", icon=":material/download:",
         key="dl_calls", disabled=too_many,
         help=(f"{calls:,} calls: more than {RAW_ROW_LIMIT:,}; use `spendlog export --by call -o FILE`."

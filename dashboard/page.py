@@ -134,8 +134,9 @@ def _overview(url: str, view: View) -> None:
 
 def _metrics(total: dict, prev_total: dict) -> None:
     metrics = frames.headline(total, prev_total)
-    for column, m in zip(st.columns(len(metrics)), metrics):
-        column.metric(m.label, m.value, m.delta, delta_color=m.delta_color, help=m.help)
+    for row in (metrics[:4], metrics[4:]):
+        for column, m in zip(st.columns(4), row):
+            column.metric(m.label, m.value, m.delta, delta_color=m.delta_color, help=m.help, border=True)
     st.caption(f"Total spend, exact: **{format_money_exact(total['cost_usd'])}**")
 
 

@@ -321,3 +321,40 @@ def test_postgres_ledger(monkeypatch, pg_url, records):
     assert_shows(at, expect(records, lambda r: r["model"] == "deepseek/deepseek-r1"))
     at2 = open_app(monkeypatch, pg_url, {**RANGE, "tz": "Asia/Kolkata", "status": "errors"})
     assert metric(at2, "Error rate") == "100.0%"
+
+
+def _cli_export(url: str, *args: str) -> bytes:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "spendlog", "export", "--db", url, *args], capture_output=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    return out.stdout
+
+
+def test_downloads_are_the_export_files(ledger, records):
+    import csv
+    import io
+
+    from spendlog.dashboard import downloads
+    from spendlog.db.queries import Filters, date_bounds
+
+    start, end = date_bounds(date(2025, 3, 10), date(2025, 3, 17), "Asia/Kolkata")
+    everything = Filters(start=start, end=end)
+    grouped = downloads.grouped_csv(ledger, everything, ("day", "model"), "Asia/Kolkata")
+    assert grouped == _cli_export(ledger, "--from", "2025-03-10", "--to", "2025-03-17", "--tz", "Asia/Kolkata",
+                                  "--by", "day,model")
+    calls = downloads.calls_csv(ledger, everything)
+    assert calls == _cli_export(ledger, "--from", "2025-03-10", "--to", "2025-03-17", "--tz", "Asia/Kolkata",
+                                "--by", "call")
+    grouped_rows = list(csv.DictReader(io.StringIO(grouped.decode())))
+    call_rows = list(csv.DictReader(io.StringIO(calls.decode())))
+    kept = [r for r in records if start <= r["created_at"] < end]
+    assert len(call_rows) == len(kept) and sum(int(r["requests"]) for r in grouped_rows) == len(kept)
+    exact = sum((r["cost_usd"] for r in kept if r["cost_usd"] is not None), Decimal(0))
+    assert sum((Decimal(r["cost_usd"] or 0) for r in grouped_rows), Decimal(0)) == exact
+    assert sum((Decimal(r["cost_usd"] or 0) for r in call_rows), Decimal(0)) == exact
+    # the sidebar's filters apply to the files too
+    only = downloads.calls_csv(ledger, Filters(start=start, end=end, models=("deepseek/deepseek-r1",)))
+    assert {r["model"] for r in csv.DictReader(io.StringIO(only.decode()))} == {"deepseek/deepseek-r1"}

@@ -1,0 +1,228 @@
+"""One real browser: `spendlog dashboard` in a subprocess on a seeded ledger, driven by Debian's
+Chromium through Playwright. Checks the total against the database, that the spend chart drew
+its bars, that a filter changes the total, that the CSV downloads; saves docs/dashboard.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from helpers import make_record
+
+from spendlog.dashboard.formatting import format_money, format_money_exact
+from spendlog.db.engine import make_engine
+from spendlog.db.migrate import upgrade
+from spendlog.db.queries import Filters, date_bounds, grouped_totals
+from spendlog.db.store import insert_records
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+UTC = timezone.utc
+
+# model, provider, USD per 1M prompt tokens, per 1M completion tokens, share of traffic
+MODELS = [
+    ("openai/gpt-4o-mini", "openai", "0.15", "0.60", 40),
+    ("openai/gpt-4o", "openai", "2.50", "10.00", 15),
+    ("anthropic/claude-3.5-sonnet", "anthropic", "3.00", "15.00", 15),
+    ("google/gemini-1.5-flash", "google", "0.075", "0.30", 12),
+    ("deepseek/deepseek-r1", "deepseek", "0.55", "2.19", 10),
+    ("mistralai/mistral-large", "mistralai", "2.00", "6.00", 8),
+]
+APPS = {"support-bot": ["alice", "bob", "carol"], "search": ["dave", "erin"], "summarizer": ["frank"],
+        "etl": ["nightly"], "playground": ["grace", "heidi", "ivan"]}
+
+
+def realistic_records(now: datetime, n: int = 2500, days: int = 29) -> list[dict]:
+    rng = random.Random(20250314)
+    weights = [m[4] for m in MODELS]
+    out = []
+    for i in range(n):
+        model, provider, p_in, p_out, _w = rng.choices(MODELS, weights)[0]
+        app = rng.choice(list(APPS))
+        user = rng.choice(APPS[app])
+        age = timedelta(seconds=rng.uniform(60, days * 86400)) * (1 - 0.4 * rng.random())  # busier lately
+        prompt, completion = rng.randint(50, 6000), rng.randint(10, 1200)
+        status = rng.choices([200, 429, 500], [96, 3, 1])[0]
+        ok = status == 200
+        cost = (Decimal(prompt) * Decimal(p_in) + Decimal(completion) * Decimal(p_out)) / 1_000_000 if ok else None
+        if ok and rng.random() < 0.01:
+            cost = None
+        out.append(make_record(
+            created_at=now - age, model=model, requested_model=model, provider=provider, app=app, user=user,
+            api_key_hint=f"sr_...{list(APPS).index(app) + 1:04d}", status_code=status,
+            error_type=None if ok else f"http_{status}", error_message=None if ok else "upstream said no",
+            prompt_tokens=prompt if ok else None, completion_tokens=completion if ok else None,
+            total_tokens=prompt + completion if ok else None, cost_usd=cost,
+            cost_source="upstream" if cost is not None else "missing",
+            latency_ms=int(rng.lognormvariate(6.5, 0.6)), stream=rng.random() < 0.5,
+        ))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dashboard exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("dashboard did not become healthy")
+
+
+def _db_total(url: str, tz: str, days: int, **dims) -> dict:
+    today = datetime.now(UTC).astimezone(__import__("zoneinfo").ZoneInfo(tz)).date()
+    start, end = date_bounds(today - timedelta(days=days - 1), today, tz)
+    engine = make_engine(url, readonly=True, pool=False)
+    with engine.connect() as conn:
+        total = next(grouped_totals(conn, Filters(start=start, end=end, **dims), [], tz))
+    engine.dispose()
+    return total
+
+
+def _colored_pixels(page, selector: str) -> int:
+    """Saturated pixels in the first canvas under ``selector`` (bars; axes and text are grey)."""
+    return page.eval_on_selector(selector, """(root) => {
+        const c = root.querySelector('canvas');
+        if (!c) { return root.querySelectorAll('svg .mark-rect path, svg .mark-rect rect').length * 1000; }
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            const mx = Math.max(d[i], d[i+1], d[i+2]), mn = Math.min(d[i], d[i+1], d[i+2]);
+            if (d[i+3] > 0 && mx - mn > 60) n++;
+        }
+        return n;
+    }""")
+
+
+@pytest.fixture
+def chromium():
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        if IN_CI:
+            pytest.fail(f"CI=true and Chromium is missing at {CHROMIUM}")
+        pytest.skip(f"Chromium not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if IN_CI:
+            raise
+        pytest.skip("playwright is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def dashboard(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url, pool=False)
+    upgrade(engine)
+    with engine.begin() as conn:
+        insert_records(conn, realistic_records(datetime.now(UTC)))
+    engine.dispose()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SPENDLOG_TZ"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spendlog", "dashboard", "--no-browser", "--port", str(port), "--db", sqlite_url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )
+    try:
+        _wait_healthy(port, proc)
+        yield f"http://127.0.0.1:{port}/", sqlite_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _total_shown(page) -> str:
+    metric = page.get_by_test_id("stMetric").filter(has_text="Total spend").first
+    return metric.get_by_test_id("stMetricValue").inner_text().strip()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_dashboard_in_a_real_browser(chromium, dashboard, tmp_path):
+    url, db = dashboard
+    page = chromium.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page.set_default_timeout(30_000)
+    page.goto(url)
+
+    # the total equals the database's, to the last digit
+    total = _db_total(db, "UTC", 30)
+    page.get_by_text("Total spend, exact:").wait_for()
+    assert _total_shown(page) == format_money(total["cost_usd"])
+    assert page.get_by_text(f"Total spend, exact: {format_money_exact(total['cost_usd'])}").is_visible()
+    # the default view is in the address bar as a (bare) link
+    assert page.url.rstrip("/") == url.rstrip("/") or "?" not in page.url
+
+    # the spend-per-model chart drew its bars
+    chart = page.get_by_test_id("stVegaLiteChart").first
+    chart.locator("canvas, svg").first.wait_for()
+    page.wait_for_timeout(500)
+    assert _colored_pixels(page, '[data-testid="stVegaLiteChart"]') > 500
+
+    # screenshot for the README, once every chart has drawn
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
+                           "[data-testid=\"stVegaLiteChart\"] svg.marks').length >= 7")
+    # Streamlit scrolls inside its own container: grow the window to the content for a full-page shot
+    height = page.evaluate("Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
+                           "[data-testid=\"stAppViewContainer\"], section')].map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": 1400, "height": min(max(900, int(height)), 5000)})
+    page.wait_for_timeout(1500)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    assert SCREENSHOT.stat().st_size > 20_000
+
+    # changing a filter changes the total (to the database's figure for that filter)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stMultiSelect").filter(has_text="Model").click()
+    page.get_by_role("option", name="anthropic/claude-3.5-sonnet").click()
+    page.keyboard.press("Escape")
+    only = _db_total(db, "UTC", 30, models=("anthropic/claude-3.5-sonnet",))
+    assert only["cost_usd"] != total["cost_usd"]
+    page.get_by_text(f"Total spend, exact: {format_money_exact(only['cost_usd'])}").wait_for()
+    assert _total_shown(page) == format_money(only["cost_usd"])
+    assert "model=anthropic" in page.url  # and the filter is in the link
+
+    # the CSV download works and matches the screen
+    with page.expect_download() as info:
+        page.get_by_role("button", name="CSV: spend per day per model").click()
+    download = info.value
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    assert target.suffix == ".csv"
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    assert rows and {r["model"] for r in rows} == {"anthropic/claude-3.5-sonnet"}
+    assert sum((Decimal(r["cost_usd"] or 0) for r in rows), Decimal(0)) == only["cost_usd"]
+    page.close()
