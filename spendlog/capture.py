@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from spendlog.db import writer
 from spendlog.db.engine import resolve_url
 from spendlog.db.ids import uuid7
-from spendlog.sse import EventSplitter, parse_event
+from spendlog.sse import EventSplitter, parse_event, split_events
 from spendlog.usage import Usage, error_message, loads_answer, parse_usage
 
 __all__ = ["CallCapture", "split_attribution", "parse_tags", "key_hint", "hint_for", "scrub", "TRACKED_PATHS"]
@@ -40,11 +40,11 @@ __all__ = ["CallCapture", "split_attribution", "parse_tags", "key_hint", "hint_f
 TRACKED_PATHS = ("/chat/completions", "/completions", "/embeddings", "/responses")
 _USAGE_OPTION_PATHS = ("/chat/completions", "/completions")  # endpoints that know stream_options
 _ATTRIBUTION = {"x-spendlog-app": "app", "x-spendlog-user": "user", "x-spendlog-tags": "tags"}
-_KEY_HEADERS = ("authorization", "api-key", "x-api-key")
 _MAX_BODY = 32 * 1024 * 1024  # non-streamed answers above this are passed on but not parsed
 _MAX_ERROR_BODY = 64 * 1024
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.){1,64})"')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_ERROR = re.compile(rb'"error"\s*:\s*(?!null)')  # an error member that is set
 _NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null\b|"usage"\s*:\s*null\s*,')
 _SECRET = re.compile(
     r"(?i)(?:bearer\s+)?\b(?:sr|sk|pk|rk|key|api)[-_][A-Za-z0-9_\-]{6,}|\b[A-Za-z0-9_\-]{32,}"
@@ -73,33 +73,46 @@ def parse_tags(text: str) -> dict[str, str] | None:
     return tags or None
 
 
+# lower-cased header name -> what it carries; the same table for bytes and str headers
+_HEADER_ROLES = {"x-spendlog-app": "app", "x-spendlog-user": "user", "x-spendlog-tags": "tags",
+                 "authorization": "authorization", "api-key": "key", "x-api-key": "key"}
+_HEADER_ROLES_B = {k.encode(): v for k, v in _HEADER_ROLES.items()}
+
+
+def _read_headers(headers: Sequence[tuple]) -> tuple[list[tuple], dict[str, str], str | None]:
+    """One pass over the headers (str or bytes pairs): ``(headers without attribution,
+    {"app"/"user"/"tags": value}, the API key)``. No copy when there is nothing to remove."""
+    found: dict[str, str] = {}
+    key = None
+    drop = False
+    for name, value in headers:
+        role = (_HEADER_ROLES_B if type(name) is bytes else _HEADER_ROLES).get(name.lower())
+        if role is None:
+            continue
+        value = _text(value).strip()
+        if role == "authorization":
+            scheme, _, value = value.partition(" ")
+            if scheme.lower() != "bearer":
+                continue
+            value = value.strip()
+            role = "key"
+        if role == "key":
+            key = key or value or None
+        else:
+            found[role] = value
+            drop = True
+    if drop:
+        left = [pair for pair in headers if _text(pair[0]).lower() not in _ATTRIBUTION]
+    else:
+        left = headers if type(headers) is list else list(headers)
+    return left, found, key
+
+
 def split_attribution(headers: Sequence[tuple]) -> tuple[list[tuple], str | None, str | None, dict[str, str] | None]:
     """Remove the ``X-Spendlog-App/User/Tags`` headers (any case): ``(headers_left, app, user, tags)``."""
-    left = []
-    found: dict[str, str] = {}
-    for pair in headers:
-        what = _ATTRIBUTION.get(_text(pair[0]).lower())
-        if what is None:
-            left.append(pair)
-        else:
-            found[what] = _text(pair[1]).strip()
+    left, found, _key = _read_headers(headers)
     tags = parse_tags(found["tags"]) if "tags" in found else None
     return left, found.get("app") or None, found.get("user") or None, tags
-
-
-def _api_key(headers: Sequence[tuple]) -> str | None:
-    for name, value in headers:
-        lname = _text(name).lower()
-        if lname in _KEY_HEADERS:
-            value = _text(value).strip()
-            if lname == "authorization":
-                scheme, _, value = value.partition(" ")
-                if scheme.lower() != "bearer":
-                    continue
-                value = value.strip()
-            if value:
-                return value
-    return None
 
 
 def hint_for(key: str) -> str:
@@ -112,7 +125,7 @@ def hint_for(key: str) -> str:
 
 def key_hint(headers: Sequence[tuple]) -> str | None:
     """The stored hint of the key in ``Authorization: Bearer``, ``api-key`` or ``x-api-key``."""
-    key = _api_key(headers)
+    key = _read_headers(headers)[2]
     return hint_for(key) if key else None
 
 
@@ -141,6 +154,39 @@ def _clean(value: str | None, limit: int) -> str | None:
     if "\x00" in value:
         value = value.replace("\x00", "")
     return value[:limit]
+
+
+def _start_of(region: bytes, boundary: int) -> int:
+    """Where the event ending at ``boundary`` (an LF LF) starts, leading blank lines excluded."""
+    s = region.rfind(b"\n\n", 0, boundary)
+    return 0 if s < 0 else s + 2
+
+
+def _mark_at(region: bytes, ends: dict[int, int], pos: int) -> int:
+    """Note the event holding ``pos`` for parsing; returns where it ends."""
+    e = region.find(b"\n\n", pos)
+    ends[e] = _start_of(region, e)
+    return e + 2
+
+
+def _mark(region: bytes, ends: dict[int, int], marker: bytes) -> int:
+    """Note every event holding ``marker``; returns how many times it was found."""
+    found = 0
+    pos = region.find(marker)
+    while pos >= 0:
+        found += 1
+        pos = region.find(marker, _mark_at(region, ends, pos))
+    return found
+
+
+def _without_null_usage(data: bytes) -> bytes:
+    """``data`` without the ``"usage": null`` members include_usage adds to every chunk."""
+    if b'"usage"' not in data:
+        return data
+    data = data.replace(b',"usage":null', b"")
+    if b'"usage"' in data and _NULL_USAGE.search(data):
+        data = _NULL_USAGE.sub(b"", data)
+    return data
 
 
 # -- the database URL, resolved once per configuration ------------------------------------------
@@ -181,10 +227,25 @@ class CallCapture:
             if method.upper() != "POST":
                 return None
             parts = urlsplit(str(url))
-            path = parts.path.rstrip("/")
+            return cls.start_parts(method, parts.netloc.rpartition("@")[2], parts.path, headers, body,
+                                   app=app, user=user, tags=tags, db_url=db_url)
+        except Exception as exc:  # noqa: BLE001 - fail open
+            writer.warn_once("capture-start", f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
+            return None
+
+    @classmethod
+    def start_parts(cls, method: str, upstream: str, path: str, headers: Sequence[tuple], body: bytes, *,
+                    app: str | None = None, user: str | None = None, tags: dict[str, str] | None = None,
+                    db_url: str | None = None) -> CallCapture | None:
+        """``start`` for callers that have the URL in parts already: ``upstream`` is host[:port],
+        ``path`` the URL path without the query."""
+        try:
+            if method.upper() != "POST":
+                return None
+            path = path.rstrip("/")
             if not path.endswith(TRACKED_PATHS):
                 return None
-            return cls(parts.netloc.rpartition("@")[2], path, headers, body or b"", app, user, tags, db_url)
+            return cls(upstream, path, headers, body or b"", app, user, tags, db_url)
         except Exception as exc:  # noqa: BLE001 - fail open
             writer.warn_once("capture-start", f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
             return None
@@ -198,15 +259,17 @@ class CallCapture:
         i = path.find("/v1/")
         self.endpoint = path[i:] if i >= 0 else path
         self._usage_option_allowed = path.endswith(_USAGE_OPTION_PATHS)
-        left, h_app, h_user, h_tags = split_attribution(headers)
+        left, found, self._secret = _read_headers(headers)
         self._headers_left = left
-        self.app = h_app or app
-        self.user = h_user or user
-        merged = {str(k): str(v) for k, v in tags.items()} if tags else {}
-        if h_tags:
-            merged.update(h_tags)
-        self.tags = merged or None
-        self._secret = _api_key(headers)
+        self.app = found.get("app") or app
+        self.user = found.get("user") or user
+        h_tags = parse_tags(found["tags"]) if "tags" in found else None
+        if tags or h_tags:
+            merged = {str(k): str(v) for k, v in tags.items()} if tags else {}
+            merged.update(h_tags or {})
+            self.tags = merged or None
+        else:
+            self.tags = None
         self.api_key_hint = hint_for(self._secret) if self._secret else None
         self.original_body = body
         self.request_body = body
@@ -217,7 +280,7 @@ class CallCapture:
         self._finished = False
         self._read_request(body)
         self.request_headers = _with_content_length(left, len(self.request_body)) if self.injected_usage else left
-        self.request_changed = self.injected_usage or len(left) != len(headers)
+        self.request_changed = self.injected_usage or left is not headers and len(left) != len(headers)
         self._reset_response()
 
     def _read_request(self, body: bytes) -> None:
@@ -281,11 +344,12 @@ class CallCapture:
             self.status_code = int(status_code)
             ctype = encoding = ""
             for name, value in headers:
-                lname = _text(name).lower()
-                if lname == "content-type":
-                    ctype = _text(value).lower()
-                elif lname == "content-encoding":
-                    encoding = _text(value).strip().lower()
+                if len(name) in (12, 16):  # cheap filter before decoding
+                    lname = _text(name).lower()
+                    if lname == "content-type":
+                        ctype = _text(value).lower()
+                    elif lname == "content-encoding":
+                        encoding = _text(value).strip().lower()
             self._sse = ctype.startswith("text/event-stream") and self.status_code < 400
             if self._sse:
                 self.stream = True
@@ -309,30 +373,29 @@ class CallCapture:
         if self._dropping:  # no decoder here: the bytes we see are the bytes we deliver
             before = self._splitter.pending
             try:
-                events = self._splitter.split(chunk)
+                return self._feed_events(chunk)
             except Exception as exc:  # noqa: BLE001 - stop watching, deliver everything held
                 self._splitter.take_pending()
                 self._fail(exc)
                 return before + chunk
-            kept = []
-            for raw in events:
-                try:
-                    out = self._on_event(raw)
-                except Exception as exc:  # noqa: BLE001 - this event unread; still the stream the caller asked for
-                    out = self._unread_event(raw, exc)
-                if out is not None:
-                    kept.append(out)
-            return b"".join(kept)
         try:
             data = self._decode(chunk) if self._decoder is not None else chunk
             if self._sse:
-                for raw in self._splitter.split(data):
-                    self._on_event(raw)
+                self._feed_events(data)
             else:
                 self._collect(data)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
         return chunk
+
+    def _feed_events(self, data: bytes) -> bytes:
+        region = self._splitter.take_complete(data)
+        if not region:
+            return b""
+        if b"\r" not in region:
+            return self._scan(region)
+        kept = [out for out in map(self._on_event, split_events(region)) if out]
+        return b"".join(kept)
 
     def end_of_body(self) -> bytes:
         """The answer ended normally; returns anything still held back."""
@@ -345,8 +408,7 @@ class CallCapture:
                 tail = self._decoder.flush()
                 if tail:
                     if self._sse:
-                        for raw in self._splitter.split(tail):
-                            self._on_event(raw)
+                        self._feed_events(tail)
                     else:
                         self._collect(tail)
             rest = self._splitter.take_pending()
@@ -394,16 +456,14 @@ class CallCapture:
         self._dropping = False
         self._problem("capture_error", f"stopped reading an answer: {type(exc).__name__}: {scrub(str(exc), self._secret)[:200]}")
 
-    def _unread_event(self, raw: bytes, exc: Exception) -> bytes | None:
-        """An event we failed to read: judged on its bytes alone, so that the caller still never
-        sees the usage we asked for."""
+    def _unread_event(self, raw: bytes, exc: Exception) -> bool:
+        """An event we failed to read, judged on its bytes alone (so that the caller still never
+        sees the usage we asked for). True: drop it."""
         if not any(kind == "capture_error" for kind, _ in self._problems):
             self._problem("capture_error", f"could not read a stream event: {type(exc).__name__}: {scrub(str(exc), self._secret)[:200]}")
         if b"data: [DONE]" in raw:
             self._done = True
-        if b'"choices":[]' in raw and _USAGE_OBJECT.search(raw):
-            return None
-        return _NULL_USAGE.sub(b"", raw)
+        return self._dropping and b'"choices":[]' in raw and _USAGE_OBJECT.search(raw) is not None
 
     def _decode(self, chunk: bytes) -> bytes:
         if self._sniff:
@@ -422,42 +482,92 @@ class CallCapture:
             if self.status_code is not None and self.status_code < 400:
                 self._problem("body_too_large", f"answer larger than {self._body_limit} bytes; usage not read")
 
-    def _on_event(self, raw: bytes) -> bytes | None:
-        """Read one raw SSE event. Returns the event to deliver: None for the usage-only event we
-        asked for, and without the ``"usage":null`` member our option added to every chunk."""
+    def _scan(self, region: bytes) -> bytes:
+        """Read the complete events in ``region`` (LF line ends) without cutting them apart: a few
+        C-level counts and searches find what matters, only the events holding it are parsed.
+        Returns the region as the caller gets it (``_on_event`` does the same event by event)."""
+        if self._t_delta is None and b'"delta"' in region:
+            self._t_delta = time.perf_counter_ns()
+        n = region.count(b'"finish_reason"')
+        if n and n != region.count(b'"finish_reason":null'):
+            for m in _FINISH.finditer(region):
+                self.finish_reason = m.group(1).decode("utf-8", "replace")
+        ends: dict[int, int] = {}  # boundary position -> event start, for the events to parse
+        if self._need_first:
+            pos = 0
+            while (e := region.find(b"\n\n", pos)) >= 0:
+                if parse_event(region[pos : e + 2])[1] is not None:
+                    ends[e] = _start_of(region, e)
+                    break
+                pos = e + 2
+        usage = region.count(b'"usage"')
+        if usage:
+            objects = _mark(region, ends, b'"usage":{')
+            if usage != objects + region.count(b'"usage":null'):  # not compact JSON: the slow way
+                for m in _USAGE_OBJECT.finditer(region):
+                    _mark_at(region, ends, m.start())
+        if b'"error"' in region:
+            for m in _ERROR.finditer(region):
+                _mark_at(region, ends, m.start())
+        _mark(region, ends, b"[DONE]")
+        drops = []
+        for e in sorted(ends):
+            if self._read_event_safely(region[ends[e] : e + 2]):
+                drops.append((ends[e], e + 2))
+        if not self._dropping:
+            return region
+        if drops:
+            pieces, prev = [], 0
+            for start, end in drops:
+                pieces.append(region[prev:start])
+                prev = end
+            pieces.append(region[prev:])
+            region = b"".join(pieces)
+        return _without_null_usage(region)
+
+    def _on_event(self, raw: bytes) -> bytes:
+        """Read one raw event (the path for CR line ends and the tail of a stream). Returns what
+        the caller gets: b"" for the usage-only event we asked for (its leading blank lines
+        excepted), the event without the ``"usage":null`` member our option added to it, or the
+        event as it came."""
         if self._t_delta is None and b'"delta"' in raw:
             self._t_delta = time.perf_counter_ns()
-        i = raw.find(b'"finish_reason"')
-        if i >= 0:
-            m = _FINISH.match(raw, i)
-            if m:
-                self.finish_reason = m.group(1).decode("utf-8", "replace")
-        has_usage = b'"usage"' in raw
-        if has_usage and not _USAGE_OBJECT.search(raw):
-            if self._dropping:
-                raw = _NULL_USAGE.sub(b"", raw)
-            has_usage = False
-        if not (has_usage or self._need_first or b"[DONE]" in raw or b'"error"' in raw):
+        for m in _FINISH.finditer(raw):
+            self.finish_reason = m.group(1).decode("utf-8", "replace")
+        drop = False
+        if (self._need_first or b"[DONE]" in raw or _USAGE_OBJECT.search(raw)
+                or (b'"error"' in raw and _ERROR.search(raw))):
+            drop = self._read_event_safely(raw)
+        if not self._dropping:
             return raw
+        if drop:
+            return raw[: len(raw) - len(raw.lstrip(b"\r\n"))]
+        return _without_null_usage(raw)
+
+    def _read_event_safely(self, raw: bytes) -> bool:
         try:
-            _name, data = parse_event(raw)
-            if data is None:
-                return raw
-            if self._need_first:
-                self._need_first = False
-                self._t_first = time.perf_counter_ns()
-            if data.strip() == b"[DONE]":
-                self._done = True
-                return raw
-            obj = json.loads(data, parse_float=Decimal)
-            if not isinstance(obj, dict):
-                return raw
-            self._absorb(obj)
-            if self._dropping and obj.get("choices") == [] and obj.get("usage") is not None:
-                return None
+            return self._read_event(raw)
         except ValueError:
-            pass  # not JSON: not ours to judge, the caller gets it as it is
-        return raw
+            return False  # not JSON: not ours to judge, the caller gets it as it is
+        except Exception as exc:  # noqa: BLE001
+            return self._unread_event(raw, exc)
+
+    def _read_event(self, raw: bytes) -> bool:
+        """Parse one event and take what it says; True when it is the usage-only event to drop."""
+        _name, data = parse_event(raw)
+        if data is None:
+            return False
+        if self._need_first:
+            self._need_first = False
+            self._t_first = time.perf_counter_ns()
+        if data.strip() == b"[DONE]":
+            self._done = True
+            return False
+        obj = json.loads(data, parse_float=Decimal)
+        if not isinstance(obj, dict):
+            return False
+        self._absorb(obj)
+        return self._dropping and obj.get("choices") == [] and obj.get("usage") is not None
 
     def _absorb(self, obj: dict) -> None:
         """Take id, model, usage, finish reason and errors from an answer or a stream event."""
@@ -557,7 +667,9 @@ class CallCapture:
             "api_key_hint": self.api_key_hint,
         }
         for name, limit in _COLUMN_LIMITS.items():
-            record[name] = _clean(record[name], limit)
+            value = record[name]
+            if value is not None and (len(value) > limit or not value.isascii() or "\x00" in value):
+                record[name] = _clean(value, limit)
         return record
 
 

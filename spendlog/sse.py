@@ -1,9 +1,12 @@
 """Server-sent events, incrementally and cheaply.
 
-``EventSplitter`` cuts a byte stream into raw events as the bytes arrive, wherever the network
-split them. A raw event is the exact bytes of the event including the blank line that ends it, so
-joining the raw events (plus ``pending``) gives back the input byte for byte. Boundaries are found
-with one C-level regex scan; nothing is decoded or JSON-parsed here.
+``EventSplitter`` cuts a byte stream at event boundaries as the bytes arrive, wherever the network
+split them: ``take_complete`` hands back all the complete events of a read as one bytes object
+(so callers can search many events at C speed), ``split_events`` cuts that into raw events. A raw
+event is the exact bytes of the event including the blank line that ends it, so joining the raw
+events (plus ``pending``) gives back the input byte for byte. Boundaries are found with
+``bytes.find`` for LF streams and one regex scan when CRs appear; nothing is decoded or
+JSON-parsed here.
 
 ``parse_event`` reads one raw event per the SSE spec (``event:``/``data:`` fields, multi-line
 data joined with ``\\n``, ``:`` comment lines, ``\\n``, ``\\r\\n`` or ``\\r`` line ends). Callers use
@@ -14,46 +17,71 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EventSplitter", "parse_event"]
+__all__ = ["EventSplitter", "split_events", "parse_event"]
 
 # An event ends at an empty line: LF LF, LF CR LF (covers CRLF CRLF), or CR CR.
 _BOUNDARY = re.compile(rb"\n\r?\n|\r\r")
 
 
 class EventSplitter:
-    """Splits a byte stream into complete raw SSE events; keeps the unfinished tail."""
+    """Cuts a byte stream at event boundaries; keeps the unfinished tail."""
 
-    __slots__ = ("pending", "_scan_from")
+    __slots__ = ("pending",)
 
     def __init__(self) -> None:
         self.pending = b""
-        self._scan_from = 0  # where a boundary could start in ``pending`` (earlier bytes were scanned)
+
+    def take_complete(self, chunk: bytes) -> bytes:
+        """The complete events ``chunk`` finishes, as one bytes object (b"" when none); the rest
+        is kept for the next call."""
+        pending = self.pending
+        if pending:
+            data = pending + chunk
+            scan = max(len(pending) - 2, 0)  # earlier bytes held no boundary; one may straddle
+        else:
+            data, scan = chunk, 0
+        if b"\r" not in data:  # the common case: LF line ends, the only boundary is LF LF
+            end = data.rfind(b"\n\n", scan)
+            end = end + 2 if end >= 0 else 0
+        else:
+            end = 0
+            for m in _BOUNDARY.finditer(data, scan):
+                end = m.end()
+        if end == len(data):
+            self.pending = b""
+            return data
+        self.pending = data[end:]
+        return data[:end]
 
     def split(self, chunk: bytes) -> list[bytes]:
         """The events completed by ``chunk``, in order."""
-        if self.pending:
-            data = self.pending + chunk
-            scan = self._scan_from
-        else:
-            data = chunk
-            scan = 0
-        events = []
-        start = 0
-        for m in _BOUNDARY.finditer(data, scan):
-            end = m.end()
-            events.append(data[start:end])
-            start = end
-        if start:
-            data = data[start:]
-        self.pending = data
-        # a boundary is at most 3 bytes long; its first 2 bytes may already be here
-        self._scan_from = max(len(data) - 2, 0)
-        return events
+        return split_events(self.take_complete(chunk))
 
     def take_pending(self) -> bytes:
         """The unfinished tail (at end of stream), and forget it."""
-        data, self.pending, self._scan_from = self.pending, b"", 0
+        data, self.pending = self.pending, b""
         return data
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """``data`` (complete events) cut into raw events, each with the blank line that ends it."""
+    events = []
+    start = 0
+    if b"\r" not in data:
+        end = data.find(b"\n\n")
+        while end >= 0:
+            end += 2
+            events.append(data[start:end])
+            start = end
+            end = data.find(b"\n\n", end)
+    else:
+        for m in _BOUNDARY.finditer(data):
+            end = m.end()
+            events.append(data[start:end])
+            start = end
+    if start < len(data):
+        events.append(data[start:])  # no boundary at the end: only when called on a tail
+    return events
 
 
 def parse_event(raw: bytes) -> tuple[str | None, bytes | None]:

@@ -26,7 +26,7 @@ import threading
 import zlib
 from typing import Any
 
-from spendlog.capture import CallCapture
+from spendlog.capture import TRACKED_PATHS, CallCapture
 from spendlog.db.writer import warn_once
 
 __all__ = ["LoggingTransport", "AsyncLoggingTransport", "http_client", "async_http_client", "error_type_for"]
@@ -52,14 +52,22 @@ def _library(obj: object):
     return sys.modules[type(obj).__module__.partition(".")[0]]
 
 
-def _start(request, app, user, tags, db_url, body: bytes) -> CallCapture | None:
-    return CallCapture.start(request.method, str(request.url), request.headers.raw, body,
-                             app=app, user=user, tags=tags, db_url=db_url)
+def _start(request, path: str, app, user, tags, db_url, body: bytes) -> CallCapture | None:
+    try:
+        upstream = request.url.netloc.decode("ascii").rpartition("@")[2]
+    except Exception:  # noqa: BLE001 - an odd URL object: let the capture parse the text
+        return CallCapture.start(request.method, str(request.url), request.headers.raw, body,
+                                 app=app, user=user, tags=tags, db_url=db_url)
+    return CallCapture.start_parts(request.method, upstream, path, request.headers.raw, body,
+                                   app=app, user=user, tags=tags, db_url=db_url)
 
 
-def _is_candidate(request) -> bool:
-    return request.method == "POST" and request.url.path.rstrip("/").endswith(
-        ("/completions", "/embeddings", "/responses"))
+def _candidate_path(request) -> str | None:
+    """The URL path when the request may be an LLM call (the capture decides), else None."""
+    if request.method != "POST":
+        return None
+    path = request.url.path
+    return path if path.rstrip("/").endswith(TRACKED_PATHS) else None
 
 
 def _outgoing(request, capture: CallCapture):
@@ -200,13 +208,14 @@ class LoggingTransport:
 
     def handle_request(self, request):
         inner = self._inner_for(request) if self._wrapped is None else self._wrapped
-        if not _is_candidate(request):
+        path = _candidate_path(request)
+        if path is None:
             return inner.handle_request(request)
         try:
             body = request.content
         except Exception:  # noqa: BLE001 - a streamed upload: read it (LLM requests are JSON)
             body = request.read()
-        capture = _start(request, self.app, self.user, self.tags, self.db_url, body)
+        capture = _start(request, path, self.app, self.user, self.tags, self.db_url, body)
         if capture is None:
             return inner.handle_request(request)
         try:
@@ -263,13 +272,14 @@ class AsyncLoggingTransport:
 
     async def handle_async_request(self, request):
         inner = self._inner_for(request) if self._wrapped is None else self._wrapped
-        if not _is_candidate(request):
+        path = _candidate_path(request)
+        if path is None:
             return await inner.handle_async_request(request)
         try:
             body = request.content
         except Exception:  # noqa: BLE001
             body = await request.aread()
-        capture = _start(request, self.app, self.user, self.tags, self.db_url, body)
+        capture = _start(request, path, self.app, self.user, self.tags, self.db_url, body)
         if capture is None:
             return await inner.handle_async_request(request)
         try:

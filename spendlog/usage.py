@@ -123,15 +123,17 @@ def parse_usage(usage: object) -> Usage | None:
 # only the ``usage`` object is re-read with Decimal.
 _DECIMAL_PARSE_LIMIT = 256 * 1024
 _USAGE_KEY = re.compile(rb'"usage"\s*:\s*\{')
+_DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal)
 
 
 def loads_answer(body: bytes) -> object:
     """A JSON answer with every number that could be money parsed as ``Decimal``.
 
     Raises ``ValueError`` when the body is not JSON."""
+    text = body.decode("utf-8")  # JSON is UTF-8 (RFC 8259); UnicodeDecodeError is a ValueError
     if len(body) <= _DECIMAL_PARSE_LIMIT:
-        return json.loads(body, parse_float=Decimal)
-    obj = json.loads(body)
+        return _DECIMAL_JSON.decode(text)
+    obj = json.loads(text)
     if isinstance(obj, dict) and isinstance(obj.get("usage"), dict):
         obj["usage"] = _exact_usage(body)
     return obj
@@ -145,7 +147,7 @@ def _exact_usage(body: bytes) -> object:
         return None
     text = body[matches[-1].end() - 1 :].decode("utf-8", "replace")
     try:
-        usage, _ = json.JSONDecoder(parse_float=Decimal).raw_decode(text)
+        usage, _ = _DECIMAL_JSON.raw_decode(text)
     except ValueError:
         return None
     return usage

@@ -429,7 +429,7 @@ _STABLE = ("request_id", "model", "prompt_tokens", "completion_tokens", "total_t
            "reasoning_tokens", "cost_usd", "cost_source", "finish_reason", "error_type", "status_code")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get("SPENDLOG_HYPOTHESIS_EXAMPLES", "200")), deadline=None)
 @given(points=st.lists(st.integers(min_value=0, max_value=5000), max_size=40), crlf=st.booleans(),
        asked=st.booleans())
 def test_any_split_gives_the_same_result(points, crlf, asked):
@@ -456,7 +456,7 @@ def test_arbitrary_bytes_never_raise(data, points, injected, sse, status):
     capture.record()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get("SPENDLOG_HYPOTHESIS_EXAMPLES", "200")), deadline=None)
 @given(events=st.lists(st.sampled_from([
     b'data: {"choices":[{"delta":{"content":"x"},"finish_reason":null}],"usage":null}\n\n',
     b'data: {"choices":[],"usage":{"prompt_tokens":1,"total_tokens":1}}\n\n',

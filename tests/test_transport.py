@@ -436,7 +436,7 @@ def test_key_never_stored_or_logged(fake_upstream, caplog):
 
 # -- fail-open -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("broken_part, recorded", [("_read_request", 0), ("_on_event", 1), ("record", 0)])
+@pytest.mark.parametrize("broken_part, recorded", [("_read_request", 0), ("_read_event", 1), ("record", 0)])
 def test_recording_failure_never_breaks_the_call(fake_upstream, monkeypatch, caplog, broken_part, recorded):
     from spendlog import capture as capture_mod
 
