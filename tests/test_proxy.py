@@ -361,3 +361,42 @@ def test_healthz_describes_upstream_and_writer(proxy, fake_upstream):
     assert data["writer"]["state"] == "ok" and data["writer"]["written"] >= 1
     assert set(data["writer"]) >= {"url", "pending", "spooled", "dropped", "last_error"}
     assert fake_upstream.requests[-1].path == "/v1/chat/completions"  # health is answered locally
+
+
+# -- any method, any body size up to the limit -----------------------------------------------------
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+def test_every_method_is_forwarded_as_is(proxy_factory, method):
+    def respond(req: bytes) -> bytes:
+        answer = json_response(200, {"ok": True}, headers={"X-Upstream": "yes"})
+        return answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" if req.startswith(b"HEAD") else answer
+
+    upstream = Recorder(respond)
+    try:
+        proxy = proxy_factory(upstream.origin + "/v1")
+        body = b'{"purpose":"test"}' if method in ("PUT", "PATCH") else None
+        resp = httpx.request(method, proxy.url("/v1/files/file-123?x=1"), content=body,
+                             headers={"Authorization": "Bearer sr_test_methodsmethods"})
+        assert resp.status_code == 200 and resp.headers["x-upstream"] == "yes"
+        [hit] = upstream.hits
+        assert hit.startswith(f"{method} /v1/files/file-123?x=1 HTTP/1.1\r\n".encode())
+        if body:
+            assert hit.endswith(body)
+        assert rows() == []
+    finally:
+        upstream.stop()
+
+
+def test_curl_large_body_with_expect_100_continue(fake_upstream, proxy, tmp_path):
+    if shutil.which("curl") is None:
+        pytest.fail("curl is needed for this test (apt-get install curl)")
+    payload = tmp_path / "big.json"
+    payload.write_text(json.dumps({**CHAT, "messages": [{"role": "user", "content": "y " * 800_000}]}))
+    done = subprocess.run(["curl", "-sS", "-v", "--max-time", "20", proxy.url("/v1/chat/completions"),
+                           "-H", f"Authorization: Bearer {fake_upstream.api_key}", "-H", "Expect: 100-continue",
+                           "-H", "Content-Type: application/json", "--data-binary", f"@{payload}"],
+                          capture_output=True, text=True, timeout=30)
+    assert "HTTP/1.1 100 Continue" in done.stderr  # curl did not sit out its 1 s wait
+    assert json.loads(done.stdout)["object"] == "chat.completion"
+    assert len(fake_upstream.last_request.body) == payload.stat().st_size
+    assert "expect" not in fake_upstream.last_request.headers
