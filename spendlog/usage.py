@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-__all__ = ["Usage", "parse_usage", "loads_answer", "error_message", "MAX_COST_USD", "MAX_TOKENS"]
+__all__ = ["Usage", "parse_usage", "loads_exact", "loads_answer", "error_message", "MAX_COST_USD", "MAX_TOKENS"]
 
 MAX_TOKENS = 2**63 - 1
 # One call costing more than this is not a price, it is a bug (and would overflow SQLite's pico-USD).
@@ -124,6 +124,11 @@ def parse_usage(usage: object) -> Usage | None:
 _DECIMAL_PARSE_LIMIT = 256 * 1024
 _USAGE_KEY = re.compile(rb'"usage"\s*:\s*\{')
 _DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal)
+
+
+def loads_exact(data: bytes) -> object:
+    """JSON (UTF-8) with fractions as ``Decimal``. Raises ``ValueError`` when it is not JSON."""
+    return _DECIMAL_JSON.decode(data.decode("utf-8"))
 
 
 def loads_answer(body: bytes) -> object:

@@ -438,12 +438,13 @@ def test_key_never_stored_or_logged(fake_upstream, caplog):
 
 @pytest.mark.parametrize("broken_part, recorded", [("_read_request", 0), ("_read_event", 1), ("record", 0)])
 def test_recording_failure_never_breaks_the_call(fake_upstream, monkeypatch, caplog, broken_part, recorded):
-    from spendlog import capture as capture_mod
+    from spendlog.answer import AnswerReader
+    from spendlog.capture import CallCapture
 
     def broken(self, *a, **kw):
         raise RuntimeError("parser exploded")
 
-    monkeypatch.setattr(capture_mod.CallCapture, broken_part, broken)
+    monkeypatch.setattr(AnswerReader if broken_part == "_read_event" else CallCapture, broken_part, broken)
     client = sdk(fake_upstream, hooked=True)
     with caplog.at_level(logging.WARNING, logger="spendlog"):
         chunks = list(client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True))

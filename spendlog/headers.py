@@ -1,0 +1,107 @@
+"""What a request's headers say about attribution and the key, and keeping secrets out of text.
+
+- ``X-Spendlog-App``, ``X-Spendlog-User``, ``X-Spendlog-Tags`` (``k=v,k2=v2``), any case: read and
+  removed before the request leaves the machine (``split_attribution``).
+- The key in ``Authorization: Bearer``, ``api-key`` or ``x-api-key``: only its hint is ever kept
+  (``hint_for``: ``sr_test_abcdef123456`` -> ``sr_...3456``).
+- ``scrub``: text with anything that looks like a key replaced by its hint (error messages are
+  stored, and upstreams sometimes quote the key back).
+
+Headers may be ``(str, str)`` or ``(bytes, bytes)`` pairs (httpx hands out raw bytes); pairs are
+passed on as they came.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+__all__ = ["split_attribution", "parse_tags", "key_hint", "hint_for", "scrub", "read_headers", "with_content_length"]
+
+_ATTRIBUTION = {"x-spendlog-app": "app", "x-spendlog-user": "user", "x-spendlog-tags": "tags"}
+# lower-cased header name -> what it carries; the same table for bytes and str headers
+_ROLES = {**_ATTRIBUTION, "authorization": "authorization", "api-key": "key", "x-api-key": "key"}
+_ROLES_B = {k.encode(): v for k, v in _ROLES.items()}
+_SECRET = re.compile(
+    r"(?i)(?:bearer\s+)?\b(?:sr|sk|pk|rk|key|api)[-_][A-Za-z0-9_\-]{6,}|\b[A-Za-z0-9_\-]{32,}"
+)
+
+
+def text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def parse_tags(value: str) -> dict[str, str] | None:
+    """``"k=v,k2=v2"`` -> ``{"k": "v", "k2": "v2"}``; a bare ``k`` becomes ``{"k": ""}``."""
+    tags = {}
+    for item in value.split(","):
+        key, _, val = item.partition("=")
+        key = key.strip()
+        if key:
+            tags[key] = val.strip()
+    return tags or None
+
+
+def read_headers(headers: Sequence[tuple]) -> tuple[list[tuple], dict[str, str], str | None]:
+    """One pass over the headers: ``(headers without attribution, {"app"/"user"/"tags": value},
+    the API key)``. The list is the caller's own when there is nothing to remove."""
+    found: dict[str, str] = {}
+    key = None
+    for name, value in headers:
+        role = (_ROLES_B if type(name) is bytes else _ROLES).get(name.lower())
+        if role is None:
+            continue
+        value = text(value).strip()
+        if role == "authorization":
+            scheme, _, value = value.partition(" ")
+            if scheme.lower() != "bearer":
+                continue
+            value = value.strip()
+            role = "key"
+        if role == "key":
+            key = key or value or None
+        else:
+            found[role] = value
+    if found:
+        left = [pair for pair in headers if text(pair[0]).lower() not in _ATTRIBUTION]
+    else:
+        left = headers if type(headers) is list else list(headers)
+    return left, found, key
+
+
+def split_attribution(headers: Sequence[tuple]) -> tuple[list[tuple], str | None, str | None, dict[str, str] | None]:
+    """Remove the ``X-Spendlog-App/User/Tags`` headers (any case): ``(headers_left, app, user, tags)``."""
+    left, found, _key = read_headers(headers)
+    tags = parse_tags(found["tags"]) if "tags" in found else None
+    return left, found.get("app") or None, found.get("user") or None, tags
+
+
+def hint_for(key: str) -> str:
+    """``sr_test_abcdef123456`` -> ``sr_...3456``: the prefix (up to the first ``_`` or ``-``) and the
+    last 4 characters, which is all that is ever stored. Short keys show no tail at all."""
+    cut = min((i for i in (key.find("_"), key.find("-")) if 0 <= i < 8), default=-1)
+    prefix = key[: cut + 1] if cut >= 0 else ""
+    return prefix + "..." + (key[-4:] if len(key) >= 16 else "")
+
+
+def key_hint(headers: Sequence[tuple]) -> str | None:
+    """The stored hint of the key in ``Authorization: Bearer``, ``api-key`` or ``x-api-key``."""
+    key = read_headers(headers)[2]
+    return hint_for(key) if key else None
+
+
+def scrub(value: str, secret: str | None = None) -> str:
+    """``value`` with the given secret and anything that looks like a key replaced by its hint."""
+    if secret and secret in value:
+        value = value.replace(secret, hint_for(secret))
+    return _SECRET.sub(lambda m: hint_for(m.group(0).split()[-1]), value)
+
+
+def with_content_length(headers: list[tuple], length: int) -> list[tuple]:
+    """``headers`` with Content-Length set to ``length`` (kept absent when absent)."""
+    out = []
+    for name, value in headers:
+        if text(name).lower() == "content-length":
+            value = str(length).encode() if isinstance(value, bytes) else str(length)
+        out.append((name, value))
+    return out
