@@ -1,15 +1,19 @@
 """Believable history for the demo (and for benchmarks), made by the real record builder.
 
 ``generate_records(days, seed, per_day, end=...)`` yields one ledger record per simulated HTTP
-attempt, oldest first. Every record is built by ``spendlog.capture.CallCapture`` exactly as the
-hook and the proxy build theirs: the request body goes in, the fake upstream's own bytes for that
-request come back (``spendlog.fake_upstream.shapes``, priced by ``pricing.compute``, the function
-behind ``expected_usage``), and ``record()`` reads usage, cost, finish reason and errors out of
-them. Only what a replay cannot know is set from the simulation: the id and ``created_at`` (in the
-past), and the latencies (synthetic, per model).
+attempt, oldest first. Records come from ``spendlog.capture.CallCapture``, exactly as the hook and
+the proxy build theirs: the request body goes in, the fake upstream's own bytes for that request
+come back (``spendlog.fake_upstream.shapes``, priced by ``pricing.compute``, the function behind
+``expected_usage``), and ``record()`` reads usage, cost, finish reason and errors out of them.
 
-The traffic model (all drawn from one ``random.Random(seed)``, so the same arguments give the same
-records):
+Speed: a capture costs about a millisecond, too slow for 60 days in seconds. So each distinct
+request (app, model, endpoint, stream, outcome, one of ``PROMPTS_PER_MODEL`` prompts) is captured
+once, and its repeats (apps do repeat their prompts) copy that record, changing only what differs
+between two sends of the same request: id and ``created_at`` (in the past), user, key hint, tags,
+the upstream's request id, and the latencies (synthetic, per model).
+
+The traffic model (drawn from ``random.Random`` instances seeded from ``seed`` alone, so the same
+arguments give the same records):
 
 - volume grows linearly over the period (half the mean at the start, 1.5x at the end), weekdays
   carry 2.4x the traffic of weekend days, hours follow an office-day curve (UTC) except for the
@@ -55,7 +59,7 @@ class App:
     name: str
     share: float                      # of all traffic
     models: tuple[tuple[str, float], ...]
-    users: tuple[str, ...]            # first users call most (weights 1, 1/2, 1/3, ...)
+    users: tuple[str, ...]            # the first ones call most (a Pareto tail)
     keys: tuple[tuple[int, float], ...]  # index into demo_keys(), weight
     stream: float                     # share of chat calls that stream
     context: tuple[int, int]          # characters of context pasted into the prompt
