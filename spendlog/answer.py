@@ -330,9 +330,12 @@ class AnswerReader:
 # -- helpers --------------------------------------------------------------------------------------
 
 def _start_of(region: bytes, boundary: int) -> int:
-    """Where the event ending at ``boundary`` (an LF LF) starts, leading blank lines excluded."""
+    """Where the event ending at ``boundary`` (an LF LF) starts, leading blank lines excluded (a
+    region may begin with the lone LF of a blank line whose other LF ended the region before)."""
     s = region.rfind(b"\n\n", 0, boundary)
-    return 0 if s < 0 else s + 2
+    if s >= 0:
+        return s + 2
+    return 1 if region.startswith(b"\n") else 0
 
 
 def _mark_at(region: bytes, ends: dict[int, int], pos: int) -> int:

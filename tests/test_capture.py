@@ -9,7 +9,7 @@ import os
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -457,6 +457,8 @@ def test_arbitrary_bytes_never_raise(data, points, injected, sse, status):
 
 
 @settings(max_examples=int(os.environ.get("SPENDLOG_HYPOTHESIS_EXAMPLES", "200")), deadline=None)
+@example(events=[b'data: {"error":{"message":"e"}}\n\n', b"\n\n",
+                 b'data: {"choices":[],"usage":{"prompt_tokens":1,"total_tokens":1}}\n\n'], points=[34])
 @given(events=st.lists(st.sampled_from([
     b'data: {"choices":[{"delta":{"content":"x"},"finish_reason":null}],"usage":null}\n\n',
     b'data: {"choices":[],"usage":{"prompt_tokens":1,"total_tokens":1}}\n\n',
