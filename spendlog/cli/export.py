@@ -1,21 +1,309 @@
-"""`spendlog export` and `spendlog summary`."""
+"""`spendlog export` and `spendlog summary`: spend for finance and for the shell.
+
+Both read through ``spendlog.db.queries`` (the dashboard's numbers, to the last digit) with a
+read-only engine, and turn every user mistake into one line and exit code 2.
+"""
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
 import click
 
-from ._common import db_option
+from ._common import db_option, fail
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DIMENSION_GROUPS = ("model", "provider", "app", "user", "key")
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        if not _DATE.match(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date: use YYYY-MM-DD")
+    return None  # unreachable
+
+
+def _parse_groups(value: str, *, allow_call: bool) -> list[str]:
+    from spendlog.db.queries import GROUPS
+
+    groups = [g.strip().lower() for g in value.split(",") if g.strip()]
+    if not groups:
+        fail("--by needs at least one of: " + ", ".join((*GROUPS, "call") if allow_call else GROUPS))
+    if "call" in groups:
+        if not allow_call:
+            fail("--by call is for `spendlog export`")
+        if groups != ["call"]:
+            fail("--by call cannot be combined with other groups")
+        return groups
+    for g in groups:
+        if g not in GROUPS:
+            choices = (*GROUPS, "call") if allow_call else GROUPS
+            fail(f"--by {g!r} is not a group: choose from {', '.join(choices)}")
+    if len(set(groups)) != len(groups):
+        fail("--by lists a group twice")
+    return groups
+
+
+def _filters(from_value, to_value, tz):
+    from spendlog.db.periods import date_bounds, get_zone
+    from spendlog.db.queries import Filters
+
+    try:
+        get_zone(tz)
+    except ValueError as exc:
+        fail(f"--tz: {exc}")
+    start_day = _parse_date(from_value, "--from")
+    end_day = _parse_date(to_value, "--to")
+    if start_day and end_day and end_day < start_day:
+        fail(f"--to {end_day} is before --from {start_day}")
+    start, end = date_bounds(start_day, end_day, tz)
+    return Filters(start=start, end=end)
+
+
+@contextmanager
+def _reading(db_url: str | None):
+    """A read-only connection, with database trouble turned into one clear line."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from spendlog.db.engine import make_engine, mask_url, resolve_url, sqlite_path
+
+    url = resolve_url(db_url)  # a bad URL raises DatabaseURLError -> one line, exit 2
+    where = mask_url(url)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        fail(f"no spendlog database at {path} (nothing recorded yet, or a wrong --db)")
+    # PostgreSQL: read-only per connection, because make_engine(readonly=True) sets its own libpq
+    # `options` and so drops any `options` in the URL (e.g. -csearch_path=...); SQLite: mode=ro.
+    postgres = url.get_backend_name() == "postgresql"
+    engine = make_engine(url, readonly=not postgres, pool=False)
+    try:
+        conn = engine.connect()
+        if postgres:
+            conn = conn.execution_options(postgresql_readonly=True)
+        has_tables = inspect(conn).has_table("completions")
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        fail(f"cannot read the database {where}: {_first_line(exc)}")
+    if not has_tables:
+        conn.close()
+        engine.dispose()
+        fail(f"{where} has no spendlog tables: run `spendlog db upgrade --db URL` or check --db")
+    try:
+        yield conn
+    except SQLAlchemyError as exc:
+        fail(f"reading {where} failed: {_first_line(exc)}")
+    finally:
+        conn.close()
+        engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _output(path: str):
+    """Stdout, or a file written beside its final name and renamed into place on success, so a
+    failed export never leaves a truncated file that looks complete."""
+    if path == "-":
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", line_buffering=False)
+        try:
+            yield stream, None
+            stream.flush()
+        finally:
+            stream.detach()
+        return
+    target = Path(path)
+    if target.is_dir():
+        fail(f"-o {path!r} is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    except OSError as exc:
+        fail(f"cannot write -o {path!r}: {exc.strerror or exc}")
+    ok = False
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as stream:
+            yield stream, target
+        os.replace(tmp, target)
+        ok = True
+    finally:
+        if not ok:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _tz_option(f):
+    return click.option(
+        "--tz",
+        default="UTC",
+        envvar="SPENDLOG_TZ",
+        show_default=True,
+        metavar="ZONE",
+        help="IANA timezone for --from/--to and for day/week/month boundaries (default: $SPENDLOG_TZ, else UTC).",
+    )(f)
+
+
+def _range_options(f):
+    f = click.option("--to", "to_value", metavar="DATE", help="Last day to include, YYYY-MM-DD (inclusive).")(f)
+    f = click.option("--from", "from_value", metavar="DATE", help="First day to include, YYYY-MM-DD.")(f)
+    return f
 
 
 @click.command("export")
+@_range_options
+@_tz_option
+@click.option(
+    "--by",
+    "by_value",
+    default="day,model",
+    show_default=True,
+    metavar="GROUPS",
+    help="Comma list of day, week, month, model, provider, app, user, key; or `call` for one row per call.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "focus"]),
+    default="csv",
+    show_default=True,
+    help="csv, JSON lines, or FinOps FOCUS columns (CSV).",
+)
+@click.option("-o", "--output", "output", default="-", metavar="FILE", help="Write to FILE instead of stdout.")
 @db_option
-def export_cmd(db_url: str | None) -> None:
+def export_cmd(from_value, to_value, tz, by_value, fmt, output, db_url) -> None:
     """Export spend as CSV, JSON lines or FinOps FOCUS for finance."""
-    raise click.ClickException("not implemented yet")
+    from spendlog.export import export_calls, export_grouped
+
+    by = _parse_groups(by_value, allow_call=True)
+    filters = _filters(from_value, to_value, tz)
+    if fmt == "focus" and by != ["call"] and sum(g in ("day", "week", "month") for g in by) != 1:
+        fail("--format focus needs exactly one of day, week or month in --by (or --by call)")
+    with _reading(db_url) as conn, _output(output) as (stream, target):
+        show_progress = target is not None and by == ["call"] and sys.stderr.isatty()
+        try:
+            if by == ["call"]:
+                with _progress(conn, filters, show_progress) as progress:
+                    rows = export_calls(conn, filters, fmt, stream, progress=progress)
+            else:
+                rows = export_grouped(conn, filters, by, tz, fmt, stream)
+        except BrokenPipeError:  # `spendlog export | head`: the reader left; not an error
+            sys.stderr.close()
+            raise SystemExit(0)
+    if target is not None:
+        click.echo(f"wrote {rows:,} rows to {target}", err=True)
+
+
+@contextmanager
+def _progress(conn, filters, enabled: bool):
+    if not enabled:
+        yield None
+        return
+    from spendlog.db.queries import count_calls
+
+    with click.progressbar(length=count_calls(conn, filters), label="exporting", file=sys.stderr) as bar:
+        yield bar.update
+
+
+# ---------------------------------------------------------------- summary
+
+
+def display_usd(value: Decimal) -> str:
+    """``$1,234.56``; under $0.10 three significant digits so small sums never read as zero
+    (``$0.000148``), the same rule as the dashboard."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value == 0:
+        return "$0.00"
+    places = 2 if value >= Decimal("0.1") else max(2, -value.adjusted() + 2)
+    text = format(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), "f")
+    if places > 2:
+        text = text.rstrip("0")
+        if len(text.partition(".")[2]) < 2:
+            text = text.ljust(len(text.partition(".")[0]) + 3, "0")
+    whole, _, frac = text.partition(".")
+    return f"{sign}${int(whole):,}.{frac}"
+
+
+def _table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _printable(value: str | None) -> str:
+    if value is None:
+        return "(none)"
+    return "".join(ch if ch.isprintable() else "?" for ch in value)  # header values: no terminal escapes
 
 
 @click.command("summary")
+@_range_options
+@_tz_option
+@click.option(
+    "--by",
+    "by_value",
+    default="model,app",
+    show_default=True,
+    metavar="GROUPS",
+    help="Comma list of breakdowns to print, one table each: model, provider, app, user, key, day, week, month.",
+)
 @db_option
-def summary_cmd(db_url: str | None) -> None:
+def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
     """Print spend totals per model and app as a terminal table."""
-    raise click.ClickException("not implemented yet")
+    from spendlog.db.queries import grouped_totals
+
+    by = _parse_groups(by_value, allow_call=False)
+    filters = _filters(from_value, to_value, tz)
+    with _reading(db_url) as conn:
+        total = next(grouped_totals(conn, filters, []))
+        breakdowns = {g: list(grouped_totals(conn, filters, [g], tz)) for g in by}
+    span = f"{from_value or 'first call'} .. {to_value or 'last call'} ({tz})"
+    out = [f"spendlog summary, {span}", ""]
+    requests = total["requests"]
+    errors = total["errors"]
+    rate = f"{errors / requests:.1%}" if requests else "0.0%"
+    out += [
+        f"Total spend   {display_usd(total['cost_usd'])}   (exact: {_exact(total['cost_usd'])} USD)",
+        f"Requests      {requests:,}   errors {errors:,} ({rate})   without cost {total['calls_missing_cost']:,}",
+        f"Tokens        {total['prompt_tokens']:,} prompt, {total['completion_tokens']:,} completion, "
+        f"{total['total_tokens']:,} total",
+    ]
+    header = ["", "requests", "prompt tok", "completion tok", "spend", "share"]
+    for group, rows in breakdowns.items():
+        rows = sorted(rows, key=lambda r: r["cost_usd"], reverse=True) if group in _DIMENSION_GROUPS else rows
+        body = []
+        for r in rows:
+            share = f"{r['cost_usd'] / total['cost_usd'] * 100:.1f}%" if total["cost_usd"] else "-"
+            label = r[group].isoformat() if hasattr(r[group], "isoformat") else _printable(r[group])
+            body.append([label, f"{r['requests']:,}", f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}",
+                         display_usd(r["cost_usd"]), share])
+        out.append("")
+        if not body:
+            out.append(f"By {group}: no calls")
+            continue
+        header[0] = group
+        out += _table(f"By {group}", header, body, right={1, 2, 3, 4, 5})
+    click.echo("\n".join(out))
+
+
+def _exact(value: Decimal) -> str:
+    from spendlog.export import format_money
+
+    return format_money(value)

@@ -1,0 +1,454 @@
+"""Spend files for finance: CSV, JSON lines and FinOps FOCUS, from the shared read layer.
+
+``spendlog export`` and the dashboard's downloads both call this module, and it reads only
+through ``spendlog.db.queries`` (no SQL here), so every file agrees with every screen.
+
+Cells, the same in every file:
+
+- money (``cost_usd``, FOCUS costs): the exact decimal value, plain notation (never an
+  exponent), trailing zeros dropped: ``0.000148``, ``12.5``, ``0``. Stored amounts have at most
+  12 decimal places, so nothing is ever rounded.
+- instants: ISO 8601 in UTC with microseconds, ``2024-05-01T23:30:00.000000Z``; period columns
+  (``day``, ``week``, ``month``): the local start date, ``2024-05-01``.
+- unknown values: an empty cell (JSON ``null``); ``stream``: ``true`` / ``false``; ``tags``: JSON.
+
+CSV and FOCUS files are RFC 4180 (UTF-8, comma, ``"`` quoting, CRLF). Model, app, user and tag
+values arrive in request headers and are untrusted: a text cell that begins with ``=``, ``+``,
+``-``, ``@``, tab or carriage return (or their full-width forms) gets a leading ``'`` so
+spreadsheets show it as text instead of running it (OWASP "CSV Injection"); the header row goes
+through the same function. JSON lines keep the exact values, since no spreadsheet evaluates them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from itertools import chain
+from operator import itemgetter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from spendlog.db.periods import PERIODS, get_zone, period_start
+from spendlog.db.queries import Filters, grouped_totals, iter_call_chunks
+
+__all__ = [
+    "FORMATS",
+    "GROUP_MEASURES",
+    "CALL_COLUMNS",
+    "FOCUS_COLUMNS",
+    "neutralise",
+    "format_money",
+    "format_instant",
+    "grouped_columns",
+    "write_table",
+    "export_grouped",
+    "export_calls",
+    "grouped_csv",
+    "calls_csv",
+]
+
+FORMATS = ("csv", "jsonl", "focus")
+GROUP_MEASURES = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "calls_missing_cost",
+)
+CALL_COLUMNS = (
+    "id",
+    "created_at",
+    "request_id",
+    "model",
+    "requested_model",
+    "provider",
+    "app",
+    "user",
+    "tags",
+    "api_key_hint",
+    "status_code",
+    "error_type",
+    "finish_reason",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_source",
+    "latency_ms",
+    "ttft_ms",
+)
+_CALL_TEXT = ("id", "request_id", "model", "requested_model", "provider", "app", "user", "api_key_hint",
+              "error_type", "finish_reason", "cost_source")
+
+# ---------------------------------------------------------------- cells
+
+_BOOL = {True: "true", False: "false"}  # also 1 and 0
+_TRIGGERS = "=+-@\t\r\uff1d\uff0b\uff0d\uff20"  # OWASP's list plus the full-width =, +, -, @
+_TRIGGER_SET = frozenset(_TRIGGERS)
+_first_char = itemgetter(0)
+
+
+def neutralise(cell: str) -> str:
+    """Make a text cell inert in spreadsheets: prefix ``'`` when it starts with a formula
+    trigger. The one place the CSV, FOCUS and dashboard downloads do this."""
+    if cell and cell[0] in _TRIGGERS:
+        return "'" + cell
+    return cell
+
+
+def format_money(amount: Decimal) -> str:
+    """Exact, plain notation, no trailing zeros: ``Decimal('1.2500')`` -> ``'1.25'``."""
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def format_instant(value: datetime) -> str:
+    """An aware datetime as ISO 8601 UTC with microseconds and ``Z``."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return format_money(value)
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _csv_cell(value):
+    """Any value -> what csv.writer should write (ints and None pass through)."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format_money(value)
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return neutralise(_json(value))
+    return neutralise(str(value))
+
+
+def _json_line(names: list[str], row: Sequence) -> str:
+    record = dict(zip(names, map(_json_cell, row)))
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default) + "\n"
+
+
+def _json_cell(value):
+    if isinstance(value, Decimal):
+        return format_money(value)
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _column_csv(values: tuple, kind: str) -> Sequence:
+    """Format one column of a chunk for CSV. Text columns are only rewritten when some cell
+    could trigger a formula."""
+    if kind == "int":
+        return values
+    if kind == "text":
+        if _TRIGGER_SET.isdisjoint(map(_first_char, filter(None, values))):
+            return values  # the common case: no cell needs touching, checked without a Python loop
+        return [neutralise(v) if v else v for v in values]
+    if kind == "money":
+        return [None if v is None else format_money(v) for v in values]
+    if kind == "plain":
+        return values
+    if kind == "instant":
+        return [None if v is None else format_instant(v) for v in values]
+    if kind == "bool":
+        return list(map(_BOOL.get, values))
+    return [_csv_cell(v) for v in values]
+
+
+def write_table(
+    chunks: Iterable[Sequence[Sequence]],
+    columns: Sequence[str],
+    fmt: str,
+    out: TextIO,
+    *,
+    kinds: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write a header and rows (given as chunks of row sequences aligned with ``columns``) as
+    ``csv`` (also used for FOCUS) or ``jsonl`` to the text stream ``out``; returns the row
+    count. ``kinds`` (per column: int, text, money, instant, bool, any) lets CSV format column
+    by column (``plain``: written as is); without it every cell is formatted by its type. ``out`` should be opened with
+    ``newline=""``."""
+    if fmt == "jsonl":
+        names = list(columns)
+        count = 0
+        for chunk in chunks:
+            if not chunk:
+                continue
+            out.write("".join(_json_line(names, row) for row in chunk))
+            count += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        return count
+    if fmt not in ("csv", "focus"):
+        raise ValueError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
+    writer = csv.writer(out)
+    writer.writerow([neutralise(c) for c in columns])
+    kinds = list(kinds) if kinds is not None else ["any"] * len(columns)
+    count = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        cols = [_column_csv(col, kind) for col, kind in zip(zip(*chunk), kinds)]
+        writer.writerows(zip(*cols))
+        count += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return count
+
+
+def grouped_columns(by: Sequence[str]) -> list[str]:
+    """The header of a grouped export: the groups in the order given, then the measures."""
+    return [*by, *GROUP_MEASURES]
+
+
+def _chunked(rows: Iterable, size: int = 10_000) -> Iterable[list]:
+    chunk: list = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def export_grouped(
+    conn, filters: Filters, by: Sequence[str], tz: str, fmt: str, out: TextIO, *, progress=None
+) -> int:
+    """Totals per group (``by`` from ``queries.GROUPS``, periods in ``tz``) as ``fmt``."""
+    if fmt == "focus":
+        return _export_focus_grouped(conn, filters, by, tz, out, progress=progress)
+    columns = grouped_columns(by)
+    rows = ([r[c] for c in columns] for r in grouped_totals(conn, filters, by, tz))
+    kinds = ["any"] * len(by) + ["int"] * len(GROUP_MEASURES)
+    kinds[len(by) + GROUP_MEASURES.index("cost_usd")] = "money"
+    return write_table(_chunked(rows), columns, fmt, out, kinds=kinds, progress=progress)
+
+
+def export_calls(conn, filters: Filters, fmt: str, out: TextIO, *, progress=None, chunk_size: int = 10_000) -> int:
+    """One row per call (``CALL_COLUMNS``), streamed, as ``fmt``."""
+    if fmt == "focus":
+        return _export_focus_calls(conn, filters, out, progress=progress, chunk_size=chunk_size)
+    if fmt == "jsonl":
+        chunks = iter_call_chunks(conn, filters, CALL_COLUMNS, chunk_size=chunk_size)
+        return write_table(chunks, CALL_COLUMNS, fmt, out, progress=progress)
+    if fmt != "csv":
+        raise ValueError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
+    # The bulk path: the database renders timestamps, money, tags and flags as text (plain=True),
+    # so a chunk goes to csv.writer as fetched unless one of its text cells needs neutralising.
+    chunks = iter_call_chunks(conn, filters, CALL_COLUMNS, chunk_size=chunk_size, plain=True)
+    text_columns = [i for i, c in enumerate(CALL_COLUMNS) if c in _CALL_TEXT or c == "tags"]
+    writer = csv.writer(out)
+    writer.writerow([neutralise(c) for c in CALL_COLUMNS])
+    count = 0
+    for chunk in chunks:
+        writer.writerows(_neutralise_rows(chunk, text_columns))
+        count += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return count
+
+
+def _neutralise_rows(rows: list, columns: Sequence[int]) -> list:
+    """``rows`` with the text cells at ``columns`` neutralised. One pass of C-level iteration
+    proves the common case (nothing to do); only rows with a trigger are copied and patched."""
+    pick = itemgetter(*columns)
+    cells = filter(None, chain.from_iterable(map(pick, rows)))
+    if _TRIGGER_SET.isdisjoint(map(_first_char, cells)):
+        return rows
+    rows = list(rows)
+    for i in columns:
+        values = list(map(itemgetter(i), rows))
+        if _TRIGGER_SET.isdisjoint(map(_first_char, filter(None, values))):
+            continue
+        for k, value in enumerate(values):
+            if value and value[0] in _TRIGGER_SET:
+                row = rows[k]
+                if not isinstance(row, list):
+                    row = rows[k] = list(row)
+                row[i] = neutralise(value)
+    return rows
+
+
+def grouped_csv(conn, filters: Filters, by: Sequence[str], tz: str = "UTC") -> bytes:
+    """The grouped CSV as UTF-8 bytes (the dashboard's download button)."""
+    buf = io.StringIO(newline="")
+    export_grouped(conn, filters, by, tz, "csv", buf)
+    return buf.getvalue().encode("utf-8")
+
+
+def calls_csv(conn, filters: Filters) -> bytes:
+    """The per-call CSV as UTF-8 bytes (the dashboard's download button; held in memory, so
+    the caller should bound the range)."""
+    buf = io.StringIO(newline="")
+    export_calls(conn, filters, "csv", buf)
+    return buf.getvalue().encode("utf-8")
+
+
+# ---------------------------------------------------------------- FOCUS (see docs/focus.md)
+
+FOCUS_COLUMNS = (
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "BillingCurrency",
+    "BillingAccountId",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeFrequency",
+    "ChargeDescription",
+    "PricingCategory",
+    "ProviderName",
+    "PublisherName",
+    "InvoiceIssuerName",
+    "ServiceName",
+    "ServiceCategory",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "SubAccountId",
+    "SubAccountName",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "Tags",
+    "x_Requests",
+    "x_PromptTokens",
+    "x_CompletionTokens",
+    "x_CachedTokens",
+    "x_ReasoningTokens",
+    "x_CallsMissingCost",
+    "x_Provider",
+    "x_App",
+    "x_User",
+    "x_ApiKeyHint",
+    "x_CallId",
+    "x_CreatedAt",
+    "x_StatusCode",
+)
+ROUTER = "SolRouter"
+
+
+def _focus_instant(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _local_start(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
+
+
+def _next_period(start: date, period: str) -> date:
+    if period == "day":
+        return start + timedelta(days=1)
+    if period == "week":
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _focus_row(*, cost, period: tuple[datetime, datetime], billing: tuple[datetime, datetime], model, provider,
+               app, user, key, requests, prompt, completion, total, cached, reasoning, missing, tags,
+               call_id=None, created_at=None, status=None) -> list:
+    cost = cost if cost is not None else Decimal(0)
+    labels = {"app": app, "user": user, "api_key_hint": key, **(tags or {})}
+    labels = {k: v for k, v in labels.items() if v is not None}
+    what = model or "unknown model"
+    return [
+        cost, cost, cost, cost, "USD", key or "unknown",
+        *map(_focus_instant, (*billing, *period)),
+        "Usage", "Usage-Based", f"{requests} LLM API call{'s' if requests != 1 else ''} to {what} via {ROUTER}",
+        "Standard", ROUTER, provider or ROUTER, ROUTER, ROUTER, "AI and Machine Learning",
+        model, model, "LLM model" if model else None, app, app,
+        total, "Tokens", labels or None,
+        requests, prompt, completion, cached, reasoning, missing, provider, app, user, key,
+        call_id, created_at, status,
+    ]
+
+
+def _billing_month(instant: datetime) -> tuple[datetime, datetime]:
+    first = instant.astimezone(timezone.utc).date().replace(day=1)
+    return _local_start(first, ZoneInfo("UTC")), _local_start(_next_period(first, "month"), ZoneInfo("UTC"))
+
+
+def _export_focus_grouped(conn, filters, by, tz, out, *, progress=None) -> int:
+    periods = [g for g in by if g in PERIODS]
+    if len(periods) != 1:
+        raise ValueError("--format focus needs exactly one of day, week or month in --by (or --by call)")
+    period = periods[0]
+    zone = get_zone(tz)
+
+    def rows():
+        for r in grouped_totals(conn, filters, by, tz):
+            start = _local_start(r[period], zone)
+            end = _local_start(_next_period(period_start(r[period], period), period), zone)
+            yield _focus_row(
+                cost=r["cost_usd"], period=(start, end), billing=_billing_month(start), model=r.get("model"),
+                provider=r.get("provider"), app=r.get("app"), user=r.get("user"), key=r.get("key"),
+                requests=r["requests"], prompt=r["prompt_tokens"], completion=r["completion_tokens"],
+                total=r["total_tokens"], cached=r["cached_tokens"], reasoning=r["reasoning_tokens"],
+                missing=r["calls_missing_cost"], tags=None,
+            )
+
+    return write_table(_chunked(rows()), FOCUS_COLUMNS, "focus", out, progress=progress)
+
+
+_FOCUS_CALL_SOURCE = ("id", "created_at", "model", "provider", "app", "user", "api_key_hint", "tags", "status_code",
+                      "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
+                      "cost_usd")
+
+
+def _export_focus_calls(conn, filters, out, *, progress=None, chunk_size=10_000) -> int:
+    def chunks():
+        for chunk in iter_call_chunks(conn, filters, _FOCUS_CALL_SOURCE, chunk_size=chunk_size):
+            rows = []
+            for (cid, created, model, provider, app, user, key, tags, status, prompt, completion, total, cached,
+                 reasoning, cost) in chunk:
+                hour = created.replace(minute=0, second=0, microsecond=0)
+                rows.append(_focus_row(
+                    cost=cost, period=(hour, hour + timedelta(hours=1)), billing=_billing_month(hour), model=model,
+                    provider=provider, app=app, user=user, key=key, requests=1, prompt=prompt,
+                    completion=completion, total=total, cached=cached, reasoning=reasoning,
+                    missing=int(cost is None), tags=tags if isinstance(tags, dict) else None,
+                    call_id=cid, created_at=created, status=status,
+                ))
+            yield rows
+
+    return write_table(chunks(), FOCUS_COLUMNS, "focus", out, progress=progress)
