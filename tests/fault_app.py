@@ -112,9 +112,11 @@ def run_dashboard(args) -> int:
 class AppProcess:
     """This script in a child process; ``progress`` is the number of calls it has finished."""
 
-    def __init__(self, *args: str, db_url: str, env: dict | None = None, stop_file: Path | None = None):
+    def __init__(self, *args: str, db_url: str, env: dict | None = None, stop_file: Path | None = None,
+                 script: Path | None = None):
+        """``script``: run that file (which calls ``fault_app.main()``) instead of this one."""
         self.stop_file = stop_file
-        cmd = [sys.executable, __file__, *args]
+        cmd = [sys.executable, str(script or __file__), *args]
         if stop_file is not None:
             cmd += ["--until-file", str(stop_file)]
         full_env = {**os.environ, "SPENDLOG_DB_URL": db_url, **(env or {})}
