@@ -87,7 +87,9 @@ def tokens_by_period(df: pd.DataFrame) -> alt.Chart:
 
 
 def top_spenders(df: pd.DataFrame, title: str) -> alt.Chart:
-    """Horizontal bars, biggest first, "other" last. Columns: name, cost, cost_exact, share, rank."""
+    """Horizontal bars, biggest first, "other" (grey) last.
+
+    Columns: name, cost, cost_exact, share, rank, group ('top'|'other')."""
     return (
         alt.Chart(df, height=max(120, 28 * len(df)))
         .mark_bar()
@@ -95,7 +97,8 @@ def top_spenders(df: pd.DataFrame, title: str) -> alt.Chart:
             y=alt.Y("name:N", title=title, sort=alt.EncodingSortField("rank", order="ascending"),
                     axis=alt.Axis(labelLimit=260)),
             x=alt.X("cost:Q", title="Spend (USD)", axis=alt.Axis(format="$,.2~f")),
-            color=alt.condition(alt.datum.name == "other", alt.value("#bbbbbb"), alt.value("#4c78a8")),
+            color=alt.Color("group:N", legend=None,
+                            scale=alt.Scale(domain=["top", "other"], range=["#4c78a8", "#bbbbbb"])),
             tooltip=[
                 alt.Tooltip("name:N", title=title),
                 alt.Tooltip("cost_exact:N", title="Spend"),

@@ -3,7 +3,9 @@
 The engine lives in ``st.cache_resource``; results live in ``st.cache_data`` keyed on their real
 arguments only (URL, ``Filters``, groups, timezone), with a short TTL and a bounded number of
 entries. ``as_of`` is the live view's refresh tick (``None`` otherwise): a new tick reads fresh
-rows without waiting for the TTL, and sessions watching the same view in one tick share them. Every money figure comes from ``spendlog.db.queries`` (shared with ``spendlog export``);
+rows without waiting for the TTL, and sessions watching the same view in one tick share them.
+It is keyword-only and required: Streamlit keys the cache on the arguments as passed (a default
+left out is not the same key as the same value passed), so every call spells it out. Every money figure comes from ``spendlog.db.queries`` (shared with ``spendlog export``);
 non-money reads come from ``spendlog.db.insights``. Database failures become one
 ``DatabaseUnavailableError`` naming the URL with its password masked.
 """
@@ -30,7 +32,6 @@ __all__ = [
     "engine",
     "state",
     "totals",
-    "options",
     "latency",
     "expensive_calls",
     "recent_errors",
@@ -110,27 +111,21 @@ def _grouped(conn, filters: Filters, by: tuple[str, ...], tz: str) -> list[dict]
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
-def totals(url: str, filters: Filters, by: tuple[str, ...], tz: str, as_of: int | None = None) -> list[dict]:
+def totals(url: str, filters: Filters, by: tuple[str, ...], tz: str, *, as_of: int | None) -> list[dict]:
     """``queries.grouped_totals`` as a list (cached; see ``as_of`` in the module docstring)."""
     return read(url, _grouped, filters, by, tz)
 
 
-@st.cache_data(ttl=60, max_entries=64, show_spinner=False)
-def options(url: str, column: str) -> list[str]:
-    """Every known value of a dimension, for the sidebar's choices."""
-    return read(url, queries.distinct_values, column)
-
-
 @st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
-def latency(url: str, filters: Filters, models: tuple[str | None, ...], as_of: int | None = None) -> list[dict]:
+def latency(url: str, filters: Filters, models: tuple[str | None, ...], *, as_of: int | None) -> list[dict]:
     return read(url, insights.latency_by_model, filters, models)
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
-def expensive_calls(url: str, filters: Filters, as_of: int | None = None) -> list[dict]:
+def expensive_calls(url: str, filters: Filters, *, as_of: int | None) -> list[dict]:
     return read(url, insights.most_expensive_calls, filters)
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
-def recent_errors(url: str, filters: Filters, as_of: int | None = None) -> list[dict]:
+def recent_errors(url: str, filters: Filters, *, as_of: int | None) -> list[dict]:
     return read(url, insights.recent_errors, filters)

@@ -62,8 +62,9 @@ def _seed_from_url() -> None:
     ss[_LOADED] = True
 
 
-def sidebar(options: Callable[[str], list[str]]) -> View:
-    """Draw the filters and return the chosen view. ``options(column)`` lists a dimension's values."""
+def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
+    """Draw the filters and return the chosen view. ``options(start, end, tz)`` lists each
+    dimension's values in the chosen dates (keyed model, provider, app, user, key)."""
     ss = st.session_state
     if not ss.get(_LOADED):
         _seed_from_url()
@@ -88,10 +89,11 @@ def sidebar(options: Callable[[str], list[str]]) -> View:
     granularity = side.radio("Granularity", GRANULARITIES, key="f_by", horizontal=True,
                              format_func=str.capitalize)
 
+    choices = options(start, end, tz)
     chosen: dict[str, tuple[str, ...]] = {}
     for key, (fieldname, column, title) in DIMENSIONS.items():
         current = ss.get(f"f_{key}") or []
-        values = list(dict.fromkeys([*options(column), *current]))
+        values = list(dict.fromkeys([*choices.get(column, []), *current]))
         shown = safe_hint if key == "key" else label
         picked = side.multiselect(title, values, key=f"f_{key}", format_func=shown,
                                   placeholder="All")

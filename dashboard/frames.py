@@ -14,6 +14,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
+from spendlog.db.periods import period_start
+
 from spendlog.dashboard.formatting import (
     format_count,
     format_delta,
@@ -31,6 +33,7 @@ __all__ = [
     "period_label",
     "sum_rows",
     "regroup",
+    "by_period",
     "headline",
     "spend_frame",
     "tokens_frame",
@@ -77,6 +80,24 @@ def regroup(rows: Iterable[dict], dim: str) -> list[dict]:
     out = []
     for value in sorted(groups, key=lambda v: (v is None, v or "")):
         merged = sum_rows(groups[value])
+        merged[dim] = value
+        out.append(merged)
+    return out
+
+
+def by_period(day_rows: Iterable[dict], granularity: str, dim: str = "model") -> list[dict]:
+    """Per-day rows -> per ``granularity`` (``day``/``week``/``month``) x ``dim`` rows, exact sums.
+
+    Local days nest in local weeks and months, so this equals asking the read layer for the
+    coarser period (``db.periods.period_start`` is the read layer's own mapping)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in day_rows:
+        key = (period_start(row["day"], granularity), row[dim])
+        groups.setdefault(key, []).append(row)
+    out = []
+    for (period, value) in sorted(groups, key=lambda k: (k[0], k[1] is None, k[1] or "")):
+        merged = sum_rows(groups[(period, value)])
+        merged[granularity] = period
         merged[dim] = value
         out.append(merged)
     return out
@@ -195,8 +216,9 @@ def top_frame(rows: Sequence[dict], dim: str, top: int = 10) -> pd.DataFrame:
     if rest:
         shown.append((OTHER, sum((r["cost_usd"] for r in rest), Decimal(0))))
     records = [{"name": name, "cost": float(cost), "cost_exact": format_money_exact(cost),
-                "share": format_percent(cost, total), "rank": i} for i, (name, cost) in enumerate(shown)]
-    return pd.DataFrame(records, columns=["name", "cost", "cost_exact", "share", "rank"])
+                "share": format_percent(cost, total), "rank": i, "group": "other" if rest and i == top else "top"}
+               for i, (name, cost) in enumerate(shown)]
+    return pd.DataFrame(records, columns=["name", "cost", "cost_exact", "share", "rank", "group"])
 
 
 def month_frame(day_rows: Sequence[dict], today: date, run_rate_days: int = 7) -> tuple[pd.DataFrame, Decimal, Decimal]:

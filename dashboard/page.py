@@ -10,6 +10,7 @@ import time
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
+import altair as alt
 import streamlit as st
 
 from spendlog.dashboard import charts, data, downloads, frames
@@ -19,6 +20,7 @@ from spendlog.dashboard.formatting import format_money, format_money_exact
 from spendlog.dashboard.params import PRESETS, View, previous_period
 from spendlog.db.engine import mask_url
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
+from spendlog.db.insights import LATENCY_SAMPLE
 from spendlog.db.queries import Filters, date_bounds
 
 __all__ = ["main", "filters_for", "LIVE_SECONDS"]
@@ -26,6 +28,11 @@ __all__ = ["main", "filters_for", "LIVE_SECONDS"]
 LIVE_SECONDS = 5
 MAX_BARS = 400  # periods on the x axis before day granularity switches to week
 LATENCY_MODELS = 12
+EAGER_SCAN_CALLS = 300_000  # above this, the most-expensive-calls scan waits for a click
+# Two breakdowns feed the whole page (and, unfiltered, the sidebar's choices): per day x model
+# (x provider, which follows the model) and per app x user (x key, which follows the user).
+BY_DAY = ("day", "model", "provider")
+BY_WHO = ("app", "user", "key")
 
 
 def filters_for(view: View, start: date, end: date) -> Filters:
@@ -43,7 +50,7 @@ def main() -> None:
         if data.state(url) == "empty":
             show_empty(masked)
             return
-        view = sidebar(lambda column: data.options(url, column))
+        view = sidebar(lambda start, end, tz: _choices(url, start, end, tz))
         run_every = LIVE_SECONDS if view.live else None
         st.fragment(_overview, run_every=run_every)(url, view)
     except (DatabaseUnavailableError, DatabaseURLError) as exc:
@@ -60,6 +67,21 @@ def _tick(view: View) -> int | None:
     return int(_now() // LIVE_SECONDS) if view.live else None
 
 
+def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
+    """The sidebar's choices: every model, provider, app, user and key seen in the date range.
+
+    The same cached queries the page makes when no dimension filter is set, so the first render
+    reads the rollup once for both."""
+    everything = filters_for_dates(start, end, tz)
+    rows = [*data.totals(url, everything, BY_DAY, tz, as_of=None), *data.totals(url, everything, BY_WHO, tz, as_of=None)]
+    return {column: sorted({r[column] for r in rows if r.get(column)}) for column in ("model", "provider", "app", "user", "key")}
+
+
+def filters_for_dates(start: date, end: date, tz: str) -> Filters:
+    lo, hi = date_bounds(start, end, tz)
+    return Filters(start=lo, end=hi)
+
+
 def _overview(url: str, view: View) -> None:
     granularity = view.granularity
     if granularity == "day" and view.days > MAX_BARS:
@@ -69,9 +91,10 @@ def _overview(url: str, view: View) -> None:
     previous = filters_for(view, prev_start, prev_end)
 
     tick = _tick(view)
-    rows = data.totals(url, current, (granularity, "model"), view.tz, tick)
-    total = frames.sum_rows(rows)
-    prev_total = data.totals(url, previous, (), view.tz, tick)[0]
+    day_rows = data.totals(url, current, BY_DAY, view.tz, as_of=tick)
+    rows = frames.by_period(day_rows, granularity)
+    total = frames.sum_rows(day_rows)
+    prev_total = data.totals(url, previous, (), view.tz, as_of=tick)[0]
 
     st.title("LLM spend")
     span = PRESETS[view.preset] if view.preset != "custom" else "Custom range"
@@ -86,50 +109,74 @@ def _overview(url: str, view: View) -> None:
     st.subheader(f"Spend per model per {granularity}")
     if granularity != view.granularity:
         st.caption(f"More than {MAX_BARS} days: shown per week.")
-    st.altair_chart(charts.spend_by_model(frames.spend_frame(rows, granularity)), width="stretch")
+    _chart(charts.spend_by_model(frames.spend_frame(rows, granularity)))
 
     left, right = st.columns(2)
     with left:
-        _month(url, view)
+        _month(url, view, day_rows, tick)
     with right:
         st.subheader(f"Tokens per {granularity}")
-        st.altair_chart(charts.tokens_by_period(frames.tokens_frame(rows, granularity)), width="stretch")
+        _chart(charts.tokens_by_period(frames.tokens_frame(rows, granularity)))
 
-    pairs = data.totals(url, current, ("app", "user"), view.tz, tick)
+    combos = data.totals(url, current, BY_WHO, view.tz, as_of=tick)
     left, right = st.columns(2)
     with left:
         st.subheader("Spend by app")
-        st.altair_chart(charts.top_spenders(frames.top_frame(frames.regroup(pairs, "app"), "app"), "App"),
-                        width="stretch")
+        _chart(charts.top_spenders(frames.top_frame(frames.regroup(combos, "app"), "app"), "App"))
     with right:
         st.subheader("Spend by user")
-        st.altair_chart(charts.top_spenders(frames.top_frame(frames.regroup(pairs, "user"), "user"), "User"),
-                        width="stretch")
+        _chart(charts.top_spenders(frames.top_frame(frames.regroup(combos, "user"), "user"), "User"))
 
     by_model = frames.regroup(rows, "model")
     ranked = sorted(by_model, key=lambda r: (-r["requests"], r["model"] or ""))[:LATENCY_MODELS]
     left, right = st.columns(2)
     with left:
         st.subheader("Latency per model")
-        stats = data.latency(url, current, tuple(r["model"] for r in ranked), tick)
-        st.altair_chart(charts.latency_by_model(frames.latency_frame(stats)), width="stretch")
-        st.caption("p50 / p95 over each model's most recent 5,000 calls in the range.")
+        stats = data.latency(url, current, tuple(r["model"] for r in ranked), as_of=tick)
+        _chart(charts.latency_by_model(frames.latency_frame(stats)))
+        st.caption(f"p50 / p95 of up to {LATENCY_SAMPLE:,} of each model's most recent matching calls in the range.")
     with right:
         st.subheader("Error rate per model")
-        st.altair_chart(charts.error_rate_by_model(frames.error_frame(ranked)), width="stretch")
+        _chart(charts.error_rate_by_model(frames.error_frame(ranked)))
 
     st.subheader("Per model")
     st.dataframe(frames.model_table(by_model), hide_index=True, width="stretch")
+    _calls(url, view, current, total, tick)
 
+
+def _calls(url: str, view: View, current: Filters, total: dict, tick: int | None) -> None:
+    """The 50 most expensive calls and the most recent errors."""
     zone = ZoneInfo(view.tz)
     st.subheader("Most expensive calls")
-    st.dataframe(frames.calls_table(data.expensive_calls(url, current, tick), zone), hide_index=True, width="stretch")
+    # finding them reads every call in the date range (no index orders calls by cost)
+    everything = data.totals(url, filters_for_dates(view.start, view.end, view.tz), BY_DAY, view.tz, as_of=None)
+    calls = frames.sum_rows(everything)["requests"]
+    if calls <= EAGER_SCAN_CALLS or st.toggle(
+            f"Scan all {calls:,} calls in the range for the 50 most expensive (takes a few seconds)",
+            key="scan_expensive"):
+        st.dataframe(frames.calls_table(data.expensive_calls(url, current, as_of=tick), zone), hide_index=True,
+                     width="stretch")
     st.subheader("Recent errors")
-    failed = data.recent_errors(url, current, tick)
+    failed = data.recent_errors(url, current, as_of=tick) if total["errors"] else []
     if failed:
         st.dataframe(frames.calls_table(failed, zone, errors=True), hide_index=True, width="stretch")
     else:
         st.caption("No errors in this range.")
+
+
+def _chart(chart) -> None:
+    """Draw one of ``dashboard.charts``' Altair charts.
+
+    Our chart functions build known-good specs, so the page skips what makes ``st.altair_chart``
+    slow (Altair re-validating the spec against the Vega-Lite JSON schema and turning the frame
+    into JSON records): the spec goes without its data and the DataFrame goes to Streamlit,
+    which ships it as Arrow."""
+    frame = chart.data
+    spec = chart.properties(data=alt.Data(name="frame")).to_dict(validate=False)
+    spec.pop("config", None)  # Altair's default theme (fixed 300 px views); Streamlit themes the chart
+    spec.pop("data", None)
+    spec.pop("datasets", None)
+    st.vega_lite_chart(frame, spec, width="stretch")
 
 
 def _metrics(total: dict, prev_total: dict) -> None:
@@ -140,15 +187,20 @@ def _metrics(total: dict, prev_total: dict) -> None:
     st.caption(f"Total spend, exact: **{format_money_exact(total['cost_usd'])}**")
 
 
-def _month(url: str, view: View) -> None:
-    """Cumulative spend this (local) month with its dashed month-end projection."""
+def _month(url: str, view: View, day_rows: list[dict], tick: int | None) -> None:
+    """Cumulative spend this (local) month with its dashed month-end projection.
+
+    ``day_rows`` (the page's by-day rows) are reused when they cover the month so far and the
+    week before today; otherwise the month is read on its own."""
     today = today_in(view.tz)
     month_start = today.replace(day=1)
     first = min(month_start, today - timedelta(days=7))
-    month_filters = filters_for(view, first, today)
-    day_rows = data.totals(url, month_filters, ("day",), view.tz, _tick(view))
+    if view.start > first or view.end < today:
+        day_rows = data.totals(url, filters_for(view, first, today), ("day",), view.tz, as_of=tick)
+    else:
+        day_rows = frames.regroup(day_rows, "day")
     df, spent, projected = frames.month_frame(day_rows, today)
     st.subheader(f"This month ({today.strftime('%B %Y')})")
-    st.altair_chart(charts.cumulative_month(df), width="stretch")
+    _chart(charts.cumulative_month(df))
     st.caption(f"Spent {format_money(spent)} so far; at the last 7 days' rate about "
                f"{format_money(projected)} by month end.")

@@ -3,8 +3,8 @@
 Money totals come from ``db.queries`` (shared with the export); these queries list or sample
 individual calls and are bounded so they stay fast at millions of rows:
 
-- ``latency_by_model``: p50 / p95 per model over the most recent ``sample`` calls of that model in
-  the range (an index walk on ``(model, created_at)`` with a LIMIT), nearest-rank percentiles.
+- ``latency_by_model``: p50 / p95 per model over the matching calls among that model's most
+  recent calls in the range (a bounded index walk on ``(model, created_at)``), nearest rank.
 - ``most_expensive_calls``: the top ``limit`` calls by ``cost_usd`` in the range.
 - ``recent_errors``: the newest ``limit`` failed calls (``db.store.is_error`` rule).
 - ``has_calls``: whether the ledger holds any call at all.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy import func, inspect, not_, or_, select
 from sqlalchemy.engine import Connection
@@ -26,6 +27,7 @@ from .store import is_error_clause
 
 __all__ = [
     "LATENCY_SAMPLE",
+    "LATENCY_WINDOW",
     "CALL_COLUMNS",
     "has_calls",
     "has_schema",
@@ -36,9 +38,12 @@ __all__ = [
     "recent_errors",
 ]
 
-LATENCY_SAMPLE = 5_000
+LATENCY_SAMPLE = 2_000
+LATENCY_WINDOW = 5_000
 MESSAGE_CHARS = 300
 _DIMS = {"models": "model", "providers": "provider", "apps": "app", "users": "user", "key_hints": "api_key_hint"}
+_WINDOW_COLUMNS = ("created_at", "model", "provider", "app", "user", "api_key_hint", "status_code", "error_type",
+                   "latency_ms")
 CALL_COLUMNS = ("id", "created_at", "model", "provider", "app", "user", "api_key_hint", "status_code",
                 "error_type", "total_tokens", "cost_usd", "latency_ms")
 
@@ -52,26 +57,28 @@ def has_calls(conn: Connection) -> bool:
     return conn.scalar(select(Completion.id).limit(1)) is not None
 
 
-def call_conditions(filters: Filters) -> list:
-    """WHERE clauses on ``completions`` for ``filters`` (same meaning as ``db.queries``: an empty
-    tuple is "all", ``""`` matches an unknown value)."""
+def call_conditions(filters: Filters, cols=Completion) -> list:
+    """WHERE clauses on ``completions`` (or ``cols``: any object with its columns as attributes,
+    e.g. a subquery's ``.c``) for ``filters``, with the read layer's meaning: an empty tuple is
+    "all", ``""`` matches an unknown value."""
     clauses = []
     if filters.start is not None:
-        clauses.append(Completion.created_at >= filters.start)
+        clauses.append(cols.created_at >= filters.start)
     if filters.end is not None:
-        clauses.append(Completion.created_at < filters.end)
+        clauses.append(cols.created_at < filters.end)
     for attr, column in _DIMS.items():
         values = getattr(filters, attr)
         if not values:
             continue
-        col = getattr(Completion, column)
+        col = getattr(cols, column)
         named = [v for v in values if v != ""]
         parts = [col.in_(named)] if named else []
         if len(named) != len(values):
             parts.append(or_(col.is_(None), col == ""))
         clauses.append(or_(*parts))
     if filters.status != "all":
-        clauses.append(is_error_clause() if filters.status == "errors" else not_(is_error_clause()))
+        error = is_error_clause(cols)
+        clauses.append(error if filters.status == "errors" else not_(error))
     return clauses
 
 
@@ -84,18 +91,31 @@ def percentile(sorted_values: Sequence[int], pct: float) -> int | None:
 
 
 def latency_by_model(conn: Connection, filters: Filters, models: Sequence[str | None],
-                     sample: int = LATENCY_SAMPLE) -> list[dict]:
-    """``{model, p50, p95, sample}`` per model, from its ``sample`` most recent calls in range."""
+                     sample: int = LATENCY_SAMPLE, window: int = LATENCY_WINDOW) -> list[dict]:
+    """``{model, p50, p95, sample}`` per model: the calls matching ``filters`` among that model's
+    ``window`` most recent calls in the date range (at most ``sample`` of them).
+
+    The window walks the ``(model, created_at)`` index backwards, so the cost stays bounded even
+    when the other filters (status, app, user, key) match few calls."""
+    span = call_conditions(Filters(start=filters.start, end=filters.end))
+    others = replace(filters, start=None, end=None, models=())
     out = []
-    base = call_conditions(filters)
     for model in models:
         match = Completion.model.is_(None) if model is None else Completion.model == model
-        stmt = (
-            select(Completion.latency_ms)
-            .where(*base, match, Completion.latency_ms.is_not(None))
-            .order_by(Completion.created_at.desc())
-            .limit(sample)
-        )
+        if others == Filters():  # nothing else to match: the newest ``sample`` calls, directly
+            stmt = (select(Completion.latency_ms)
+                    .where(*span, match, Completion.latency_ms.is_not(None))
+                    .order_by(Completion.created_at.desc())
+                    .limit(sample))
+        else:
+            recent = (select(*(getattr(Completion, c) for c in _WINDOW_COLUMNS))
+                      .where(*span, match)
+                      .order_by(Completion.created_at.desc())
+                      .limit(window)
+                      .subquery())
+            stmt = (select(recent.c.latency_ms)
+                    .where(*call_conditions(others, recent.c), recent.c.latency_ms.is_not(None))
+                    .limit(sample))
         values = sorted(conn.scalars(stmt))
         out.append({"model": model, "p50": percentile(values, 50), "p95": percentile(values, 95),
                     "sample": len(values)})

@@ -97,8 +97,9 @@ def assert_shows(at: AppTest, exp: dict) -> None:
 
 
 def chart_data(at: AppTest, index: int = 0):
-    chart = at.get("vega_lite_chart")[index]
-    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pandas()
+    proto = at.get("vega_lite_chart")[index].proto
+    arrow = proto.data.data if proto.HasField("data") else proto.datasets[0].data.data
+    return pa.ipc.open_stream(arrow).read_all().to_pandas()
 
 
 @pytest.fixture

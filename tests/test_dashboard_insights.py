@@ -106,3 +106,15 @@ def test_has_calls_and_schema(conn):
     conn.commit()
     add(conn, [make_record()])
     assert insights.has_calls(conn)
+
+
+def test_latency_window_bounds_the_walk_for_selective_filters(conn):
+    old_errors = [make_record(created_at=T0 + timedelta(minutes=i), model="m", status_code=500, error_type="http_500",
+                              latency_ms=999) for i in range(10)]
+    recent_ok = [make_record(created_at=T0 + timedelta(hours=1, minutes=i), model="m", latency_ms=50) for i in range(20)]
+    add(conn, old_errors + recent_ok)
+    errors = Filters(status="errors")
+    assert insights.latency_by_model(conn, errors, ["m"], window=20)[0]["sample"] == 0
+    wide = insights.latency_by_model(conn, errors, ["m"], window=30)[0]
+    assert (wide["sample"], wide["p50"]) == (10, 999)
+    assert insights.latency_by_model(conn, Filters(status="ok"), ["m"], window=30)[0]["p95"] == 50

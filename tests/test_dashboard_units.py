@@ -184,6 +184,7 @@ def test_top_frame_other_is_exact():
     df = frames.top_frame(rows, "app", top=10)
     assert list(df["name"])[:2] == ["a14", "a13"] and df["name"].iloc[-1] == "other"
     assert df["cost_exact"].iloc[-1] == format_money_exact(Decimal("0.000000000010"))  # 1+2+3+4 pico
+    assert list(df["group"]) == ["top"] * 10 + ["other"]
 
 
 def test_headline_metrics_and_deltas():
@@ -205,6 +206,18 @@ def test_model_table_columns():
     assert first["Model"] == "a" and first["Share"] == "75.0%" and first["Avg / request"] == "$0.75"
     assert first["Per 1M tokens"] == "$1.50" and first["Spend"] == "$3.00"
     assert df.iloc[1]["Model"] == "(none)" and df.iloc[1]["Per 1M tokens"] == "–"
+
+
+def test_by_period_regroups_days_exactly():
+    rows = [row(day=date(2025, 3, d), model=m, cost_usd=Decimal("0.000000000001") * d, requests=1)
+            for d in (2, 3, 9, 10, 31) for m in ("a", None)]
+    weeks = frames.by_period(rows, "week")
+    assert [(r["week"], r["model"]) for r in weeks][:2] == [(date(2025, 2, 24), "a"), (date(2025, 2, 24), None)]
+    assert sum(r["requests"] for r in weeks) == 10 and len(weeks) == 8
+    assert next(r for r in weeks if r["week"] == date(2025, 3, 3) and r["model"] == "a")["cost_usd"] == Decimal("12E-12")
+    months = frames.by_period(rows, "month")
+    assert [(r["month"], r["model"], r["requests"]) for r in months] == [(date(2025, 3, 1), "a", 5), (date(2025, 3, 1), None, 5)]
+    assert frames.by_period(rows, "day") == sorted(frames.by_period(rows, "day"), key=lambda r: (r["day"], r["model"] is None))
 
 
 def test_month_projection_uses_the_last_seven_full_days():
