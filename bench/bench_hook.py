@@ -27,6 +27,7 @@ import platform
 import statistics
 import tempfile
 import time
+import timeit
 
 _tmp = tempfile.mkdtemp(prefix="spendlog-bench-hook-")
 os.environ["SPENDLOG_DATA_DIR"] = _tmp
@@ -165,8 +166,12 @@ def main() -> None:
                  f"{us((sh - sb) / n)} µs/chunk"))
 
     assert spendlog.flush(60)
+    # calibration: a fixed pure-CPU job, to compare runs on busy or other machines
+    answer = raw.content
+    calib = min(timeit.repeat(lambda: json.loads(answer), number=2000, repeat=5)) / 2000
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"httpx {httpx.__version__}")
+          f"httpx {httpx.__version__}; load average {os.getloadavg()[0]:.1f} (1 min) at the end; "
+          f"calibration: json.loads of the {len(answer)}-byte chat answer = {us(calib)} µs")
     print("| setup | bare | hook | added |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

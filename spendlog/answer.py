@@ -103,7 +103,12 @@ class AnswerReader:
         if self._dropping:  # no decoder here: the bytes we read are the bytes we deliver
             before = self._splitter.pending
             try:
-                return self._feed_events(chunk)
+                region = self._splitter.take_complete(chunk)
+                if not region:
+                    return b""
+                if b"\r" not in region:
+                    return self._scan(region)
+                return b"".join([self._on_event(raw) for raw in split_events(region)])
             except Exception as exc:  # noqa: BLE001 - stop reading, deliver everything held
                 self._splitter.take_pending()
                 self._fail(exc)
@@ -176,14 +181,35 @@ class AnswerReader:
 
     def _scan(self, region: bytes) -> bytes:
         """Read the complete events in ``region`` (LF line ends) as one block; returns the region
-        as the caller gets it (``_on_event`` does the same event by event)."""
+        as the caller gets it (``_on_event`` does the same event by event). The common case, plain
+        content chunks, costs a few C-level counts and no Python per event."""
         if self.t_delta is None and b'"delta"' in region:
             self.t_delta = time.perf_counter_ns()
         n = region.count(b'"finish_reason"')
         if n and n != region.count(b'"finish_reason":null'):
             for m in _FINISH.finditer(region):
                 self.finish_reason = m.group(1).decode("utf-8", "replace")
-        ends: dict[int, int] = {}  # boundary position -> event start, for the events to parse
+        # the "usage":null members include_usage adds to every chunk carry nothing: gone first
+        bare = region.replace(b',"usage":null', b"")  # the same object when there is none
+        more_usage = b'"usage"' in bare  # usage objects (or JSON with spaces)
+        drops = None
+        if self._need_first or more_usage or b'"error"' in bare or b"[DONE]" in bare:
+            drops = self._read_marked(bare, more_usage)
+        if not self._dropping:
+            return region
+        if drops:
+            pieces, prev = [], 0
+            for start, end in drops:
+                pieces.append(bare[prev:start])
+                prev = end
+            pieces.append(bare[prev:])
+            bare = b"".join(pieces)
+        return _without_null_usage(bare) if more_usage else bare
+
+    def _read_marked(self, region: bytes, usage_objects: bool) -> list[tuple[int, int]]:
+        """Parse the events of ``region`` that matter (the first data event, usage objects, errors,
+        [DONE]); returns the (start, end) of those to drop."""
+        ends: dict[int, int] = {}  # boundary position -> event start
         if self._need_first:
             pos = 0
             while (e := region.find(b"\n\n", pos)) >= 0:
@@ -191,30 +217,20 @@ class AnswerReader:
                     ends[e] = _start_of(region, e)
                     break
                 pos = e + 2
-        usage = region.count(b'"usage"')
-        if usage:
-            objects = _mark(region, ends, b'"usage":{')
-            if usage != objects + region.count(b'"usage":null'):  # not compact JSON: the slow way
-                for m in _USAGE_OBJECT.finditer(region):
-                    _mark_at(region, ends, m.start())
+        if usage_objects:
+            for m in _USAGE_OBJECT.finditer(region):
+                _mark_at(region, ends, m.start())
         if b'"error"' in region:
             for m in _ERROR.finditer(region):
                 _mark_at(region, ends, m.start())
-        _mark(region, ends, b"[DONE]")
+        pos = region.find(b"[DONE]")
+        while pos >= 0:
+            pos = region.find(b"[DONE]", _mark_at(region, ends, pos))
         drops = []
         for e in sorted(ends):
             if self._read_event_safely(region[ends[e] : e + 2]):
                 drops.append((ends[e], e + 2))
-        if not self._dropping:
-            return region
-        if drops:
-            pieces, prev = [], 0
-            for start, end in drops:
-                pieces.append(region[prev:start])
-                prev = end
-            pieces.append(region[prev:])
-            region = b"".join(pieces)
-        return _without_null_usage(region)
+        return drops
 
     def _on_event(self, raw: bytes) -> bytes:
         """Read one raw event. Returns what the caller gets: b"" for the usage-only event we asked
@@ -343,16 +359,6 @@ def _mark_at(region: bytes, ends: dict[int, int], pos: int) -> int:
     e = region.find(b"\n\n", pos)
     ends[e] = _start_of(region, e)
     return e + 2
-
-
-def _mark(region: bytes, ends: dict[int, int], marker: bytes) -> int:
-    """Note every event holding ``marker``; returns how many times it was found."""
-    found = 0
-    pos = region.find(marker)
-    while pos >= 0:
-        found += 1
-        pos = region.find(marker, _mark_at(region, ends, pos))
-    return found
 
 
 def _without_null_usage(data: bytes) -> bytes:
