@@ -7,18 +7,16 @@ IANA timezone (``zoneinfo``, DST-correct), stored and queried as UTC instants:
   datetimes (a local day may be 23, 24 or 25 hours long).
 - ``period_keys`` maps a UTC bucket start to its local ``day`` / ``week`` (ISO, starting Monday)
   / ``month`` (first day), as ``datetime.date``.
-- ``bucket_minutes`` says how coarse a UTC time bucket may be so that every bucket falls inside
-  a single local period: 60 when every UTC offset the zone uses in the range is a whole hour
-  (then the hourly rollup is exact), 15 for :30 / :45 zones (Asia/Kolkata, Asia/Kathmandu), 0
-  (per row) for the odd historical local-mean-time offsets. It assumes, as tzdata does for the
-  zones in use today, that offsets change at most once in a day and at a whole quarter hour.
+- ``period_boundaries`` lists the UTC instants where local periods start in a range;
+  ``split_hours`` the UTC hours such a boundary cuts (none in whole-hour zones, one per day in
+  Asia/Kolkata); ``bucket_minutes`` the coarsest UTC bucket no boundary cuts (60, 15 or 0 =
+  none), so that every time bucket lies inside one local period.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
-from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
@@ -27,6 +25,8 @@ __all__ = [
     "date_bounds",
     "floor_hour",
     "ceil_hour",
+    "period_boundaries",
+    "split_hours",
     "bucket_minutes",
     "period_keys",
     "period_start",
@@ -35,7 +35,6 @@ __all__ = [
 PERIODS = ("day", "week", "month")
 UTC = timezone.utc
 _ONE_DAY = timedelta(days=1)
-_QUARTER = timedelta(minutes=15)
 
 
 def get_zone(tz: str) -> ZoneInfo:
@@ -78,35 +77,34 @@ def ceil_hour(ts: datetime) -> datetime:
     return floored if floored == ts else floored + timedelta(hours=1)
 
 
-def bucket_minutes(tz: str, lo: datetime | None, hi: datetime | None) -> int:
-    """60, 15 or 0: the coarsest UTC bucket (minutes; 0 = none) that never straddles a local
-    period boundary of ``tz`` between ``lo`` and ``hi`` (see the module docstring)."""
-    if lo is None or hi is None:
-        return 60
-    return _bucket_minutes(tz, lo.astimezone(UTC).date() - _ONE_DAY, hi.astimezone(UTC).date() + _ONE_DAY)
-
-
-@lru_cache(maxsize=256)
-def _bucket_minutes(tz: str, first: date, last: date) -> int:
+def period_boundaries(tz: str, periods: Sequence[str], lo: datetime, hi: datetime) -> list[datetime]:
+    """The UTC instants in ``(lo, hi)`` where a local ``day``/``week``/``month`` of ``tz`` starts
+    (only the kinds in ``periods``), ascending."""
     zone = get_zone(tz)
-    offsets: set[timedelta] = set()
-    at = datetime.combine(first, time(0), tzinfo=UTC)
-    stop = datetime.combine(last, time(0), tzinfo=UTC)
-    previous = None
-    while at <= stop:
-        offset = at.astimezone(zone).utcoffset()
-        if previous is not None and offset != previous:
-            t = at - _ONE_DAY
-            while t < at:  # the offset changed during the last day: look at it closely
-                offsets.add(t.astimezone(zone).utcoffset())
-                t += _QUARTER
-        offsets.add(offset)
-        previous = offset
-        at += _ONE_DAY
-    seconds = [int(o.total_seconds()) for o in offsets]
-    if all(s % 3600 == 0 for s in seconds):
+    wanted = tuple(periods)
+    day = lo.astimezone(zone).date()
+    last = hi.astimezone(zone).date() + _ONE_DAY
+    out = []
+    while day <= last:
+        if any(period_start(day, p) == day for p in wanted):
+            instant = _local_midnight(day, zone)
+            if lo < instant < hi:
+                out.append(instant)
+        day += _ONE_DAY
+    return out
+
+
+def split_hours(boundaries: Sequence[datetime]) -> list[datetime]:
+    """The UTC hours that a boundary cuts in two (zones with :30/:45 offsets): the hourly rollup
+    cannot place them, so the read layer reads those hours from raw rows."""
+    return sorted({floor_hour(b) for b in boundaries if b != floor_hour(b)})
+
+
+def bucket_minutes(boundaries: Sequence[datetime]) -> int:
+    """60, 15 or 0: the coarsest UTC bucket (minutes; 0 = none) that no boundary cuts."""
+    if all(b.minute == 0 and b.second == 0 and b.microsecond == 0 for b in boundaries):
         return 60
-    if all(s % 900 == 0 for s in seconds):
+    if all(b.minute % 15 == 0 and b.second == 0 and b.microsecond == 0 for b in boundaries):
         return 15
     return 0
 

@@ -25,11 +25,21 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, Integer, String, Text, case, cast, func, literal_column, not_, or_, select, type_coerce
+from sqlalchemy import BigInteger, Integer, String, Text, and_, case, cast, func, literal_column, not_, or_, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from .models import Completion, RollupHourly
-from .periods import PERIODS, bucket_minutes, ceil_hour, date_bounds, floor_hour, get_zone, period_keys
+from .periods import (
+    PERIODS,
+    bucket_minutes,
+    ceil_hour,
+    date_bounds,
+    floor_hour,
+    get_zone,
+    period_boundaries,
+    period_keys,
+    split_hours,
+)
 from .store import is_error_clause
 from .types import UTCDateTime
 
@@ -67,6 +77,7 @@ _TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens"
 _COST = MEASURES.index("cost_usd")
 _STATUSES = ("all", "ok", "errors")
 _SOURCES = ("auto", "raw", "rows", "rollup")
+_RANGES_PER_QUERY = 200  # split hours read from raw rows per query (an OR of indexed ranges)
 _FILTER_DIMS = {"models": "model", "providers": "provider", "apps": "app", "users": "user", "key_hints": "api_key_hint"}
 
 
@@ -103,9 +114,17 @@ class Filters:
 
 class _Part(NamedTuple):
     source: str  # "rollup" | "raw"
-    start: datetime | None
-    end: datetime | None
+    ranges: tuple[tuple[datetime | None, datetime | None], ...]  # [start, end) pairs, None = open
     bucket: int | None  # minutes per UTC time bucket (0 = per row); None = no time grouping
+    skip: frozenset = frozenset()  # rollup hours to leave out (read from raw rows instead)
+
+    @property
+    def start(self) -> datetime | None:
+        return self.ranges[0][0]
+
+    @property
+    def end(self) -> datetime | None:
+        return self.ranges[-1][1]
 
 
 # ---------------------------------------------------------------- WHERE clauses
@@ -121,14 +140,28 @@ def _dimension_clause(column, values: tuple[str, ...], raw: bool):
     return or_(*parts)
 
 
-def _where(filters: Filters, raw: bool, start: datetime | None, end: datetime | None) -> list:
+def _range_clause(when, start: datetime | None, end: datetime | None):
+    parts = []
+    if start is not None:
+        parts.append(when >= start)
+    if end is not None:
+        parts.append(when < end)
+    return and_(*parts) if parts else None
+
+
+def _where(filters: Filters, raw: bool, start: datetime | None, end: datetime | None, ranges=None) -> list:
     table = Completion if raw else RollupHourly
     when = Completion.created_at if raw else RollupHourly.bucket
     clauses = []
-    if start is not None:
-        clauses.append(when >= start)
-    if end is not None:
-        clauses.append(when < end)
+    if ranges is not None and len(ranges) > 1:
+        clauses.append(or_(*(_range_clause(when, a, b) for a, b in ranges)))
+    else:
+        if ranges is not None:
+            start, end = ranges[0]
+        if start is not None:
+            clauses.append(when >= start)
+        if end is not None:
+            clauses.append(when < end)
     for attr, column in _FILTER_DIMS.items():
         values = getattr(filters, attr)
         if values:
@@ -189,7 +222,7 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
             func.sum(r.latency_ms_sum),
             func.sum(r.latency_count),
         ]
-    stmt = select(*keys, *measures).where(*_where(filters, raw, part.start, part.end))
+    stmt = select(*keys, *measures).where(*_where(filters, raw, None, None, part.ranges))
     if keys:
         stmt = stmt.group_by(*keys)
     return stmt, len(keys)
@@ -207,12 +240,14 @@ def _data_span(conn: Connection) -> tuple[datetime | None, datetime | None]:
 def plan_grouped(
     conn: Connection, filters: Filters, by: Sequence[str], tz: str = "UTC", *, source: str = "auto"
 ) -> list[_Part]:
-    """How ``grouped_totals`` will read: a list of (source, start, end, bucket minutes) parts.
+    """How ``grouped_totals`` will read: a list of parts (source, [start, end) ranges, bucket
+    minutes, rollup hours to skip).
 
-    ``source``: ``"auto"`` (rollup where exact, raw elsewhere), ``"raw"`` (only ``completions``,
-    in the coarsest exact UTC buckets), ``"rows"`` (``completions`` with no time bucketing: the
-    slow reference the tests compare with), ``"rollup"`` (``ValueError`` unless the rollup alone
-    answers exactly)."""
+    ``"auto"``: whole hours from the rollup, except the hours a local period boundary cuts
+    (:30/:45 zones); those hours and partial hours at the range's ends from raw rows in
+    15-minute (or finer) UTC buckets. ``"raw"``: only ``completions``, coarsest exact buckets.
+    ``"rows"``: ``completions`` with no time bucketing (the slow reference the tests compare
+    with). ``"rollup"``: ``ValueError`` unless the rollup alone answers exactly."""
     by = _check_groups(by)
     get_zone(tz)
     if source not in _SOURCES:
@@ -220,34 +255,42 @@ def plan_grouped(
     start, end = filters.start, filters.end
     if start is not None and end is not None and start >= end:
         return []
-    timed = any(g in PERIODS for g in by)
-    minutes = 60
-    if timed:
+    periods = [g for g in by if g in PERIODS]
+    splits: list[datetime] = []
+    minutes = None  # no time grouping
+    if periods:
         lo, hi = start, end
         if lo is None or hi is None:
             data_lo, data_hi = _data_span(conn)
+            if data_lo is None:
+                return []  # nothing stored at all
             lo, hi = lo or data_lo, hi or data_hi
-        minutes = bucket_minutes(tz, lo, hi)
-        if source == "rows":
-            minutes = 0
+        boundaries = period_boundaries(tz, periods, lo, hi) if lo < hi else []
+        minutes = 0 if source == "rows" else bucket_minutes(boundaries)
+        splits = split_hours(boundaries)
 
-    def part(kind: str, a: datetime | None, b: datetime | None, m: int) -> _Part:
-        return _Part(kind, a, b, m if timed else None)
+    def raw(*ranges: tuple) -> _Part:
+        return _Part("raw", tuple(ranges), minutes)
 
     first = ceil_hour(start) if start is not None else None
     last = floor_hour(end) if end is not None else None
-    whole_hours = first is None or last is None or first < last
-    if source in ("raw", "rows") or minutes != 60 or not whole_hours:
+    if source in ("raw", "rows") or (first is not None and last is not None and first >= last):
         if source == "rollup":
-            raise ValueError("the rollup cannot answer this exactly: timezone offset not in whole hours")
-        return [part("raw", start, end, minutes)]
-    if source == "rollup" and (first != start or last != end):
-        raise ValueError("the rollup cannot answer this exactly: range not in whole hours")
-    parts = [part("rollup", first, last, 60)]
+            raise ValueError("the rollup cannot answer this exactly: the range is not in whole hours")
+        return [raw((start, end))]
+    splits = [h for h in splits if (first is None or h >= first) and (last is None or h < last)]
+    parts = [_Part("rollup", ((first, last),), 60 if periods else None, frozenset(splits))]
+    edges = []
     if start is not None and first != start:
-        parts.append(part("raw", start, first, 60))
+        edges.append((start, first))
     if end is not None and last != end:
-        parts.append(part("raw", last, end, 60))
+        edges.append((last, end))
+    hours = [(h, h + timedelta(hours=1)) for h in splits]
+    if source == "rollup" and (edges or hours):
+        raise ValueError("the rollup cannot answer this exactly: the range or the zone's offset is not in whole hours")
+    pending = edges + hours
+    for i in range(0, len(pending), _RANGES_PER_QUERY):
+        parts.append(raw(*pending[i : i + _RANGES_PER_QUERY]))
     return parts
 
 
@@ -287,8 +330,11 @@ def grouped_totals(
     for part in plan_grouped(conn, filters, by, tz, source=source):
         stmt, nkeys = _grouped_select(dialect, part, filters, dims)
         timed = part.bucket is not None
+        skip = part.skip
         for row in conn.execute(stmt):
             if timed:
+                if skip and row[0] in skip:
+                    continue
                 pkeys = to_periods(row[0])
                 dkeys = row[1:nkeys]
             else:

@@ -172,24 +172,38 @@ def test_every_path_gives_identical_results(seeded, tz):
 
 def test_plan_uses_rollup_only_where_exact(sqlite_url):
     engine = seed(sqlite_url, random_records(50))
+    hour = timedelta(hours=1)
     with engine.connect() as conn:
         whole = Filters(start=BASE, end=BASE + timedelta(days=2))
-        assert [p.source for p in plan_grouped(conn, whole, ["day", "model"], "Asia/Tokyo")] == ["rollup"]
+
+        def shape(filters, by, tz):
+            return [(p.source, p.ranges, p.bucket, sorted(p.skip)) for p in plan_grouped(conn, filters, by, tz)]
+
+        assert shape(whole, ["day", "model"], "Asia/Tokyo") == [("rollup", ((whole.start, whole.end),), 60, [])]
         assert [p.source for p in plan_grouped(conn, whole, ["day"], "Europe/Berlin")] == ["rollup"]
-        assert [(p.source, p.bucket) for p in plan_grouped(conn, whole, ["day"], "Asia/Kolkata")] == [("raw", 15)]
+        # Kolkata days start at 18:30 UTC: that hour comes from raw rows in 15-minute buckets
+        cut = [BASE + timedelta(hours=18), BASE + timedelta(days=1, hours=18)]
+        assert shape(whole, ["day"], "Asia/Kolkata") == [
+            ("rollup", ((whole.start, whole.end),), 60, cut),
+            ("raw", tuple((h, h + hour) for h in cut), 15, []),
+        ]
+        # a week or month grouping only needs the hours where a week or month starts
+        assert [p.source for p in plan_grouped(conn, whole, ["month"], "Asia/Kolkata")] == ["rollup"]
         # no period grouping: the zone does not matter, the rollup answers
-        assert [p.source for p in plan_grouped(conn, whole, ["model"], "Asia/Kolkata")] == ["rollup"]
+        assert shape(whole, ["model"], "Asia/Kolkata") == [("rollup", ((whole.start, whole.end),), None, [])]
         ragged = Filters(start=BASE + timedelta(minutes=30), end=BASE + timedelta(days=1, minutes=5))
-        plan = plan_grouped(conn, ragged, ["day"], "UTC")
-        assert [(p.source, p.start, p.end) for p in plan] == [
-            ("rollup", BASE + timedelta(hours=1), BASE + timedelta(days=1)),
-            ("raw", BASE + timedelta(minutes=30), BASE + timedelta(hours=1)),
-            ("raw", BASE + timedelta(days=1), BASE + timedelta(days=1, minutes=5)),
+        assert shape(ragged, ["day"], "UTC") == [
+            ("rollup", ((BASE + hour, BASE + timedelta(days=1)),), 60, []),
+            ("raw", ((ragged.start, BASE + hour), (BASE + timedelta(days=1), ragged.end)), 60, []),
         ]
         with pytest.raises(ValueError):
             plan_grouped(conn, whole, ["day"], "Asia/Kolkata", source="rollup")
-        # a zone that was :30 long ago but whole hours in the data's range uses the rollup
-        assert [p.source for p in plan_grouped(conn, whole, ["day"], "Asia/Singapore")] == ["rollup"]
+        with pytest.raises(ValueError):
+            plan_grouped(conn, ragged, ["model"], "UTC", source="rollup")
+        assert shape(whole, ["day"], "Asia/Kolkata")[0][0] == "rollup"
+        assert [p.source for p in plan_grouped(conn, whole, ["day"], "UTC", source="raw")] == ["raw"]
+        # open ranges: the data's own span decides which hours are cut
+        assert [p.source for p in plan_grouped(conn, Filters(), ["day"], "Asia/Kolkata")] == ["rollup", "raw"]
 
 
 def test_rollup_path_reads_the_rollup(sqlite_url):
