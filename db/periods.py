@@ -68,11 +68,13 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
 
 
 def floor_hour(ts: datetime) -> datetime:
+    """The start of the UTC hour holding ``ts``."""
     ts = ts.astimezone(UTC)
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
 def ceil_hour(ts: datetime) -> datetime:
+    """``ts`` if it is on a whole UTC hour, else the start of the next one."""
     floored = floor_hour(ts)
     return floored if floored == ts else floored + timedelta(hours=1)
 
@@ -110,6 +112,7 @@ def bucket_minutes(boundaries: Sequence[datetime]) -> int:
 
 
 def period_start(day: date, period: str) -> date:
+    """The first date of the ``day``/``week`` (ISO, Monday)/``month`` holding ``day``."""
     if period == "day":
         return day
     if period == "week":

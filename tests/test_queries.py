@@ -364,3 +364,20 @@ def test_bad_groups_and_columns(sqlite_url):
             list(grouped_totals(conn, Filters(), ["day"], "Nowhere/Land"))
         with pytest.raises(ValueError, match="unknown column"):
             distinct_values(conn, "cost_usd")
+
+
+def test_public_names():
+    import spendlog.db.periods as periods
+    import spendlog.db.queries as queries
+    import spendlog.export as export
+
+    for module in (queries, periods, export):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+            member = getattr(module, name)
+            if callable(member):
+                assert member.__doc__, f"{module.__name__}.{name} has no docstring"
+    # the names the dashboard codes against
+    assert {"Filters", "GROUPS", "date_bounds", "grouped_totals", "iter_calls", "count_calls", "distinct_values",
+            "total_spend"} <= set(queries.__all__)
+    assert {"grouped_csv", "calls_csv", "write_table", "neutralise"} <= set(export.__all__)
