@@ -162,7 +162,7 @@ class _AsyncCapturing:
         await self._inner.aclose()
 
 
-_stream_classes: dict[tuple[str, bool], type] = {}  # at most one per library and kind
+_stream_classes: dict[tuple[type, bool], type] = {}  # one per response class and kind: a handful
 
 
 def _wrap(response, capture: CallCapture, *, sync: bool):
@@ -175,10 +175,10 @@ def _wrap(response, capture: CallCapture, *, sync: bool):
             capture.end_of_body()
             capture.finish()
             return response
-        lib = _library(response)
-        key = (lib.__name__, sync)
+        key = (type(response), sync)
         cls = _stream_classes.get(key)
         if cls is None:
+            lib = _library(response)
             mixin, base = (_SyncCapturing, lib.SyncByteStream) if sync else (_AsyncCapturing, lib.AsyncByteStream)
             cls = _stream_classes[key] = type(f"Capturing{base.__name__}", (mixin, base), {})
         response.stream = cls(response.stream, capture)

@@ -462,3 +462,24 @@ def test_unwritable_database_never_breaks_the_call(fake_upstream, monkeypatch, t
     client = sdk(fake_upstream, hooked=True)
     res = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
     assert res.choices[0].finish_reason == "stop"
+
+
+# -- ready-made clients ---------------------------------------------------------------------------
+
+def test_http_client_helpers(fake_upstream):
+    client = spendlog.http_client(app="helper", limits=httpx2.Limits(max_connections=1), timeout=30)
+    assert isinstance(client, httpx2.Client) and isinstance(client._transport, LoggingTransport)
+    oc = openai.OpenAI(base_url=fake_upstream.base_url, api_key=fake_upstream.api_key, http_client=client)
+    oc.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+
+    async def main():
+        aclient = spendlog.async_http_client(user="async-helper")
+        assert isinstance(aclient, httpx2.AsyncClient)
+        async with openai.AsyncOpenAI(base_url=fake_upstream.base_url, api_key=fake_upstream.api_key,
+                                      http_client=aclient) as aoc:
+            await aoc.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+
+    asyncio.run(main())
+    sync_rec, async_rec = records()
+    assert (sync_rec.app, async_rec.user) == ("helper", "async-helper")
+    assert sync_rec.error_type is None and async_rec.error_type is None
