@@ -225,4 +225,15 @@ def test_dashboard_in_a_real_browser(chromium, dashboard, tmp_path):
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
     assert rows and {r["model"] for r in rows} == {"anthropic/claude-3.5-sonnet"}
     assert sum((Decimal(r["cost_usd"] or 0) for r in rows), Decimal(0)) == only["cost_usd"]
+
+    # live: a call recorded now shows up without touching the page
+    sidebar.get_by_text("Live (refresh every few seconds)").click()
+    page.wait_for_function("() => location.search.includes('live=1')")
+    engine = make_engine(db, pool=False)
+    with engine.begin() as conn:
+        insert_records(conn, [make_record(created_at=datetime.now(UTC), model="anthropic/claude-3.5-sonnet",
+                                          cost_usd=Decimal("1.000000000001"))])
+    engine.dispose()
+    after = only["cost_usd"] + Decimal("1.000000000001")
+    page.get_by_text(f"Total spend, exact: {format_money_exact(after)}").wait_for(timeout=30_000)
     page.close()
