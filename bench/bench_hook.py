@@ -1,20 +1,22 @@
 """What the hook (spendlog.LoggingTransport) adds to a call and to each streamed chunk.
 
-    python bench/bench_hook.py [--calls 2000] [--chunks 20000]
+    python bench/bench_hook.py [--calls 2000] [--chunks 20000] [--streams 7]
 
 Same run, same client code, bare transport vs hook, calls interleaved (bare, hook, hook, bare...)
-so that machine noise hits both sides alike. Two setups:
+so that machine noise hits both sides alike. Two clocks per call: wall time, and the CPU time of
+the calling thread (``time.thread_time``), which leaves out the fake upstream (another process),
+the writer thread and other processes on a busy machine: the hook's own cost.
 
 - over HTTP: a sync ``httpx.Client`` (keep-alive) against the fake upstream in its own process
-  (``spawn_fake_upstream``); the median time per call is compared. Honest but noisy: the network
-  round trip and the fake's own time are in both medians.
+  (``spawn_fake_upstream``); medians per call are compared.
 - in memory: the same client and hook over an inner transport that answers from memory (a recorded
-  fake answer), so what remains is the client plus, on the hook side, the hook: the added time per
-  call and per chunk without network noise. Once more with the records appended to a list instead
-  of the writer: the hook's own CPU, without the writer thread (which shares the GIL) inserting.
+  fake answer): no network noise. Once more with the records appended to a list instead of going
+  to the writer.
 
 Per chunk: a streamed answer of N chunks (zero delay) read with ``iter_raw``; over HTTP the reads
-hold many events each, in memory every chunk is its own read (the worst case for the hook).
+hold many events each, in memory every event is its own read (the worst case for the hook). The
+hooked request asks for usage (the hook adds ``stream_options``), so its stream carries the usage
+event and a ``"usage":null`` in every chunk, which the hook removes again.
 Every hooked call is really recorded (a SQLite ledger in a temp dir, the background writer running).
 """
 
@@ -63,39 +65,56 @@ class _Chunks(httpx.SyncByteStream):
         return iter(self.chunks)
 
 
-def call_times(clients: dict[str, httpx.Client], url: str, headers: dict, body: dict, n: int) -> dict[str, list[float]]:
-    """Per-call seconds for each client, interleaved ABBA so drift and noise fall on both."""
-    times: dict[str, list[float]] = {name: [] for name in clients}
+Samples = dict[str, dict[str, list[float]]]  # side -> clock -> seconds
+
+
+def call_times(clients: dict[str, httpx.Client], url: str, headers: dict, body: dict, n: int) -> Samples:
+    """Per-call wall and thread-CPU seconds for each client, interleaved ABBA."""
+    out: Samples = {name: {"wall": [], "cpu": []} for name in clients}
     names = list(clients)
     for i in range(n):
-        order = names if i % 2 == 0 else names[::-1]
-        for name in order:
-            t0 = time.perf_counter()
+        for name in names if i % 2 == 0 else names[::-1]:
+            w0, c0 = time.perf_counter(), time.thread_time()
             r = clients[name].post(url, headers=headers, json=body)
             r.read()
-            times[name].append(time.perf_counter() - t0)
+            out[name]["cpu"].append(time.thread_time() - c0)
+            out[name]["wall"].append(time.perf_counter() - w0)
             assert r.status_code == 200
-    return times
+    return out
 
 
-def stream_time(client: httpx.Client, url: str, headers: dict, body: dict) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    reads = 0
-    with client.stream("POST", url, headers=headers, json=body) as r:
-        for _ in r.iter_raw():
-            reads += 1
-    return time.perf_counter() - t0, reads
+def stream_times(clients: dict[str, httpx.Client], url: str, headers: dict, body: dict, n: int) -> Samples:
+    out: Samples = {name: {"wall": [], "cpu": []} for name in clients}
+    names = list(clients)
+    for i in range(n):
+        for name in names if i % 2 == 0 else names[::-1]:
+            w0, c0 = time.perf_counter(), time.thread_time()
+            with clients[name].stream("POST", url, headers=headers, json=body) as r:
+                for _ in r.iter_raw():
+                    pass
+            out[name]["cpu"].append(time.thread_time() - c0)
+            out[name]["wall"].append(time.perf_counter() - w0)
+    return out
 
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f}"
 
 
+def row(label: str, samples: Samples, per: int = 1, unit: str = "call") -> tuple[str, ...]:
+    cells = [label]
+    for clock in ("wall", "cpu"):
+        bare = statistics.median(samples["bare"][clock]) / per
+        hook = statistics.median(samples["hook"][clock]) / per
+        cells += [us(bare), us(hook), f"**{us(hook - bare)}**"]
+    return (*cells, f"µs/{unit}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per side and setup")
     parser.add_argument("--chunks", type=int, default=20000, help="chunks in each long stream")
-    parser.add_argument("--streams", type=int, default=5, help="long streams per side")
+    parser.add_argument("--streams", type=int, default=7, help="long streams per side")
     args = parser.parse_args()
     rows = []
     stream_body = {**CHAT, "stream": True}
@@ -105,77 +124,52 @@ def main() -> None:
         clients = {"bare": httpx.Client(transport=httpx.HTTPTransport()),
                    "hook": httpx.Client(transport=spendlog.LoggingTransport(httpx.HTTPTransport(), app="bench"))}
         call_times(clients, url, auth, CHAT, 100)  # warm up connections and caches
-        t = call_times(clients, url, auth, CHAT, args.calls)
-        bare, hook = statistics.median(t["bare"]), statistics.median(t["hook"])
-        rows.append(("HTTP, chat completion", f"{us(bare)} µs", f"{us(hook)} µs", f"{us(hook - bare)} µs/call"))
+        rows.append(row("HTTP, chat completion", call_times(clients, url, auth, CHAT, args.calls)))
+        long_headers = {**auth, "X-Fake-Chunks": str(args.chunks)}
+        samples = stream_times(clients, url, long_headers, stream_body, args.streams)
+        rows.append(row(f"HTTP, stream of {args.chunks + 2:,} chunks", samples, args.chunks + 2, "chunk"))
 
         # what the fake sends, recorded once, for the in-memory setup
-        raw = httpx.post(url, headers=auth, json=CHAT)
-        json_answer = Canned(200, [(b"content-type", b"application/json")], [raw.content])
-        long_headers = {**auth, "X-Fake-Chunks": str(args.chunks)}
+        answer = httpx.post(url, headers=auth, json=CHAT).content
         with httpx.stream("POST", url, headers=long_headers,
                           json={**stream_body, "stream_options": {"include_usage": True}}) as r:
             sse = r.read()
         events = [e + b"\n\n" for e in sse.split(b"\n\n") if e]
 
-        # long streams over HTTP: bare vs hook, interleaved
-        per_side: dict[str, list[float]] = {"bare": [], "hook": []}
-        chunk_count = 0
-        for i in range(args.streams):
-            for name in (("bare", "hook") if i % 2 == 0 else ("hook", "bare")):
-                secs, _reads = stream_time(clients[name], url, long_headers, stream_body)
-                per_side[name].append(secs)
-        chunk_count = args.chunks + 2  # content chunks + role chunk + finish chunk
-        sb, sh = statistics.median(per_side["bare"]), statistics.median(per_side["hook"])
-        rows.append((f"HTTP, stream of {chunk_count:,} chunks", f"{us(sb / chunk_count)} µs/chunk",
-                     f"{us(sh / chunk_count)} µs/chunk", f"{us((sh - sb) / chunk_count)} µs/chunk"))
-
-    # in memory: no network, the hook's own cost
+    assert spendlog.flush(60)
+    json_answer = Canned(200, [(b"content-type", b"application/json")], [answer])
     mem = {"bare": httpx.Client(transport=json_answer),
            "hook": httpx.Client(transport=spendlog.LoggingTransport(json_answer, app="bench"))}
     mem_url = "http://upstream.test/v1/chat/completions"
     call_times(mem, mem_url, auth, CHAT, 200)
-    t = call_times(mem, mem_url, auth, CHAT, args.calls * 2)
-    bare, hook = statistics.median(t["bare"]), statistics.median(t["hook"])
-    rows.append(("memory, chat completion", f"{us(bare)} µs", f"{us(hook)} µs", f"{us(hook - bare)} µs/call"))
-
-    # the same with records going to a list: the hook's own CPU, without the writer thread's
+    rows.append(row("memory, chat completion", call_times(mem, mem_url, auth, CHAT, args.calls * 2)))
     assert spendlog.flush(60)
     kept: list[dict] = []
     real_submit = writer.submit
     writer.submit = lambda record, url=None: kept.append(record)
     try:
-        t = call_times(mem, mem_url, auth, CHAT, args.calls * 2)
+        samples = call_times(mem, mem_url, auth, CHAT, args.calls * 2)
     finally:
         writer.submit = real_submit
-    bare, hook = statistics.median(t["bare"]), statistics.median(t["hook"])
-    rows.append(("memory, chat completion, records to a list", f"{us(bare)} µs", f"{us(hook)} µs",
-                 f"{us(hook - bare)} µs/call"))
+    rows.append(row("memory, chat completion, records to a list", samples))
 
     stream_answer = Canned(200, [(b"content-type", b"text/event-stream")], events)
     mem = {"bare": httpx.Client(transport=stream_answer),
            "hook": httpx.Client(transport=spendlog.LoggingTransport(stream_answer, app="bench"))}
-    per_side = {"bare": [], "hook": []}
-    for i in range(args.streams * 2):
-        for name in (("bare", "hook") if i % 2 == 0 else ("hook", "bare")):
-            secs, reads = stream_time(mem[name], mem_url, auth, stream_body)
-            per_side[name].append(secs)
-    sb, sh = statistics.median(per_side["bare"]), statistics.median(per_side["hook"])
-    n = len(events)
-    rows.append((f"memory, stream of {n:,} events, one read each", f"{us(sb / n)} µs/chunk", f"{us(sh / n)} µs/chunk",
-                 f"{us((sh - sb) / n)} µs/chunk"))
+    samples = stream_times(mem, mem_url, auth, stream_body, args.streams)
+    rows.append(row(f"memory, stream of {len(events):,} events, one read each", samples, len(events), "chunk"))
 
     assert spendlog.flush(60)
     # calibration: a fixed pure-CPU job, to compare runs on busy or other machines
-    answer = raw.content
     calib = min(timeit.repeat(lambda: json.loads(answer), number=2000, repeat=5)) / 2000
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"httpx {httpx.__version__}; load average {os.getloadavg()[0]:.1f} (1 min) at the end; "
           f"calibration: json.loads of the {len(answer)}-byte chat answer = {us(calib)} µs")
-    print("| setup | bare | hook | added |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print("targets: <= 50 µs added per call, <= 2 µs added per streamed chunk (median)")
+    print("| setup | wall bare | wall hook | wall added | CPU bare | CPU hook | CPU added | unit |")
+    print("|---|---|---|---|---|---|---|---|")
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+    print("medians; CPU = the calling thread's CPU time. Targets: <= 50 µs added per call, <= 2 µs per chunk.")
     print(json.dumps({"calls_per_side": args.calls, "chunks_per_stream": args.chunks, "streams_per_side": args.streams}))
 
 
