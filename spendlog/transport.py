@@ -26,7 +26,7 @@ import threading
 import zlib
 from typing import Any
 
-from spendlog.capture import TRACKED_PATHS, CallCapture
+from spendlog.capture import TRACKED_PATHS, CallCapture, split_attribution
 from spendlog.db.writer import warn_once
 
 __all__ = ["LoggingTransport", "AsyncLoggingTransport", "http_client", "async_http_client", "error_type_for"]
@@ -77,6 +77,17 @@ def _outgoing(request, capture: CallCapture):
         return request
     return type(request)(request.method, request.url, headers=capture.request_headers,
                          content=capture.request_body, extensions=request.extensions)
+
+
+def _untracked(request):
+    """A call we do not record, passed on as it is, except for our own attribution headers: those
+    never leave the machine (an SDK's ``default_headers`` put them on every request)."""
+    raw = request.headers.raw
+    if not any(name[:11].lower() == b"x-spendlog-" for name, _ in raw):
+        return request
+    left, _app, _user, _tags = split_attribution(raw)
+    return type(request)(request.method, request.url, headers=left, stream=request.stream,
+                         extensions=request.extensions)
 
 
 def _check_body(raw: bytes, headers) -> bytes:
@@ -210,14 +221,14 @@ class LoggingTransport:
         inner = self._inner_for(request) if self._wrapped is None else self._wrapped
         path = _candidate_path(request)
         if path is None:
-            return inner.handle_request(request)
+            return inner.handle_request(_untracked(request))
         try:
             body = request.content
         except Exception:  # noqa: BLE001 - a streamed upload: read it (LLM requests are JSON)
             body = request.read()
         capture = _start(request, path, self.app, self.user, self.tags, self.db_url, body)
         if capture is None:
-            return inner.handle_request(request)
+            return inner.handle_request(_untracked(request))
         try:
             response = inner.handle_request(_outgoing(request, capture))
             capture.response_started(response.status_code, response.headers.raw)
@@ -274,14 +285,14 @@ class AsyncLoggingTransport:
         inner = self._inner_for(request) if self._wrapped is None else self._wrapped
         path = _candidate_path(request)
         if path is None:
-            return await inner.handle_async_request(request)
+            return await inner.handle_async_request(_untracked(request))
         try:
             body = request.content
         except Exception:  # noqa: BLE001
             body = await request.aread()
         capture = _start(request, path, self.app, self.user, self.tags, self.db_url, body)
         if capture is None:
-            return await inner.handle_async_request(request)
+            return await inner.handle_async_request(_untracked(request))
         try:
             response = await inner.handle_async_request(_outgoing(request, capture))
             capture.response_started(response.status_code, response.headers.raw)

@@ -212,12 +212,13 @@ def test_httpx_gzip_answer_passes_raw_and_is_read():
     assert len(records()) == 2
 
 
-def test_untracked_calls_pass_untouched(fake_upstream):
+def test_untracked_calls_pass_untouched_but_for_our_headers(fake_upstream):
     client = httpx2.Client(transport=LoggingTransport(httpx2.HTTPTransport()))
-    r = client.get(fake_upstream.url("/v1/models"), headers={"Authorization": f"Bearer {fake_upstream.api_key}",
-                                                           "X-Spendlog-App": "kept"})
-    assert r.status_code == 200
-    assert fake_upstream.last_request.headers["x-spendlog-app"] == "kept"  # not ours: left as it is
+    auth = {"Authorization": f"Bearer {fake_upstream.api_key}"}
+    r = client.get(fake_upstream.url("/v1/models"), headers={**auth, "X-Other": "kept"})
+    assert r.status_code == 200 and fake_upstream.last_request.headers["x-other"] == "kept"
+    r = client.get(fake_upstream.url("/v1/models"), headers={**auth, "X-Spendlog-App": "bot"})
+    assert r.status_code == 200 and "x-spendlog-app" not in fake_upstream.last_request.headers
     assert records() == []
 
 
