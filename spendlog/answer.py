@@ -75,6 +75,7 @@ class AnswerReader:
     def started(self, status_code: int, headers: Sequence[tuple], *, decoded: bool = False) -> None:
         try:
             self.status_code = int(status_code)
+            self._decoder, self._sniff = None, False
             ctype = encoding = ""
             for name, value in headers:
                 if len(name) in (12, 16):  # "content-type", "content-encoding": skip the rest cheaply
@@ -128,6 +129,8 @@ class AnswerReader:
         self.eof = True
         if self.passthrough:
             return b""
+        dropping = self._dropping  # then what is held back is the caller's: it must come out
+        rest = b""
         try:
             if self._decoder is not None and not self._sniff and hasattr(self._decoder, "flush"):
                 tail = self._decoder.flush()
@@ -139,11 +142,11 @@ class AnswerReader:
             rest = self._splitter.take_pending()
             if rest and self.sse:
                 out = self._on_event(rest)  # an unterminated last event
-                return out if self._dropping else b""
+                return out if dropping else b""
             return b""
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
-            return b""
+            return (rest or self._splitter.take_pending()) if dropping else b""
 
     def outcome(self) -> tuple[str | None, str | None]:
         """``(error_type, message)`` the answer itself shows (None, None when fine), reading the

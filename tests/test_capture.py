@@ -473,3 +473,20 @@ def test_event_soup_split_anywhere(events, points):
     assert run(split, 200, SSE, _cut(data, points)) == whole_out
     a, b = whole.record(), split.record()
     assert {k: a[k] for k in _STABLE} == {k: b[k] for k in _STABLE}
+
+
+def test_held_back_bytes_come_out_even_if_reading_fails(monkeypatch):
+    from spendlog.answer import AnswerReader
+
+    capture = start(STREAM_REQ)
+    upstream, clean = chat_stream(include_usage=True)
+    capture.response_started(200, SSE)
+    out = capture.feed(upstream[:-5])  # the last event is held back, unfinished
+
+    def broken(self, raw):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(AnswerReader, "_on_event", broken)
+    out += capture.end_of_body()
+    assert out == b"".join(clean)[:-5]  # everything the caller is owed, nothing lost
+    assert capture.record()["error_type"] == "capture_error"
