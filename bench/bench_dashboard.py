@@ -59,6 +59,8 @@ CHANGES = [
     ("granularity", lambda at: at.sidebar.radio(key="f_by").set_value("week")),
     ("range 7d", lambda at: at.sidebar.selectbox(key="f_range").set_value("7d")),
 ]
+# measured and shown, not held to the 0.5 s target: a +05:30 zone reads raw rows (issue 5 allows it)
+INFO = [("tz Kolkata", lambda at: at.sidebar.selectbox(key="f_tz").set_value("Asia/Kolkata"))]
 
 
 def _cpu() -> float:
@@ -84,7 +86,7 @@ def child(db: str) -> None:
     result = {"first": time.perf_counter() - started, "first cpu": _cpu() - cpu}
     assert not at.exception, [e.value for e in at.exception]
     result["total"] = next(m.value for m in at.metric if m.label == "Total spend")
-    for name, change in CHANGES:
+    for name, change in [*CHANGES, *INFO]:
         change(at)
         started, cpu = time.perf_counter(), _cpu()
         at.run()
@@ -193,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {rows:,} rows: {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in best.items()})}",
               flush=True)
     changes = [name for name, _ in CHANGES]
+    shown = [*changes, *(name for name, _ in INFO)]
     print(f"\nAppTest: wall s (process CPU s), best of {args.repeat} fresh processes; peak RSS of that process, MB")
-    print("| rows | first render | " + " | ".join(f"change: {c}" for c in changes) + " | cached rerun | peak RSS MB |")
-    print("|---:|---:|" + "---:|" * len(changes) + "---:|---:|")
+    print("| rows | first render | " + " | ".join(f"then {c}" for c in shown) + " | cached rerun | peak RSS MB |")
+    print("|---:|---:|" + "---:|" * len(shown) + "---:|---:|")
     for r in table:
-        cells = " | ".join(f"{r[c]:.2f} ({r[c + ' cpu']:.2f})" for c in ["first", *changes])
+        cells = " | ".join(f"{r[c]:.2f} ({r[c + ' cpu']:.2f})" for c in ["first", *shown])
         print(f"| {r['rows']:,} | {cells} | {r['rerun cached']:.2f} | {r['rss']:.0f} |")
     if args.browser:
         print("\nBrowser: wall s; RSS = the server's VmHWM, MB\n| rows | first render | change: status | server peak RSS MB |")

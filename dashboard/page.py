@@ -73,6 +73,8 @@ def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
     The same cached queries the page makes when no dimension filter is set, so the first render
     reads the rollup once for both."""
     everything = filters_for_dates(start, end, tz)
+    data.prefetch((data.totals, (url, everything, BY_DAY, tz), {"as_of": None}),
+                  (data.totals, (url, everything, BY_WHO, tz), {"as_of": None}))
     rows = [*data.totals(url, everything, BY_DAY, tz, as_of=None), *data.totals(url, everything, BY_WHO, tz, as_of=None)]
     return {column: sorted({r[column] for r in rows if r.get(column)}) for column in ("model", "provider", "app", "user", "key")}
 
@@ -91,6 +93,9 @@ def _overview(url: str, view: View) -> None:
     previous = filters_for(view, prev_start, prev_end)
 
     tick = _tick(view)
+    data.prefetch((data.totals, (url, current, BY_DAY, view.tz), {"as_of": tick}),
+                  (data.totals, (url, current, BY_WHO, view.tz), {"as_of": tick}),
+                  (data.totals, (url, previous, (), view.tz), {"as_of": tick}))
     day_rows = data.totals(url, current, BY_DAY, view.tz, as_of=tick)
     rows = frames.by_period(day_rows, granularity)
     total = frames.sum_rows(day_rows)
