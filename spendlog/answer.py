@@ -34,7 +34,7 @@ __all__ = ["AnswerReader"]
 _MAX_BODY = 32 * 1024 * 1024  # non-streamed answers above this are passed on but not parsed
 _MAX_ERROR_BODY = 64 * 1024
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.){1,64})"')
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_USAGE_SET = re.compile(rb'"usage"\s*:\s*(?!null\b)')  # usage that is set: an object, or garbage to flag
 _ERROR = re.compile(rb'"error"\s*:\s*(?!null)')  # an error member that is set
 _NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null\b|"usage"\s*:\s*null\s*,')
 _TEXTUAL_FIRST_BYTES = frozenset(b'{[:de"\r\n\t ')  # an already-decoded JSON or SSE body starts so
@@ -194,7 +194,7 @@ class AnswerReader:
                 self.finish_reason = m.group(1).decode("utf-8", "replace")
         # the "usage":null members include_usage adds to every chunk carry nothing: gone first
         bare = region.replace(b',"usage":null', b"")  # the same object when there is none
-        more_usage = b'"usage"' in bare  # usage objects (or JSON with spaces)
+        more_usage = b'"usage"' in bare  # usage that is set (or null in JSON with spaces)
         drops = None
         if self._need_first or more_usage or b'"error"' in bare or b"[DONE]" in bare:
             drops = self._read_marked(bare, more_usage)
@@ -209,8 +209,8 @@ class AnswerReader:
             bare = b"".join(pieces)
         return _without_null_usage(bare) if more_usage else bare
 
-    def _read_marked(self, region: bytes, usage_objects: bool) -> list[tuple[int, int]]:
-        """Parse the events of ``region`` that matter (the first data event, usage objects, errors,
+    def _read_marked(self, region: bytes, usage_set: bool) -> list[tuple[int, int]]:
+        """Parse the events of ``region`` that matter (the first data event, usage, errors,
         [DONE]); returns the (start, end) of those to drop."""
         ends: dict[int, int] = {}  # boundary position -> event start
         if self._need_first:
@@ -220,8 +220,8 @@ class AnswerReader:
                     ends[e] = _start_of(region, e)
                     break
                 pos = e + 2
-        if usage_objects:
-            for m in _USAGE_OBJECT.finditer(region):
+        if usage_set:
+            for m in _USAGE_SET.finditer(region):
                 _mark_at(region, ends, m.start())
         if b'"error"' in region:
             for m in _ERROR.finditer(region):
@@ -244,7 +244,7 @@ class AnswerReader:
         for m in _FINISH.finditer(raw):
             self.finish_reason = m.group(1).decode("utf-8", "replace")
         drop = False
-        if (self._need_first or b"[DONE]" in raw or _USAGE_OBJECT.search(raw)
+        if (self._need_first or b"[DONE]" in raw or _USAGE_SET.search(raw)
                 or (b'"error"' in raw and _ERROR.search(raw))):
             drop = self._read_event_safely(raw)
         if not self._dropping:
@@ -263,7 +263,7 @@ class AnswerReader:
                 self._problem("capture_error", f"could not read a stream event: {self._describe(exc)}")
             if b"data: [DONE]" in raw:
                 self.done = True
-            return self._dropping and b'"choices":[]' in raw and _USAGE_OBJECT.search(raw) is not None
+            return self._dropping and b'"choices":[]' in raw and _USAGE_SET.search(raw) is not None
 
     def _read_event(self, raw: bytes) -> bool:
         """Parse one event and take what it says; True when it is the usage-only event to drop."""

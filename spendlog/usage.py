@@ -1,7 +1,7 @@
 """Reading a ``usage`` object from an OpenAI-compatible answer, defensively.
 
-Every field is optional. Token counts must be non-negative ints (not bool, float or str) that fit
-a BIGINT; ``cost`` must be a finite, non-negative JSON number parsed as ``Decimal`` (the caller
+Every field is optional. Token counts must be non-negative ints (not bool, float or str) up to
+``MAX_TOKENS``; ``cost`` must be a finite, non-negative JSON number parsed as ``Decimal`` (the caller
 parses with ``json.loads(..., parse_float=Decimal)``) and at most ``MAX_COST_USD``. A field that
 breaks these rules is stored as unknown (None) and named in ``Usage.problems``: a wrong number is
 never stored as a right one.
@@ -26,9 +26,10 @@ from decimal import Decimal
 
 __all__ = ["Usage", "parse_usage", "loads_exact", "loads_answer", "error_message", "MAX_COST_USD", "MAX_TOKENS"]
 
-MAX_TOKENS = 2**63 - 1
-# One call costing more than this is not a price, it is a bug (and would overflow SQLite's pico-USD).
-MAX_COST_USD = Decimal(1_000_000)
+# Beyond these, one call's figures are not usage but a bug, refused as unusable: they also keep the
+# ledger's sums exact (an hour's rollup row on SQLite holds at most 2**63 tokens and 9.2 million USD).
+MAX_TOKENS = 10**12
+MAX_COST_USD = Decimal(10_000)
 
 
 @dataclass(slots=True)

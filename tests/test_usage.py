@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from spendlog.usage import MAX_COST_USD, error_message, loads_answer, parse_usage
+from spendlog.usage import MAX_COST_USD, MAX_TOKENS, error_message, loads_answer, parse_usage
 
 
 def usage_of(text: str):
@@ -72,6 +72,11 @@ def test_bad_field_does_not_spoil_good_ones():
 def test_usage_not_an_object():
     u = parse_usage([1, 2])
     assert u.problems and u.prompt_tokens is None
+
+
+def test_token_limit():
+    assert usage_of(f'{{"prompt_tokens":{MAX_TOKENS}}}').prompt_tokens == MAX_TOKENS
+    assert usage_of(f'{{"prompt_tokens":{MAX_TOKENS + 1}}}').prompt_tokens is None
 
 
 def test_integer_cost_and_limits():
