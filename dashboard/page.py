@@ -42,6 +42,12 @@ def filters_for(view: View, start: date, end: date) -> Filters:
                    users=view.users, key_hints=view.key_hints, status=view.status)
 
 
+def filters_for_dates(start: date, end: date, tz: str) -> Filters:
+    """The whole ledger (no dimension or status filter) over inclusive local dates."""
+    lo, hi = date_bounds(start, end, tz)
+    return Filters(start=lo, end=hi)
+
+
 def main() -> None:
     st.set_page_config(page_title="spendlog", page_icon=":material/payments:", layout="wide")
     url = data.db_url()
@@ -51,11 +57,25 @@ def main() -> None:
             show_empty(masked)
             return
         view = sidebar(lambda start, end, tz: _choices(url, start, end, tz))
-        run_every = LIVE_SECONDS if view.live else None
-        st.fragment(_overview, run_every=run_every)(url, view)
     except (DatabaseUnavailableError, DatabaseURLError) as exc:
-        st.error(f"**The database cannot be read.** {exc}", icon=":material/error:")
-        st.caption("Check `--db` / `SPENDLOG_DB_URL`, that the server is running, and `spendlog db status`.")
+        _unreadable(exc)
+        return
+    run_every = LIVE_SECONDS if view.live else None
+    st.fragment(_live_overview, run_every=run_every)(url, view)
+
+
+def _unreadable(exc: Exception) -> None:
+    st.error(f"**The database cannot be read.** {exc}", icon=":material/error:")
+    st.caption("Check `--db` / `SPENDLOG_DB_URL`, that the server is running, and `spendlog db status`.")
+
+
+def _live_overview(url: str, view: View) -> None:
+    """The overview as a fragment (the live toggle reruns just this); a database that goes away
+    between two refreshes shows the same error as at start."""
+    try:
+        _overview(url, view)
+    except (DatabaseUnavailableError, DatabaseURLError) as exc:
+        _unreadable(exc)
 
 
 def _now() -> float:
@@ -73,15 +93,10 @@ def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
     The same cached queries the page makes when no dimension filter is set, so the first render
     reads the rollup once for both."""
     everything = filters_for_dates(start, end, tz)
-    data.prefetch((data.totals, (url, everything, BY_DAY, tz), {"as_of": None}),
-                  (data.totals, (url, everything, BY_WHO, tz), {"as_of": None}))
-    rows = [*data.totals(url, everything, BY_DAY, tz, as_of=None), *data.totals(url, everything, BY_WHO, tz, as_of=None)]
-    return {column: sorted({r[column] for r in rows if r.get(column)}) for column in ("model", "provider", "app", "user", "key")}
-
-
-def filters_for_dates(start: date, end: date, tz: str) -> Filters:
-    lo, hi = date_bounds(start, end, tz)
-    return Filters(start=lo, end=hi)
+    data.prefetch(*((data.totals, (url, everything, by, tz), {"as_of": None}) for by in (BY_DAY, BY_WHO)))
+    rows = [row for by in (BY_DAY, BY_WHO) for row in data.totals(url, everything, by, tz, as_of=None)]
+    return {column: sorted({r[column] for r in rows if r.get(column)})
+            for column in ("model", "provider", "app", "user", "key")}
 
 
 def _overview(url: str, view: View) -> None:

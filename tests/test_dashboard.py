@@ -359,3 +359,24 @@ def test_downloads_are_the_export_files(ledger, records):
     # the sidebar's filters apply to the files too
     only = downloads.calls_csv(ledger, Filters(start=start, end=end, models=("deepseek/deepseek-r1",)))
     assert {r["model"] for r in csv.DictReader(io.StringIO(only.decode()))} == {"deepseek/deepseek-r1"}
+
+
+def test_spendlog_tz_is_the_default_timezone(monkeypatch, ledger, records):
+    monkeypatch.setenv("SPENDLOG_TZ", "Asia/Tokyo")
+    at = open_app(monkeypatch, ledger, RANGE)
+    assert at.sidebar.selectbox(key="f_tz").value == "Asia/Tokyo"
+    assert "tz" not in at.query_params  # the default is not repeated in the link
+    tokyo = lambda r: date(2025, 3, 10) <= (r["created_at"] + timedelta(hours=9)).date() <= date(2025, 3, 17)  # noqa: E731
+    assert_shows(at, expect(records, tokyo, start=date(2025, 3, 9), end=date(2025, 3, 17)))
+
+
+def test_a_ledger_that_turns_unreadable_shows_the_error_not_a_traceback(monkeypatch, ledger):
+    at = open_app(monkeypatch, ledger, RANGE)
+    path = Path(ledger.removeprefix("sqlite:///"))
+    for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        extra.unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database" * 100)
+    at.sidebar.radio(key="f_status").set_value("errors")  # new queries, nothing cached
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and f"cannot read {ledger}" in at.error[0].value
