@@ -142,24 +142,31 @@ def _merge(runs: list[dict]) -> dict:
             "rps": sum(r["rps"] for r in runs) / len(runs), "errors": sum(r["errors"] for r in runs)}
 
 
-def compare(direct_url: str, proxy_url: str, concurrency: int, n: int, rounds: int, proxy_pid: int | None,
-            **kw) -> tuple[dict, dict, float | None]:
+def compare(direct_url: str, proxy_url: str, concurrency: int, n: int, rounds: int, proxy_pid: int,
+            fake_pid: int, **kw) -> tuple[dict, dict]:
+    """Alternating direct and proxied runs. Besides latencies, each side gets the CPU time per
+    request spent by the fake, by this load generator and (proxied) by the proxy, in µs."""
     _run(direct_url, concurrency, min(n, 4 * concurrency), **kw)  # warm both paths (connections, caches)
     _run(proxy_url, concurrency, min(n, 4 * concurrency), **kw)
-    direct, proxied, cpu = [], [], 0.0
+    runs: dict[str, list] = {"d": [], "p": []}
+    cpu = {side: {"fake": 0.0, "load": 0.0, "proxy": 0.0} for side in "dp"}
+    loads = []
     for i in range(rounds):
         order = [("d", direct_url), ("p", proxy_url)] if i % 2 == 0 else [("p", proxy_url), ("d", direct_url)]
         for side, url in order:
-            before = _cpu_seconds(proxy_pid) if side == "p" and proxy_pid else 0.0
-            result = _run(url, concurrency, n, **kw)
-            if side == "p":
-                if proxy_pid:
-                    cpu += _cpu_seconds(proxy_pid) - before
-                proxied.append(result)
-            else:
-                direct.append(result)
-    cpu_per_req = cpu / (n * rounds) * 1e6 if proxy_pid else None
-    return _merge(direct), _merge(proxied), cpu_per_req
+            before = (_cpu_seconds(fake_pid), time.process_time(), _cpu_seconds(proxy_pid))
+            runs[side].append(_run(url, concurrency, n, **kw))
+            after = (_cpu_seconds(fake_pid), time.process_time(), _cpu_seconds(proxy_pid))
+            for name, b, a in zip(("fake", "load", "proxy"), before, after):
+                cpu[side][name] += a - b
+            loads.append(os.getloadavg()[0])
+    out = []
+    for side in "dp":
+        merged = _merge(runs[side])
+        merged.update({f"cpu_{k}": v / (n * rounds) * 1e6 for k, v in cpu[side].items()})
+        merged["loadavg"] = max(loads)
+        out.append(merged)
+    return out[0], out[1]
 
 
 # -- alternative stacks (--stacks): the same minimal pass-through proxy on each server/client pair --
@@ -301,24 +308,38 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for c in levels:
-            n = max(100 if args.quick else 200, c * (15 if args.quick else 40))
-            d, p, cpu = compare(direct_url, proxy_url, c, n, args.rounds, proxy.pid)
-            rows.append((c, n, d, p, cpu))
+            n = max(100 if args.quick else 200, c * (15 if args.quick else 25))
+            d, p = compare(direct_url, proxy_url, c, n, args.rounds, proxy.pid, fake.pid)
+            rows.append((c, n, d, p))
             print(f"  c={c:<4} done", flush=True)
         print("\n| concurrency | requests/side | direct p50 / p99 ms | proxy p50 / p99 ms | added p50 / p99 ms "
-              "| throughput proxy/direct | errors | proxy CPU µs/req |")
+              "| throughput proxy/direct | errors | load avg |")
         print("|---|---|---|---|---|---|---|---|")
-        for c, n, d, p, cpu in rows:
+        for c, n, d, p in rows:
             print(f"| {c} | {n * args.rounds} | {d['p50']:.2f} / {d['p99']:.2f} | {p['p50']:.2f} / {p['p99']:.2f} "
                   f"| {p['p50'] - d['p50']:+.2f} / {p['p99'] - d['p99']:+.2f} | {p['rps']:.0f} / {d['rps']:.0f} rps "
-                  f"({100 * p['rps'] / d['rps']:.0f}%) | {d['errors'] + p['errors']} | {cpu:.0f} |")
+                  f"({100 * p['rps'] / d['rps']:.0f}%) | {d['errors'] + p['errors']} | {p['loadavg']:.1f} |")
+        print("\nCPU time per request, µs (direct: fake + load generator; proxied: the same + the proxy). With the "
+              "cores saturated, throughput proxy/direct can be at most direct CPU / proxied CPU.")
+        print("\n| concurrency | direct: fake + load | proxied: fake + load + proxy | ceiling proxy/direct |")
+        print("|---|---|---|---|")
+        for c, n, d, p in rows:
+            dc, pc = d["cpu_fake"] + d["cpu_load"], p["cpu_fake"] + p["cpu_load"] + p["cpu_proxy"]
+            print(f"| {c} | {d['cpu_fake']:.0f} + {d['cpu_load']:.0f} = {dc:.0f} | {p['cpu_fake']:.0f} + "
+                  f"{p['cpu_load']:.0f} + {p['cpu_proxy']:.0f} = {pc:.0f} | {100 * dc / pc:.0f}% |")
+        for c, n, d, p in rows:
+            if c == 64:
+                checks = [("added p50 <= 1 ms", p["p50"] - d["p50"] <= 1), ("added p99 <= 10 ms", p["p99"] - d["p99"] <= 10),
+                          ("throughput >= 90% of direct", p["rps"] >= 0.9 * d["rps"]),
+                          ("zero errors", d["errors"] + p["errors"] == 0)]
+                print("\ntargets at concurrency 64: " + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks))
 
         print("\nstreams (fake: 20 ms before the first event, then 5 ms between events, 10 content events)")
         print("\n| concurrency | direct TTFT p50 / p99 ms | proxy TTFT p50 / p99 ms | added TTFT p50 / p99 ms | errors |")
         print("|---|---|---|---|---|")
         for c in (1, 16):
             n = 60 if args.quick else 150
-            d, p, _ = compare(direct_url, proxy_url, c, n, args.rounds, proxy.pid, stream=True,
+            d, p = compare(direct_url, proxy_url, c, n, args.rounds, proxy.pid, fake.pid, stream=True,
                               headers={"X-Fake-Chunk-Delay-Ms": "5", "X-Fake-Chunks": "10"})
             print(f"| {c} | {d['ttft50']:.2f} / {d['ttft99']:.2f} | {p['ttft50']:.2f} / {p['ttft99']:.2f} "
                   f"| {p['ttft50'] - d['ttft50']:+.2f} / {p['ttft99'] - d['ttft99']:+.2f} | {d['errors'] + p['errors']} |")
@@ -332,13 +353,13 @@ def main(argv: list[str] | None = None) -> int:
                                        env, "1" if args.pin else None)
                 try:
                     n = 15 * 64 if args.quick else 40 * 64
-                    d, p, cpu = compare(direct_url, f"http://127.0.0.1:{alt_port}/v1/chat/completions", 64, n,
-                                        args.rounds, alt.pid)
+                    d, p = compare(direct_url, f"http://127.0.0.1:{alt_port}/v1/chat/completions", 64, n,
+                                   args.rounds, alt.pid, fake.pid)
                 finally:
                     _stop(alt)
                 print(f"| {stack} | {p['p50'] - d['p50']:+.2f} / {p['p99'] - d['p99']:+.2f} | "
                       f"{p['rps']:.0f} / {d['rps']:.0f} rps ({100 * p['rps'] / d['rps']:.0f}%) | "
-                      f"{d['errors'] + p['errors']} | {cpu:.0f} |", flush=True)
+                      f"{d['errors'] + p['errors']} | {p['cpu_proxy']:.0f} |", flush=True)
     finally:
         _stop(proxy)
         _stop(fake)

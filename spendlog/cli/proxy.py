@@ -26,7 +26,7 @@ def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, ma
               shutdown_timeout: float, db_url: str | None) -> None:
     """Run the local OpenAI-compatible proxy that records every call (base URL http://127.0.0.1:8787/v1)."""
     from spendlog.db.engine import resolve_url
-    from spendlog.proxy import ProxyConfig, ProxyConfigError, default_upstream, serve
+    from spendlog.proxy import ProxyConfig, ProxyConfigError, default_upstream, is_loopback, serve
     from spendlog.proxy.app import open_socket
 
     resolve_url(db_url)  # a bad --db or SPENDLOG_DB_URL stops here, with one line
@@ -36,6 +36,10 @@ def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, ma
                              max_body_bytes=max_body_bytes, db_url=db_url, shutdown_timeout=shutdown_timeout)
     except ProxyConfigError as exc:
         fail(str(exc))
+    upstream_url = config.upstream_url
+    if upstream_url.scheme == "http" and not is_loopback(upstream_url.host or ""):
+        click.echo(f"spendlog proxy: warning: {config.upstream} is plain http; your clients' keys cross the "
+                   "network unencrypted", err=True)
     try:
         sock = open_socket(config.host, config.port)
     except OSError as exc:

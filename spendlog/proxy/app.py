@@ -35,13 +35,13 @@ FLUSH_TIMEOUT = 5.0
 
 
 class _NoRequestDetails(logging.Filter):
-    """aiohttp logs a malformed request with its request line, which may carry a ``?key=...``.
-    Keep the fact, drop the details."""
+    """aiohttp logs a failed or malformed request with its request line and a traceback, which
+    may carry a ``?key=...`` or a header. Keep the fact and the exception's type, drop the rest."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None or record.args:
-            record.msg = "spendlog proxy: refused a malformed request (%s)"
+            record.msg = "spendlog proxy: a request failed or was malformed (%s; details withheld: they may hold keys)"
             record.args = (type(exc).__name__ if exc is not None else "error",)
             record.exc_info = record.exc_text = None
         return True

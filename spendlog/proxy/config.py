@@ -102,6 +102,8 @@ class ProxyConfig:
             raise ProxyConfigError(f"--port must be between 0 and 65535, got {self.port}")
         if self.max_body_bytes < 1:
             raise ProxyConfigError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
+        if self.shutdown_timeout < 0:
+            raise ProxyConfigError(f"--shutdown-timeout must not be negative, got {self.shutdown_timeout:g}")
 
     @property
     def upstream_url(self) -> URL:

@@ -92,6 +92,9 @@ class Forwarder:
         except _TooLarge:
             return json_error(413, f"spendlog proxy: request body larger than {self.config.max_body_bytes} bytes",
                               "invalid_request_error", "request_too_large", close=True)
+        except asyncio.IncompleteReadError:
+            return json_error(400, "spendlog proxy: the request body ended before its Content-Length",
+                              "invalid_request_error", "incomplete_body", close=True)
         return await self._forward(request, url, body)
 
     async def healthz(self, request: web.BaseRequest) -> web.Response:
