@@ -10,24 +10,25 @@ One place computes money, so two readers never disagree:
 
 How ``grouped_totals`` reads (``plan_grouped`` shows it): SQL groups by UTC time bucket and the
 requested dimensions, Python maps each bucket to its local period (``db.periods``) and adds up.
-Full hours come from ``rollup_hourly`` when every UTC offset of the zone in the range is a whole
-hour; a range edge that is not on the hour, and zones with :30/:45 offsets, read ``completions``
-grouped by 15-minute (or hourly) UTC buckets. Money is summed as exact ``Decimal`` (integer
+Whole hours come from ``rollup_hourly``; the only raw ``completions`` read are partial hours at
+the range's ends and, in :30/:45 zones such as Asia/Kolkata, the one hour a day that a local
+midnight cuts, grouped by 15-minute UTC buckets. Money is summed as exact ``Decimal`` (integer
 pico-dollars on SQLite), so every path gives the same figures to the last digit. Filter values
-are bound parameters, never SQL text.
+are bound parameters, never SQL text (``db.filters``); per-call rows live in ``db.calls``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, Integer, String, Text, and_, case, cast, func, literal_column, not_, or_, select, type_coerce
+from sqlalchemy import Integer, case, cast, func, literal_column, select, type_coerce
 from sqlalchemy.engine import Connection
 
+from .calls import iter_call_chunks, iter_calls
+from .filters import STATUSES, Filters, where_clauses
 from .models import Completion, RollupHourly
 from .periods import (
     PERIODS,
@@ -45,6 +46,7 @@ from .types import UTCDateTime
 
 __all__ = [
     "GROUPS",
+    "STATUSES",
     "DIMENSIONS",
     "MEASURES",
     "Filters",
@@ -75,41 +77,8 @@ MEASURES = (
 )
 _TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
 _COST = MEASURES.index("cost_usd")
-_STATUSES = ("all", "ok", "errors")
 _SOURCES = ("auto", "raw", "rows", "rollup")
 _RANGES_PER_QUERY = 200  # split hours read from raw rows per query (an OR of indexed ranges)
-_FILTER_DIMS = {"models": "model", "providers": "provider", "apps": "app", "users": "user", "key_hints": "api_key_hint"}
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What to read. ``start``/``end`` are aware datetimes (``end`` exclusive), ``None`` = open.
-    Empty tuples mean "all"; ``""`` inside a tuple matches unknown values. ``status``: ``"all"``,
-    ``"ok"`` or ``"errors"`` (the ``db.store.is_error`` rule). Hashable, so usable as a cache key."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-    models: tuple[str, ...] = ()
-    providers: tuple[str, ...] = ()
-    apps: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()
-    key_hints: tuple[str, ...] = ()
-    status: str = "all"
-
-    def __post_init__(self) -> None:
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            if value is not None:
-                if value.tzinfo is None or value.utcoffset() is None:
-                    raise ValueError(f"Filters.{name} must be timezone-aware")
-                object.__setattr__(self, name, value.astimezone(timezone.utc))
-        for name in _FILTER_DIMS:
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = (value,)
-            object.__setattr__(self, name, tuple(str(v) for v in value))
-        if self.status not in _STATUSES:
-            raise ValueError(f"status must be one of {', '.join(_STATUSES)}, not {self.status!r}")
 
 
 class _Part(NamedTuple):
@@ -117,59 +86,6 @@ class _Part(NamedTuple):
     ranges: tuple[tuple[datetime | None, datetime | None], ...]  # [start, end) pairs, None = open
     bucket: int | None  # minutes per UTC time bucket (0 = per row); None = no time grouping
     skip: frozenset = frozenset()  # rollup hours to leave out (read from raw rows instead)
-
-    @property
-    def start(self) -> datetime | None:
-        return self.ranges[0][0]
-
-    @property
-    def end(self) -> datetime | None:
-        return self.ranges[-1][1]
-
-
-# ---------------------------------------------------------------- WHERE clauses
-
-
-def _dimension_clause(column, values: tuple[str, ...], raw: bool):
-    if not raw:  # the rollup stores unknown as ''
-        return column.in_(values)
-    named = [v for v in values if v != ""]
-    parts = [column.in_(named)] if named else []
-    if len(named) != len(values):
-        parts.append(or_(column.is_(None), column == ""))
-    return or_(*parts)
-
-
-def _range_clause(when, start: datetime | None, end: datetime | None):
-    parts = []
-    if start is not None:
-        parts.append(when >= start)
-    if end is not None:
-        parts.append(when < end)
-    return and_(*parts) if parts else None
-
-
-def _where(filters: Filters, raw: bool, start: datetime | None, end: datetime | None, ranges=None) -> list:
-    table = Completion if raw else RollupHourly
-    when = Completion.created_at if raw else RollupHourly.bucket
-    clauses = []
-    if ranges is not None and len(ranges) > 1:
-        clauses.append(or_(*(_range_clause(when, a, b) for a, b in ranges)))
-    else:
-        if ranges is not None:
-            start, end = ranges[0]
-        if start is not None:
-            clauses.append(when >= start)
-        if end is not None:
-            clauses.append(when < end)
-    for attr, column in _FILTER_DIMS.items():
-        values = getattr(filters, attr)
-        if values:
-            clauses.append(_dimension_clause(getattr(table, column), values, raw))
-    if filters.status != "all":
-        error = is_error_clause() if raw else RollupHourly.is_error.is_(True)
-        clauses.append(error if filters.status == "errors" else not_(error))
-    return clauses
 
 
 # ---------------------------------------------------------------- grouped SQL
@@ -222,7 +138,7 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
             func.sum(r.latency_ms_sum),
             func.sum(r.latency_count),
         ]
-    stmt = select(*keys, *measures).where(*_where(filters, raw, None, None, part.ranges))
+    stmt = select(*keys, *measures).where(*where_clauses(filters, raw=raw, ranges=part.ranges))
     if keys:
         stmt = stmt.group_by(*keys)
     return stmt, len(keys)
@@ -359,108 +275,6 @@ def _sort_key(key: tuple) -> tuple:
     return tuple((v is None, v if v is not None else "") for v in key)
 
 
-# ---------------------------------------------------------------- per call
-
-
-_PICO_SQL = literal_column("1000000000000")
-
-
-def _strip_zeros(text):
-    return func.rtrim(func.rtrim(text, literal_column("'0'")), literal_column("'.'"))
-
-
-def _plain_column(dialect: str, name: str):
-    """``completions.<name>`` in its plain form (see ``iter_call_chunks``), converted by the
-    database so that no Python code runs per cell."""
-    column = Completion.__table__.c[name]
-    if name == "created_at":
-        if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
-            expr = func.substr(column, 1, 10).op("||")(literal_column("'T'")).op("||")(func.substr(column, 12))
-            return type_coerce(expr.op("||")(literal_column("'Z'")), String).label(name)
-        expr = func.to_char(func.timezone(literal_column("'UTC'"), column), literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""))
-        return type_coerce(expr, String).label(name)
-    if name == "cost_usd":  # exact decimal text, no exponent, no trailing zeros: 0.000148, 12.5, 0
-        if dialect == "sqlite":  # stored as integer pico-dollars: whole part, point, 12 places
-            pico = type_coerce(column, BigInteger)
-
-            def decimal_text(amount):
-                digits = func.printf(literal_column("'%d.%012d'"), amount / _PICO_SQL, amount % _PICO_SQL)
-                return _strip_zeros(digits)
-
-            text = case(
-                (pico >= 0, decimal_text(pico)),
-                (pico < 0, literal_column("'-'").op("||")(decimal_text(-pico))),
-            )  # NULL matches neither: NULL
-        else:  # NUMERIC(30, 12) prints all 12 places
-            text = case((column.is_(None), None), else_=_strip_zeros(cast(column, Text)))
-        return type_coerce(text, String).label(name)
-    if name == "tags":  # JSON text; JSON null (how a missing dict is stored) becomes SQL NULL
-        text = type_coerce(column, Text) if dialect == "sqlite" else cast(column, Text)
-        return type_coerce(func.nullif(text, literal_column("'null'")), Text).label(name)
-    if name == "stream":
-        text = case((column.is_(None), None), (column, literal_column("'true'")), else_=literal_column("'false'"))
-        return type_coerce(text, String).label(name)
-    return column
-
-
-def _calls_select(filters: Filters, columns: Sequence[str] | None, plain_dialect: str | None = None):
-    names = list(columns) if columns else [c.name for c in Completion.__table__.columns]
-    if plain_dialect is None:
-        cols = [Completion.__table__.c[name] for name in names]
-    else:
-        cols = [_plain_column(plain_dialect, name) for name in names]
-    return (
-        select(*cols)
-        .where(*_where(filters, True, filters.start, filters.end))
-        .order_by(Completion.created_at, Completion.id)
-    )
-
-
-def iter_call_chunks(
-    conn: Connection,
-    filters: Filters,
-    columns: Sequence[str] | None = None,
-    *,
-    chunk_size: int = 10_000,
-    plain: bool = False,
-) -> Iterator[Sequence[tuple]]:
-    """The matching calls as lists of up to ``chunk_size`` row tuples (``columns`` of
-    ``completions``, default all), ordered by ``created_at, id``; streamed: a server-side cursor
-    on PostgreSQL, chunked fetch on SQLite, so memory stays flat at any size.
-
-    ``plain=True`` is the bulk form for files, converted inside the database: ``created_at`` as
-    ISO 8601 UTC text (``2024-05-01T23:30:00.000000Z``), ``cost_usd`` as exact decimal text
-    without exponent or trailing zeros (``0.000148``; ``spendlog.export.format_money``'s form),
-    ``tags`` as JSON text (keys in stored order), ``stream`` as ``true``/``false``; the rest as
-    usual. Each is exactly what ``spendlog.export`` writes for the typed value."""
-    stmt = _calls_select(filters, columns, conn.dialect.name if plain else None)
-    if plain and conn.dialect.name == "sqlite":
-        # Plain columns need no result processing and SQLite steps rows lazily, so read the DBAPI
-        # cursor of an ordinary (unbuffered) result directly: plain tuples, no Row objects.
-        result = conn.execute(stmt)
-        try:
-            cursor = result.cursor
-            while rows := cursor.fetchmany(chunk_size):
-                yield rows
-        finally:
-            result.close()
-        return
-    result = conn.execution_options(yield_per=chunk_size).execute(stmt)  # server-side cursor on PostgreSQL
-    try:
-        yield from result.partitions()
-    finally:
-        result.close()
-
-
-def iter_calls(conn: Connection, filters: Filters, *, chunk_size: int = 10_000) -> Iterator[dict]:
-    """Every ``completions`` column of each matching call as a dict, ordered by ``created_at,
-    id``; streamed like ``iter_call_chunks``."""
-    names = [c.name for c in Completion.__table__.columns]
-    for chunk in iter_call_chunks(conn, filters, names, chunk_size=chunk_size):
-        for row in chunk:
-            yield dict(zip(names, row))
-
-
 def count_calls(conn: Connection, filters: Filters) -> int:
     """How many calls match (from the rollup where it can answer exactly)."""
     return next(grouped_totals(conn, filters, ()))["requests"]
@@ -481,6 +295,7 @@ def distinct_values(conn: Connection, column: str, filters: Filters | None = Non
     start = floor_hour(filters.start) if filters.start is not None else None
     end = ceil_hour(filters.end) if filters.end is not None else None
     col = getattr(RollupHourly, DIMENSIONS[column])
-    stmt = select(col).where(*_where(filters, False, start, end), col != "").group_by(col).order_by(col)
+    clauses = where_clauses(filters, raw=False, ranges=[(start, end)])
+    stmt = select(col).where(*clauses, col != "").group_by(col).order_by(col)
     return list(conn.scalars(stmt))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -188,6 +189,9 @@ def test_output_file_is_complete_or_absent(ledger, tmp_path):
     assert err.strip() == f"wrote {len(records):,} rows to {target}"
     assert len(list(csv.DictReader(target.open(newline="")))) == len(records)
     assert [p.name for p in folder.iterdir()] == ["calls.csv"]  # no partial file left behind
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, readable like any other
     target.write_text("previous export")
     code, _, err = run("export", "--db", url, "--by", "nonsense", "-o", str(target))
     assert code == 2 and target.read_text() == "previous export"  # a failed run leaves the old file alone
@@ -248,15 +252,16 @@ BAD_ARGS = [
     (["--tz", "Mars/Olympus_Mons"], "timezone"),
     (["--format", "xml"], "xml"),
     (["--format", "focus", "--by", "model"], "focus"),
-    (["-o", "/nonexistent-dir/x.csv"], "/nonexistent-dir/x.csv"),
+    (["-o", "{missing}/x.csv"], "/x.csv"),
     (["--db", "nonsense://x"], "nonsense"),
-    (["--db", "sqlite:////nonexistent-dir/ledger.db"], "no spendlog database"),
+    (["--db", "sqlite:///{missing}/ledger.db"], "no spendlog database"),
 ]
 
 
 @pytest.mark.parametrize("args,needle", BAD_ARGS)
-def test_bad_arguments_give_one_line_and_exit_2(ledger, args, needle):
+def test_bad_arguments_give_one_line_and_exit_2(ledger, args, needle, tmp_path):
     url, _ = ledger
+    args = [a.replace("{missing}", str(tmp_path / "no-such-dir")) for a in args]
     if "--db" not in args:
         args = ["--db", url, *args]
     code, out, err = run("export", *args)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import secrets
 import sys
-import tempfile
 from contextlib import contextmanager
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -131,8 +131,9 @@ def _output(path: str):
     target = Path(path)
     if target.is_dir():
         fail(f"-o {path!r} is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    try:  # created like any new file (0666 minus the umask), not mkstemp's 0600
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         fail(f"cannot write -o {path!r}: {exc.strerror or exc}")
     ok = False
