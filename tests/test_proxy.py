@@ -400,3 +400,18 @@ def test_curl_large_body_with_expect_100_continue(fake_upstream, proxy, tmp_path
     assert json.loads(done.stdout)["object"] == "chat.completion"
     assert len(fake_upstream.last_request.body) == payload.stat().st_size
     assert "expect" not in fake_upstream.last_request.headers
+
+
+def test_upstream_too_slow_gives_504_or_a_cut_and_a_timeout_record(proxy_factory, fake_upstream):
+    proxy = proxy_factory(fake_upstream.base_url, read_timeout=0.5)
+    auth = {"Authorization": f"Bearer {fake_upstream.api_key}"}
+    resp = httpx.post(proxy.url("/v1/chat/completions"), json=CHAT, headers={**auth, "X-Fake-Latency-Ms": "3000"})
+    assert resp.status_code == 504 and resp.json()["error"]["code"] == "timeout"
+    with pytest.raises(httpx.RemoteProtocolError):  # mid-stream: the client sees the stream end early
+        with httpx.stream("POST", proxy.url("/v1/chat/completions"), json={**CHAT, "stream": True},
+                          headers={**auth, "X-Fake-Chunk-Delay-Ms": "2000"}) as stream:
+            for _ in stream.iter_raw():
+                pass
+    before, during = rows(expect=2)
+    assert (before.error_type, before.status_code) == ("timeout", None)
+    assert (during.error_type, during.status_code, during.stream) == ("timeout", 200, True)

@@ -145,6 +145,7 @@ class Forwarder:
 
     async def _exchange(self, request, url, headers, body, cap) -> web.StreamResponse:
         assert self.session is not None
+        upstream: aiohttp.ClientResponse | None = None
         try:
             upstream = await self._send(request.method, url, headers, body)
             prefix = b""
@@ -153,19 +154,23 @@ class Forwarder:
                 if cap.should_retry_without_usage_option(upstream.status, prefix):
                     upstream.release()
                     cap.retry()
+                    upstream = None
                     upstream = await self._send(request.method, url, cap.request_headers, cap.request_body)
                     prefix = b""
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            return self._failed(cap, 504, "timeout", f"no answer from the upstream in time ({type(exc).__name__})")
+            failure = 504, "timeout", f"no answer from the upstream in time ({type(exc).__name__})"
         except aiohttp.ClientConnectorError as exc:
-            return self._failed(cap, 502, "connect_error", f"could not reach the upstream: {exc.os_error or exc}")
+            failure = 502, "connect_error", f"could not reach the upstream: {exc.os_error or exc}"
         except aiohttp.ClientError as exc:
-            return self._failed(cap, 502, "stream_interrupted",
-                                f"the upstream closed the connection before answering ({type(exc).__name__})")
-        try:
-            return await self._relay(request, upstream, cap, prefix)
-        finally:
+            failure = 502, "stream_interrupted", f"the upstream closed the connection before answering ({type(exc).__name__})"
+        else:
+            try:
+                return await self._relay(request, upstream, cap, prefix)
+            finally:
+                upstream.release()
+        if upstream is not None:
             upstream.release()
+        return self._failed(cap, *failure)
 
     async def _send(self, method: str, url: URL, headers, body: bytes) -> aiohttp.ClientResponse:
         return await self.session.request(method, url, data=body if body or method not in ("GET", "HEAD") else None,
