@@ -415,3 +415,13 @@ def test_upstream_too_slow_gives_504_or_a_cut_and_a_timeout_record(proxy_factory
     before, during = rows(expect=2)
     assert (before.error_type, before.status_code) == ("timeout", None)
     assert (during.error_type, during.status_code, during.stream) == ("timeout", 200, True)
+
+
+def test_records_go_to_the_configured_ledger(proxy_factory, fake_upstream, db_url):
+    proxy = proxy_factory(fake_upstream.base_url, db_url=db_url)
+    body = {**CHAT, "model": "deepseek/deepseek-r1"}
+    list(_sdk(proxy.base_url, fake_upstream.api_key).chat.completions.create(**body, stream=True))
+    [row] = rows(db_url, expect=1)
+    assert usage_of(row) == expected_usage(body["model"], {**body, "stream": True})
+    assert row.reasoning_tokens and isinstance(row.cost_usd, Decimal)
+    assert rows() == []  # not the default ledger

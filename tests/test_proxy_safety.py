@@ -232,3 +232,10 @@ def test_malformed_requests_do_not_log_keys(proxy, caplog):
     httpx.get(proxy.url("/healthz"))  # the server still serves
     assert secret not in caplog.text
     assert "key=" not in caplog.text
+
+
+def test_connect_tunnels_are_refused(proxy, fake_upstream, other_host):
+    raw = raw_request(proxy.port, f"CONNECT 127.0.0.1:{other_host.port} HTTP/1.1\r\n"
+                                  f"Host: 127.0.0.1:{other_host.port}\r\nConnection: close\r\n\r\n".encode())
+    assert status_of(raw) == 400
+    assert other_host.hits == [] and fake_upstream.requests == []
