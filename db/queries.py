@@ -39,7 +39,6 @@ from .periods import (
     get_zone,
     period_boundaries,
     period_keys,
-    split_hours,
 )
 from .store import is_error_clause
 from .types import UTCDateTime
@@ -85,7 +84,9 @@ class _Part(NamedTuple):
     source: str  # "rollup" | "raw"
     ranges: tuple[tuple[datetime | None, datetime | None], ...]  # [start, end) pairs, None = open
     bucket: int | None  # minutes per UTC time bucket (0 = per row); None = no time grouping
-    skip: frozenset = frozenset()  # rollup hours to leave out (read from raw rows instead)
+    # (hour, boundary) of the hours a local period boundary cuts. The rollup part holds those
+    # hours back; the raw part reads the smaller side of each; the other side is the difference.
+    split: tuple[tuple[datetime, datetime], ...] = ()
 
 
 # ---------------------------------------------------------------- grouped SQL
@@ -101,7 +102,8 @@ def _raw_bucket(dialect: str, minutes: int):
         else:
             minute = cast(func.substr(created, 15, 2), Integer)
             step = literal_column(str(minutes))
-            expr = func.substr(created, 1, 14).op("||")(func.printf(literal_column("'%02d'"), (minute / step) * step))
+            quarter = minute.op("/")(step).op("*")(step)  # plain "/": SQLite divides integers exactly
+            expr = func.substr(created, 1, 14).op("||")(func.printf(literal_column("'%02d'"), quarter))
         return type_coerce(expr, UTCDateTime())
     seconds = literal_column(str(minutes * 60))
     expr = func.to_timestamp(func.floor(func.extract("epoch", created) / seconds) * seconds)
@@ -157,11 +159,11 @@ def plan_grouped(
     conn: Connection, filters: Filters, by: Sequence[str], tz: str = "UTC", *, source: str = "auto"
 ) -> list[_Part]:
     """How ``grouped_totals`` will read: a list of parts (source, [start, end) ranges, bucket
-    minutes, rollup hours to skip).
+    minutes, split hours).
 
-    ``"auto"``: whole hours from the rollup, except the hours a local period boundary cuts
-    (:30/:45 zones); those hours and partial hours at the range's ends from raw rows in
-    15-minute (or finer) UTC buckets. ``"raw"``: only ``completions``, coarsest exact buckets.
+    ``"auto"``: whole hours from the rollup; partial hours at the range's ends from raw rows; an
+    hour that a local period boundary cuts (one a day in :30/:45 zones) from the rollup minus its
+    smaller side, which is read from raw rows in 15-minute (or finer) UTC buckets. ``"raw"``: only ``completions``, coarsest exact buckets.
     ``"rows"``: ``completions`` with no time bucketing (the slow reference the tests compare
     with). ``"rollup"``: ``ValueError`` unless the rollup alone answers exactly."""
     by = _check_groups(by)
@@ -172,7 +174,7 @@ def plan_grouped(
     if start is not None and end is not None and start >= end:
         return []
     periods = [g for g in by if g in PERIODS]
-    splits: list[datetime] = []
+    boundaries: list[datetime] = []
     minutes = None  # no time grouping
     if periods:
         lo, hi = start, end
@@ -183,7 +185,6 @@ def plan_grouped(
             lo, hi = lo or data_lo, hi or data_hi
         boundaries = period_boundaries(tz, periods, lo, hi) if lo < hi else []
         minutes = 0 if source == "rows" else bucket_minutes(boundaries)
-        splits = split_hours(boundaries)
 
     def raw(*ranges: tuple) -> _Part:
         return _Part("raw", tuple(ranges), minutes)
@@ -194,20 +195,28 @@ def plan_grouped(
         if source == "rollup":
             raise ValueError("the rollup cannot answer this exactly: the range is not in whole hours")
         return [raw((start, end))]
-    splits = [h for h in splits if (first is None or h >= first) and (last is None or h < last)]
-    parts = [_Part("rollup", ((first, last),), 60 if periods else None, frozenset(splits))]
+    cut = [(floor_hour(b), b) for b in boundaries if b != floor_hour(b)] if periods else []
+    cut = [(h, b) for h, b in cut if (first is None or h >= first) and (last is None or h < last)]
+    parts = [_Part("rollup", ((first, last),), 60 if periods else None, tuple(cut))]
     edges = []
     if start is not None and first != start:
         edges.append((start, first))
     if end is not None and last != end:
         edges.append((last, end))
-    hours = [(h, h + timedelta(hours=1)) for h in splits]
-    if source == "rollup" and (edges or hours):
+    if source == "rollup" and (edges or cut):
         raise ValueError("the rollup cannot answer this exactly: the range or the zone's offset is not in whole hours")
-    pending = edges + hours
-    for i in range(0, len(pending), _RANGES_PER_QUERY):
-        parts.append(raw(*pending[i : i + _RANGES_PER_QUERY]))
+    if edges:
+        parts.append(raw(*edges))
+    for i in range(0, len(cut), _RANGES_PER_QUERY):
+        chunk = tuple(cut[i : i + _RANGES_PER_QUERY])
+        parts.append(_Part("raw", tuple(_smaller_side(h, b) for h, b in chunk), minutes, chunk))
     return parts
+
+
+def _smaller_side(hour: datetime, boundary: datetime) -> tuple[datetime, datetime]:
+    if boundary - hour <= timedelta(minutes=30):
+        return hour, boundary
+    return boundary, hour + timedelta(hours=1)
 
 
 def _check_groups(by: Sequence[str]) -> tuple[str, ...]:
@@ -242,27 +251,50 @@ def grouped_totals(
     # where each output column comes from: ("p", i) period i, ("d", j) dimension j
     layout = [("p", periods.index(g)) if g in PERIODS else ("d", dims.index(g)) for g in by]
     sums: dict[tuple, list] = {}
+    held: dict[tuple, list] = {}  # (hour, dimension keys) -> rollup sums of an hour a boundary cuts
+    other_side: dict[datetime, datetime] = {}  # cut hour -> start of the side not read from raw rows
     dialect = conn.dialect.name
+
+    def add(acc: list, values, sign: int = 1) -> None:
+        for i, value in enumerate(values):
+            if value is not None:
+                acc[i] += sign * (value if i == _COST else int(value))
+
+    def group_key(pkeys: tuple, dkeys: tuple) -> tuple:
+        return tuple(pkeys[i] if kind == "p" else (dkeys[i] or None) for kind, i in layout)
+
     for part in plan_grouped(conn, filters, by, tz, source=source):
         stmt, nkeys = _grouped_select(dialect, part, filters, dims)
         timed = part.bucket is not None
-        skip = part.skip
+        cut_hours = {h for h, _ in part.split}
+        if part.source == "raw":
+            for (h, b), (lo, _) in zip(part.split, part.ranges):
+                other_side[h] = b if lo == h else h
         for row in conn.execute(stmt):
             if timed:
-                if skip and row[0] in skip:
-                    continue
+                dkeys = tuple(row[1:nkeys])
+                if cut_hours:
+                    hour = row[0] if part.source == "rollup" else floor_hour(row[0])
+                    if hour in cut_hours:
+                        if part.source == "rollup":
+                            add(held.setdefault((hour, dkeys), _zero()), row[nkeys:])
+                            continue
+                        add(held.setdefault((hour, dkeys), _zero()), row[nkeys:], -1)
                 pkeys = to_periods(row[0])
-                dkeys = row[1:nkeys]
             else:
-                pkeys = ()
-                dkeys = row[:nkeys]
-            key = tuple(pkeys[i] if kind == "p" else (dkeys[i] or None) for kind, i in layout)
+                pkeys, dkeys = (), tuple(row[:nkeys])
+            key = group_key(pkeys, dkeys)
             acc = sums.get(key)
             if acc is None:
                 acc = sums[key] = _zero()
-            for i, value in enumerate(row[nkeys:]):
-                if value is not None:
-                    acc[i] += value if i == _COST else int(value)
+            add(acc, row[nkeys:])
+    for (hour, dkeys), rest in held.items():  # the unread side of each cut hour: rollup minus raw
+        if any(rest):
+            key = group_key(to_periods(other_side[hour]), dkeys)
+            acc = sums.get(key)
+            if acc is None:
+                acc = sums[key] = _zero()
+            add(acc, rest)
     if not by and not sums:
         sums[()] = _zero()
     for key in sorted(sums, key=_sort_key):

@@ -177,24 +177,31 @@ def test_plan_uses_rollup_only_where_exact(sqlite_url):
         whole = Filters(start=BASE, end=BASE + timedelta(days=2))
 
         def shape(filters, by, tz):
-            return [(p.source, p.ranges, p.bucket, sorted(p.skip)) for p in plan_grouped(conn, filters, by, tz)]
+            return [(p.source, p.ranges, p.bucket, p.split) for p in plan_grouped(conn, filters, by, tz)]
 
-        assert shape(whole, ["day", "model"], "Asia/Tokyo") == [("rollup", ((whole.start, whole.end),), 60, [])]
+        assert shape(whole, ["day", "model"], "Asia/Tokyo") == [("rollup", ((whole.start, whole.end),), 60, ())]
         assert [p.source for p in plan_grouped(conn, whole, ["day"], "Europe/Berlin")] == ["rollup"]
-        # Kolkata days start at 18:30 UTC: that hour comes from raw rows in 15-minute buckets
-        cut = [BASE + timedelta(hours=18), BASE + timedelta(days=1, hours=18)]
+        # Kolkata days start at 18:30 UTC, cutting the 18:00 hour: its first half is read from raw
+        # rows (15-minute buckets) and the second half is the rollup's hour minus that
+        cut = tuple((BASE + timedelta(days=d, hours=18), BASE + timedelta(days=d, hours=18, minutes=30)) for d in (0, 1))
         assert shape(whole, ["day"], "Asia/Kolkata") == [
             ("rollup", ((whole.start, whole.end),), 60, cut),
-            ("raw", tuple((h, h + hour) for h in cut), 15, []),
+            ("raw", cut, 15, cut),
         ]
+        # Kathmandu (+05:45) days start at 18:15 UTC: the raw side read is the quarter before it
+        raw_part = plan_grouped(conn, whole, ["day"], "Asia/Kathmandu")[1]
+        assert raw_part.ranges[0] == (BASE + timedelta(hours=18), BASE + timedelta(hours=18, minutes=15))
+        # St John's (-02:30 in summer) days start at 02:30 UTC
+        raw_part = plan_grouped(conn, whole, ["day"], "America/St_Johns")[1]
+        assert raw_part.ranges[0] == (BASE + timedelta(hours=2), BASE + timedelta(hours=2, minutes=30))
         # a week or month grouping only needs the hours where a week or month starts
         assert [p.source for p in plan_grouped(conn, whole, ["month"], "Asia/Kolkata")] == ["rollup"]
         # no period grouping: the zone does not matter, the rollup answers
-        assert shape(whole, ["model"], "Asia/Kolkata") == [("rollup", ((whole.start, whole.end),), None, [])]
+        assert shape(whole, ["model"], "Asia/Kolkata") == [("rollup", ((whole.start, whole.end),), None, ())]
         ragged = Filters(start=BASE + timedelta(minutes=30), end=BASE + timedelta(days=1, minutes=5))
         assert shape(ragged, ["day"], "UTC") == [
-            ("rollup", ((BASE + hour, BASE + timedelta(days=1)),), 60, []),
-            ("raw", ((ragged.start, BASE + hour), (BASE + timedelta(days=1), ragged.end)), 60, []),
+            ("rollup", ((BASE + hour, BASE + timedelta(days=1)),), 60, ()),
+            ("raw", ((ragged.start, BASE + hour), (BASE + timedelta(days=1), ragged.end)), 60, ()),
         ]
         with pytest.raises(ValueError):
             plan_grouped(conn, whole, ["day"], "Asia/Kolkata", source="rollup")
