@@ -41,7 +41,7 @@ PRICES = [
     ("openai/text-embedding-3-small", "openai", 20_000, 0),
 ]
 APPS = ["support-bot", "search", "summarizer", "etl", "playground", "notebook"]
-HOSTILE_APP = "=cmd|' /C calc'!A0"  # on ~0.1% of calls: most export chunks hold a few cells to neutralise
+HOSTILE_APP = "=cmd|' /C calc'!A0"  # on ~0.2% of calls: most export chunks hold a few cells to neutralise
 N_USERS = 20
 KEYS = ["sr_...a1b2", "sr_...c3d4", "sr_...e5f6", "sr_...g7h8", "sr_...i9j0"]
 
@@ -60,7 +60,7 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
     before ``end`` (default: next UTC midnight), deterministic, with a matching rollup.
 
     Shape: 8 models x 20 users (each user has one app and one key), ~3% errors (no tokens, no
-    cost), ~1% calls without cost, tags on a third of the calls, and ~0.1% of calls from a
+    cost), ~1% calls without cost, tags on a third of the calls, and ~0.2% of calls from a
     hostile app name (a spreadsheet formula) that the export must neutralise."""
     from spendlog.db.engine import make_engine
     from spendlog.db.migrate import upgrade
