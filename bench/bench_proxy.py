@@ -100,6 +100,7 @@ async def _load(url: str, concurrency: int, n: int, *, stream: bool = False, hea
     lat: list[float] = []
     ttft: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     todo = iter(range(n))
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -118,8 +119,10 @@ async def _load(url: str, concurrency: int, n: int, *, stream: bool = False, hea
                             await resp.read()
                         if resp.status != 200:
                             errors += 1
-                except aiohttp.ClientError:
+                            kinds[f"HTTP {resp.status}"] = kinds.get(f"HTTP {resp.status}", 0) + 1
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     errors += 1
+                    kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
                 done = time.perf_counter()
                 lat.append((done - t0) * 1000)
                 if first is not None:
@@ -128,7 +131,7 @@ async def _load(url: str, concurrency: int, n: int, *, stream: bool = False, hea
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"lat": lat, "ttft": ttft, "errors": errors, "rps": n / elapsed}
+    return {"lat": lat, "ttft": ttft, "errors": errors, "kinds": kinds, "rps": n / elapsed}
 
 
 def _run(url: str, concurrency: int, n: int, **kw) -> dict:
@@ -139,7 +142,12 @@ def _merge(runs: list[dict]) -> dict:
     lat = [x for r in runs for x in r["lat"]]
     ttft = [x for r in runs for x in r["ttft"]]
     return {"p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "ttft50": _pct(ttft, 0.5), "ttft99": _pct(ttft, 0.99),
-            "rps": sum(r["rps"] for r in runs) / len(runs), "errors": sum(r["errors"] for r in runs)}
+            "rps": sum(r["rps"] for r in runs) / len(runs), "errors": sum(r["errors"] for r in runs),
+            "kinds": sorted({k for r in runs for k in r["kinds"]})}
+
+
+def _errors(side: dict) -> str:
+    return f"{side['errors']} ({', '.join(side['kinds'])})" if side["errors"] else "0"
 
 
 def compare(direct_url: str, proxy_url: str, concurrency: int, n: int, rounds: int, proxy_pid: int,
@@ -313,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((c, n, d, p))
             print(f"  c={c:<4} done", flush=True)
         print("\n| concurrency | requests/side | direct p50 / p99 ms | proxy p50 / p99 ms | added p50 / p99 ms "
-              "| throughput proxy/direct | errors | load avg |")
+              "| throughput proxy/direct | errors direct / proxy | load avg |")
         print("|---|---|---|---|---|---|---|---|")
         for c, n, d, p in rows:
             print(f"| {c} | {n * args.rounds} | {d['p50']:.2f} / {d['p99']:.2f} | {p['p50']:.2f} / {p['p99']:.2f} "
                   f"| {p['p50'] - d['p50']:+.2f} / {p['p99'] - d['p99']:+.2f} | {p['rps']:.0f} / {d['rps']:.0f} rps "
-                  f"({100 * p['rps'] / d['rps']:.0f}%) | {d['errors'] + p['errors']} | {p['loadavg']:.1f} |")
+                  f"({100 * p['rps'] / d['rps']:.0f}%) | {_errors(d)} / {_errors(p)} | {p['loadavg']:.1f} |")
         print("\nCPU time per request, µs (direct: fake + load generator; proxied: the same + the proxy). With the "
               "cores saturated, throughput proxy/direct can be at most direct CPU / proxied CPU.")
         print("\n| concurrency | direct: fake + load | proxied: fake + load + proxy | ceiling proxy/direct |")
@@ -335,18 +343,19 @@ def main(argv: list[str] | None = None) -> int:
                 print("\ntargets at concurrency 64: " + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks))
 
         print("\nstreams (fake: 20 ms before the first event, then 5 ms between events, 10 content events)")
-        print("\n| concurrency | direct TTFT p50 / p99 ms | proxy TTFT p50 / p99 ms | added TTFT p50 / p99 ms | errors |")
+        print("\n| concurrency | direct TTFT p50 / p99 ms | proxy TTFT p50 / p99 ms | added TTFT p50 / p99 ms "
+              "| errors direct / proxy |")
         print("|---|---|---|---|---|")
         for c in (1, 16):
             n = 60 if args.quick else 150
             d, p = compare(direct_url, proxy_url, c, n, args.rounds, proxy.pid, fake.pid, stream=True,
                               headers={"X-Fake-Chunk-Delay-Ms": "5", "X-Fake-Chunks": "10"})
             print(f"| {c} | {d['ttft50']:.2f} / {d['ttft99']:.2f} | {p['ttft50']:.2f} / {p['ttft99']:.2f} "
-                  f"| {p['ttft50'] - d['ttft50']:+.2f} / {p['ttft99'] - d['ttft99']:+.2f} | {d['errors'] + p['errors']} |")
+                  f"| {p['ttft50'] - d['ttft50']:+.2f} / {p['ttft99'] - d['ttft99']:+.2f} | {_errors(d)} / {_errors(p)} |")
 
         if args.stacks:
             print("\nserver/client pairs (minimal pass-through proxies, nothing recorded), concurrency 64")
-            print("\n| stack | added p50 / p99 ms | throughput proxy/direct | errors | CPU µs/req |")
+            print("\n| stack | added p50 / p99 ms | throughput proxy/direct | errors direct / proxy | CPU µs/req |")
             print("|---|---|---|---|---|")
             for stack in ("aiohttp+aiohttp", "starlette+aiohttp", "starlette+httpx"):
                 alt, alt_port = _spawn([py, str(HERE), "--serve-stack", stack, "--upstream", upstream], r"PORT (\d+)",
@@ -359,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                     _stop(alt)
                 print(f"| {stack} | {p['p50'] - d['p50']:+.2f} / {p['p99'] - d['p99']:+.2f} | "
                       f"{p['rps']:.0f} / {d['rps']:.0f} rps ({100 * p['rps'] / d['rps']:.0f}%) | "
-                      f"{d['errors'] + p['errors']} | {p['cpu_proxy']:.0f} |", flush=True)
+                      f"{_errors(d)} / {_errors(p)} | {p['cpu_proxy']:.0f} |", flush=True)
     finally:
         _stop(proxy)
         _stop(fake)
