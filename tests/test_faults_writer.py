@@ -19,6 +19,7 @@ import pytest
 
 from conftest import IN_CI, PG_URL
 from fault_app import COST, AppProcess, ledger
+from helpers import make_record
 from spendlog.db.engine import resolve_url
 from spendlog.db.writer import dropped_count, spooled_count
 from tcp_relay import TcpRelay
@@ -44,6 +45,7 @@ def _rows(url: str) -> int:
 
 def _assert_every_call_once(book: dict, apps: dict[str, int]) -> None:
     """``apps`` maps app name -> number of calls it finished: calls 0..n-1, each exactly once."""
+    print(f"\ncalls expected {sum(apps.values())}, rows found {book['rows']}, integrity {book['integrity']}")
     for app, n in apps.items():
         got = book["calls"].get(app, [])
         missing = sorted(set(range(n)) - set(got))
@@ -252,3 +254,32 @@ def test_postgres_silent_when_the_app_exits_every_record_is_stored_or_spooled(re
     lost = sorted(set(range(calls)) - set(got))
     assert not lost, f"{len(lost)} of {calls} records lost (calls {lost[0]}..{lost[-1]}): handed to the writer, " \
                      f"neither stored nor spooled"
+
+
+def test_read_only_engine_reads_the_schema_the_writer_writes(pg_url):
+    """The dashboard and the export read through ``make_engine(url, readonly=True)``: with a URL
+    that chooses its schema (``?options=-csearch_path=...``) they must read the rows the writer
+    wrote there, not another schema."""
+    from sqlalchemy import func, select, text
+
+    from spendlog.db.engine import make_engine
+    from spendlog.db.models import Completion
+    from spendlog.db.writer import Writer
+
+    writer = Writer(pg_url)
+    for _ in range(3):
+        writer.submit(make_record())
+    assert writer.flush(20)
+    writer.close()
+    engine = make_engine(pg_url, readonly=True)
+    try:
+        with engine.connect() as conn:
+            path = conn.execute(text("SHOW search_path")).scalar()
+            assert conn.execute(text("SHOW default_transaction_read_only")).scalar() == "on"
+            try:
+                n = conn.scalar(select(func.count()).select_from(Completion))
+            except Exception as exc:  # noqa: BLE001
+                n = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    finally:
+        engine.dispose()
+    assert n == 3, f"read-only engine (search_path {path}) read: {n}"
