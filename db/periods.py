@@ -52,19 +52,24 @@ def date_bounds(
 ) -> tuple[datetime | None, datetime | None]:
     """Inclusive local dates -> ``(start, end)``: aware UTC datetimes, ``end`` exclusive.
 
-    ``None`` leaves that side open. A local midnight that DST skips maps to the instant the day
+    ``None`` leaves that side open (also for dates at the ends of the calendar, 0001-01-01 and
+    9999-12-31, whose bounds ``datetime`` cannot hold). A local midnight that DST skips maps to the instant the day
     really starts; a repeated one to its first occurrence. ``ValueError`` if ``to_date`` is before
     ``from_date`` or the zone is unknown."""
     zone = get_zone(tz)
     if from_date is not None and to_date is not None and to_date < from_date:
         raise ValueError(f"the end date {to_date.isoformat()} is before the start date {from_date.isoformat()}")
     start = _local_midnight(from_date, zone) if from_date is not None else None
-    end = _local_midnight(to_date + _ONE_DAY, zone) if to_date is not None else None
+    end = _local_midnight(to_date + _ONE_DAY, zone) if to_date is not None and to_date < date.max else None
     return start, end
 
 
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime | None:
+    """Local midnight as UTC; ``None`` (no bound) beyond what ``datetime`` holds (year 1, 9999)."""
+    try:
+        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def floor_hour(ts: datetime) -> datetime:
@@ -90,7 +95,7 @@ def period_boundaries(tz: str, periods: Sequence[str], lo: datetime, hi: datetim
     while day <= last:
         if any(period_start(day, p) == day for p in wanted):
             instant = _local_midnight(day, zone)
-            if lo < instant < hi:
+            if instant is not None and lo < instant < hi:
                 out.append(instant)
         day += _ONE_DAY
     return out

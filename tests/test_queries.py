@@ -278,6 +278,9 @@ def test_date_bounds():
     assert date_bounds(date(2024, 1, 1), None, "UTC") == (datetime(2024, 1, 1, tzinfo=UTC), None)
     with pytest.raises(ValueError, match="before"):
         date_bounds(date(2024, 1, 2), date(2024, 1, 1), "UTC")
+    # the ends of the calendar leave that side open instead of overflowing
+    assert date_bounds(date(1, 1, 1), date(9999, 12, 31), "Asia/Tokyo") == (None, None)
+    assert date_bounds(date(1, 1, 1), date(9999, 12, 30), "UTC") == (datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))
     with pytest.raises(ValueError, match="timezone"):
         date_bounds(None, None, "Mars/Olympus")
     with pytest.raises(ValueError, match="timezone"):

@@ -118,33 +118,53 @@ def _first_line(exc: BaseException) -> str:
 
 @contextmanager
 def _output(path: str):
-    """Stdout, or a file written beside its final name and renamed into place on success, so a
-    failed export never leaves a truncated file that looks complete."""
+    """Where the export goes: stdout; a regular file, written beside its final name and renamed
+    into place on success, so a failed export never leaves a truncated file that looks complete;
+    or an existing device or pipe (``-o /dev/stdout``), written as it is. A write that fails (a
+    full disk) ends in one line, exit 2."""
     if path == "-":
         stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", line_buffering=False)
         try:
-            yield stream, None
-            stream.flush()
+            with _write_errors("stdout"):
+                yield stream, None
+                stream.flush()
         finally:
             stream.detach()
         return
     target = Path(path)
     if target.is_dir():
         fail(f"-o {path!r} is a directory")
+    where = f"-o {path!r}"
+    if target.exists() and not target.is_file():
+        with _write_errors(where):
+            with open(target, "w", encoding="utf-8", newline="") as stream:
+                yield stream, target
+        return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     try:  # created like any new file (0666 minus the umask), not mkstemp's 0600
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
-        fail(f"cannot write -o {path!r}: {exc.strerror or exc}")
+        fail(f"cannot write {where}: {exc.strerror or exc}")
     ok = False
     try:
-        with open(fd, "w", encoding="utf-8", newline="") as stream:
-            yield stream, target
-        os.replace(tmp, target)
+        with _write_errors(where):
+            with open(fd, "w", encoding="utf-8", newline="") as stream:
+                yield stream, target
+            os.replace(tmp, target)
         ok = True
     finally:
         if not ok:
             Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def _write_errors(where: str):
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        fail(f"cannot write {where}: {exc.strerror or exc}")
 
 
 def _tz_option(f):
