@@ -182,8 +182,10 @@ def ledger(url: str) -> dict:
     from spendlog.db.models import Completion, RollupHourly
 
     engine = make_engine(url, pool=False)
+    if engine.dialect.name == "postgresql":  # one snapshot for rows and rollup, even while apps write
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so no commit lands between the reads
             rows = conn.execute(select(Completion.id, Completion.app, Completion.tags, Completion.cost_usd)).all()
             rollup_requests = conn.scalar(select(func.sum(RollupHourly.requests))) or 0
             rollup_cost = conn.scalar(select(func.sum(RollupHourly.cost_usd))) or Decimal(0)

@@ -35,12 +35,21 @@ def _spool_empty(url: str) -> None:
 
 def _rows(url: str) -> int:
     """Rows stored so far (0 before the schema exists)."""
+    from sqlalchemy import func, select
+
+    from spendlog.db.engine import make_engine
+    from spendlog.db.models import Completion
+
+    engine = make_engine(url, pool=False)
     try:
-        return ledger(url)["rows"]
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Completion))
     except Exception as exc:  # noqa: BLE001
         if "does not exist" in str(exc) or "no such table" in str(exc):
             return 0
         raise
+    finally:
+        engine.dispose()
 
 
 def _assert_every_call_once(book: dict, apps: dict[str, int]) -> None:
