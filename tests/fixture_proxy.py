@@ -14,6 +14,7 @@ reading the ledger, raw HTTP on a socket, normalising the fake's volatile fields
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -43,22 +44,24 @@ def normalise(body: bytes) -> bytes:
 
 
 def rows(db_url: str | None = None, *, expect: int | None = None, timeout: float = 5.0) -> list[Completion]:
-    """The ledger's rows, oldest first, after flushing; with ``expect``, waits until there are that many."""
+    """The ledger's rows, oldest first, after flushing; with ``expect``, waits until there are that many.
+    SQLite is read through a read-only engine, so it never competes with the writer for the write lock
+    (a PostgreSQL test schema is chosen by ``options`` in its URL, which a read-only engine replaces)."""
     deadline = time.monotonic() + timeout
-    engine = make_engine(db_url, readonly=False, pool=False)
-    try:
-        while True:
-            spendlog.flush(5)
+    while True:
+        spendlog.flush(5)
+        sqlite = (db_url or os.environ["SPENDLOG_DB_URL"]).startswith("sqlite")
+        engine = make_engine(db_url, readonly=sqlite, pool=False)
+        try:
             with engine.connect() as conn:
-                try:
-                    found = list(conn.execute(select(Completion).order_by(Completion.id)))
-                except Exception:  # noqa: BLE001 - the table appears with the first write
-                    found = []
-            if expect is None or len(found) >= expect or time.monotonic() > deadline:
-                return found
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
+                found = list(conn.execute(select(Completion).order_by(Completion.id)))
+        except Exception:  # noqa: BLE001 - no ledger (or no table) before the first write
+            found = []
+        finally:
+            engine.dispose()
+        if expect is None or len(found) >= expect or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def usage_of(row) -> dict:
