@@ -425,3 +425,12 @@ def test_records_go_to_the_configured_ledger(proxy_factory, fake_upstream, db_ur
     assert usage_of(row) == expected_usage(body["model"], {**body, "stream": True})
     assert row.reasoning_tokens and isinstance(row.cost_usd, Decimal)
     assert rows() == []  # not the default ledger
+
+
+def test_public_names():
+    import spendlog.proxy
+
+    assert sorted(spendlog.proxy.__all__) == sorted([
+        "DEFAULT_HOST", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "DEFAULT_UPSTREAM", "TOKEN_HEADER", "ProxyConfig",
+        "ProxyConfigError", "ProxyServer", "default_upstream", "is_loopback", "serve", "start_proxy"])
+    assert all(hasattr(spendlog.proxy, name) for name in spendlog.proxy.__all__)
