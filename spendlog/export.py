@@ -24,22 +24,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from itertools import chain
 from operator import itemgetter
-from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, time, timedelta, timezone
-from decimal import Decimal
 from typing import TextIO
-from zoneinfo import ZoneInfo
 
-from spendlog.db.periods import PERIODS, get_zone, period_start
 from spendlog.db.queries import Filters, grouped_totals, iter_call_chunks
 
 __all__ = [
     "FORMATS",
     "GROUP_MEASURES",
     "CALL_COLUMNS",
-    "FOCUS_COLUMNS",
     "neutralise",
     "format_money",
     "format_instant",
@@ -92,7 +89,6 @@ _CALL_TEXT = ("id", "request_id", "model", "requested_model", "provider", "app",
 
 # ---------------------------------------------------------------- cells
 
-_BOOL = {True: "true", False: "false"}  # also 1 and 0
 _TRIGGERS = "=+-@\t\r\uff1d\uff0b\uff0d\uff20"  # OWASP's list plus the full-width =, +, -, @
 _TRIGGER_SET = frozenset(_TRIGGERS)
 _first_char = itemgetter(0)
@@ -171,22 +167,12 @@ def _json_cell(value):
 
 
 def _column_csv(values: tuple, kind: str) -> Sequence:
-    """Format one column of a chunk for CSV. Text columns are only rewritten when some cell
-    could trigger a formula."""
+    """Format one column of a chunk for CSV: ``int`` passes through, ``money`` is a Decimal
+    column, anything else is formatted cell by cell by type."""
     if kind == "int":
         return values
-    if kind == "text":
-        if _TRIGGER_SET.isdisjoint(map(_first_char, filter(None, values))):
-            return values  # the common case: no cell needs touching, checked without a Python loop
-        return [neutralise(v) if v else v for v in values]
     if kind == "money":
         return [None if v is None else format_money(v) for v in values]
-    if kind == "plain":
-        return values
-    if kind == "instant":
-        return [None if v is None else format_instant(v) for v in values]
-    if kind == "bool":
-        return list(map(_BOOL.get, values))
     return [_csv_cell(v) for v in values]
 
 
@@ -201,9 +187,9 @@ def write_table(
 ) -> int:
     """Write a header and rows (given as chunks of row sequences aligned with ``columns``) as
     ``csv`` (also used for FOCUS) or ``jsonl`` to the text stream ``out``; returns the row
-    count. ``kinds`` (per column: int, text, money, instant, bool, any) lets CSV format column
-    by column (``plain``: written as is); without it every cell is formatted by its type. ``out`` should be opened with
-    ``newline=""``."""
+    count. ``kinds`` (per column: ``int``, ``money`` or ``any``) lets CSV skip the per-cell
+    work for integer columns; without it every cell is formatted by its type. ``out`` should
+    be opened with ``newline=""``."""
     if fmt == "jsonl":
         names = list(columns)
         count = 0
@@ -253,7 +239,9 @@ def export_grouped(
 ) -> int:
     """Totals per group (``by`` from ``queries.GROUPS``, periods in ``tz``) as ``fmt``."""
     if fmt == "focus":
-        return _export_focus_grouped(conn, filters, by, tz, out, progress=progress)
+        from spendlog.focus import export_focus_grouped
+
+        return export_focus_grouped(conn, filters, by, tz, out, progress=progress)
     columns = grouped_columns(by)
     rows = ([r[c] for c in columns] for r in grouped_totals(conn, filters, by, tz))
     kinds = ["any"] * len(by) + ["int"] * len(GROUP_MEASURES)
@@ -264,7 +252,9 @@ def export_grouped(
 def export_calls(conn, filters: Filters, fmt: str, out: TextIO, *, progress=None, chunk_size: int = 10_000) -> int:
     """One row per call (``CALL_COLUMNS``), streamed, as ``fmt``."""
     if fmt == "focus":
-        return _export_focus_calls(conn, filters, out, progress=progress, chunk_size=chunk_size)
+        from spendlog.focus import export_focus_calls
+
+        return export_focus_calls(conn, filters, out, progress=progress, chunk_size=chunk_size)
     if fmt == "jsonl":
         chunks = iter_call_chunks(conn, filters, CALL_COLUMNS, chunk_size=chunk_size)
         return write_table(chunks, CALL_COLUMNS, fmt, out, progress=progress)
@@ -319,136 +309,3 @@ def calls_csv(conn, filters: Filters) -> bytes:
     buf = io.StringIO(newline="")
     export_calls(conn, filters, "csv", buf)
     return buf.getvalue().encode("utf-8")
-
-
-# ---------------------------------------------------------------- FOCUS (see docs/focus.md)
-
-FOCUS_COLUMNS = (
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingCurrency",
-    "BillingAccountId",
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "ChargeCategory",
-    "ChargeFrequency",
-    "ChargeDescription",
-    "PricingCategory",
-    "ProviderName",
-    "PublisherName",
-    "InvoiceIssuerName",
-    "ServiceName",
-    "ServiceCategory",
-    "ResourceId",
-    "ResourceName",
-    "ResourceType",
-    "SubAccountId",
-    "SubAccountName",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "Tags",
-    "x_Requests",
-    "x_PromptTokens",
-    "x_CompletionTokens",
-    "x_CachedTokens",
-    "x_ReasoningTokens",
-    "x_CallsMissingCost",
-    "x_Provider",
-    "x_App",
-    "x_User",
-    "x_ApiKeyHint",
-    "x_CallId",
-    "x_CreatedAt",
-    "x_StatusCode",
-)
-ROUTER = "SolRouter"
-
-
-def _focus_instant(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _local_start(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
-
-
-def _next_period(start: date, period: str) -> date:
-    if period == "day":
-        return start + timedelta(days=1)
-    if period == "week":
-        return start + timedelta(days=7)
-    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def _focus_row(*, cost, period: tuple[datetime, datetime], billing: tuple[datetime, datetime], model, provider,
-               app, user, key, requests, prompt, completion, total, cached, reasoning, missing, tags,
-               call_id=None, created_at=None, status=None) -> list:
-    cost = cost if cost is not None else Decimal(0)
-    labels = {"app": app, "user": user, "api_key_hint": key, **(tags or {})}
-    labels = {k: v for k, v in labels.items() if v is not None}
-    what = model or "unknown model"
-    return [
-        cost, cost, cost, cost, "USD", key or "unknown",
-        *map(_focus_instant, (*billing, *period)),
-        "Usage", "Usage-Based", f"{requests} LLM API call{'s' if requests != 1 else ''} to {what} via {ROUTER}",
-        "Standard", ROUTER, provider or ROUTER, ROUTER, ROUTER, "AI and Machine Learning",
-        model, model, "LLM model" if model else None, app, app,
-        total, "Tokens", labels or None,
-        requests, prompt, completion, cached, reasoning, missing, provider, app, user, key,
-        call_id, created_at, status,
-    ]
-
-
-def _billing_month(instant: datetime) -> tuple[datetime, datetime]:
-    first = instant.astimezone(timezone.utc).date().replace(day=1)
-    return _local_start(first, ZoneInfo("UTC")), _local_start(_next_period(first, "month"), ZoneInfo("UTC"))
-
-
-def _export_focus_grouped(conn, filters, by, tz, out, *, progress=None) -> int:
-    periods = [g for g in by if g in PERIODS]
-    if len(periods) != 1:
-        raise ValueError("--format focus needs exactly one of day, week or month in --by (or --by call)")
-    period = periods[0]
-    zone = get_zone(tz)
-
-    def rows():
-        for r in grouped_totals(conn, filters, by, tz):
-            start = _local_start(r[period], zone)
-            end = _local_start(_next_period(period_start(r[period], period), period), zone)
-            yield _focus_row(
-                cost=r["cost_usd"], period=(start, end), billing=_billing_month(start), model=r.get("model"),
-                provider=r.get("provider"), app=r.get("app"), user=r.get("user"), key=r.get("key"),
-                requests=r["requests"], prompt=r["prompt_tokens"], completion=r["completion_tokens"],
-                total=r["total_tokens"], cached=r["cached_tokens"], reasoning=r["reasoning_tokens"],
-                missing=r["calls_missing_cost"], tags=None,
-            )
-
-    return write_table(_chunked(rows()), FOCUS_COLUMNS, "focus", out, progress=progress)
-
-
-_FOCUS_CALL_SOURCE = ("id", "created_at", "model", "provider", "app", "user", "api_key_hint", "tags", "status_code",
-                      "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
-                      "cost_usd")
-
-
-def _export_focus_calls(conn, filters, out, *, progress=None, chunk_size=10_000) -> int:
-    def chunks():
-        for chunk in iter_call_chunks(conn, filters, _FOCUS_CALL_SOURCE, chunk_size=chunk_size):
-            rows = []
-            for (cid, created, model, provider, app, user, key, tags, status, prompt, completion, total, cached,
-                 reasoning, cost) in chunk:
-                hour = created.replace(minute=0, second=0, microsecond=0)
-                rows.append(_focus_row(
-                    cost=cost, period=(hour, hour + timedelta(hours=1)), billing=_billing_month(hour), model=model,
-                    provider=provider, app=app, user=user, key=key, requests=1, prompt=prompt,
-                    completion=completion, total=total, cached=cached, reasoning=reasoning,
-                    missing=int(cost is None), tags=tags if isinstance(tags, dict) else None,
-                    call_id=cid, created_at=created, status=status,
-                ))
-            yield rows
-
-    return write_table(chunks(), FOCUS_COLUMNS, "focus", out, progress=progress)

@@ -20,13 +20,13 @@ from spendlog.db.migrate import upgrade
 from spendlog.db.queries import Filters
 from spendlog.export import (
     CALL_COLUMNS,
-    FOCUS_COLUMNS,
     GROUP_MEASURES,
     export_calls,
     format_money,
     neutralise,
     write_table,
 )
+from spendlog.focus import FOCUS_COLUMNS
 from test_queries import BASE, by_hand, make_record, random_records, seed
 
 UTC = timezone.utc

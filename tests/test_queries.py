@@ -380,8 +380,9 @@ def test_public_names():
     import spendlog.db.periods as periods
     import spendlog.db.queries as queries
     import spendlog.export as export
+    import spendlog.focus as focus
 
-    for module in (queries, periods, export):
+    for module in (queries, periods, export, focus):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
             member = getattr(module, name)
