@@ -173,15 +173,20 @@ def small_tmpfs(tmp_path):
 
 
 def _fill(mnt: Path) -> Path:
+    """Fill the mount until the kernel says ENOSPC (unbuffered writes: nothing left to fail at close)."""
     filler = mnt / "filler"
-    with open(filler, "wb") as fh:
-        chunk = b"\0" * (1 << 16)
-        try:
-            while True:
-                fh.write(chunk)
-                fh.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    chunk = b"\0" * (1 << 16)
+    try:
+        while True:
+            os.write(fd, chunk)
+    except OSError:
+        pass
+    try:
+        os.write(fd, b"\0" * 512)  # the last partial page too
+    except OSError:
+        pass
+    os.close(fd)
     return filler
 
 
