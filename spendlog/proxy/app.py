@@ -27,6 +27,7 @@ from spendlog.db import writer as ledger
 
 from .config import ProxyConfig
 from .forward import Forwarder
+from .safety import error_body
 
 __all__ = ["ProxyServer", "serve", "start_proxy", "open_socket"]
 
@@ -52,6 +53,35 @@ def _quiet_aiohttp_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _NoRequestDetails) for f in logger.filters):
             logger.addFilter(_NoRequestDetails())
+
+
+class _JSONErrorHandler(web.RequestHandler):
+    """aiohttp answers a request it cannot parse (bad framing, oversized headers, TLS on the plain
+    port...) itself, in plain text quoting the request. Answer like every other proxy error:
+    OpenAI-style JSON, quoting nothing (the request may hold a key)."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, None)  # aiohttp's logging and already-sent check
+        if status >= 500:
+            text, type_, code = "spendlog proxy: internal error", "server_error", "proxy_error"
+        else:
+            kind = type(exc).__name__ if exc is not None else "bad request"
+            text, type_, code = f"spendlog proxy: malformed HTTP request ({kind})", "invalid_request_error", "bad_request"
+        resp = web.Response(status=status, body=error_body(text, type_, code), content_type="application/json")
+        resp.force_close()
+        return resp
+
+
+class _Server(web.Server):
+    """``web.Server`` whose connections use ``_JSONErrorHandler``."""
+
+    def __init__(self, handler, *, handler_cancellation: bool = False, **kwargs):
+        super().__init__(handler, handler_cancellation=handler_cancellation, **kwargs)
+        self._handler_options = kwargs
+
+    def __call__(self) -> web.RequestHandler:
+        return _JSONErrorHandler(self, loop=asyncio.get_running_loop(), **self._handler_options)
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -80,7 +110,7 @@ class _Running:
     async def start(self) -> None:
         _quiet_aiohttp_logs()
         await self.forwarder.open()
-        server = web.Server(self.forwarder, handler_cancellation=True, access_log=None)
+        server = _Server(self.forwarder, handler_cancellation=True, access_log=None)
         self.runner = web.ServerRunner(server, shutdown_timeout=self.config.shutdown_timeout)
         await self.runner.setup()
         await web.SockSite(self.runner, self.sock, backlog=4096).start()
