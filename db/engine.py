@@ -106,8 +106,10 @@ def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: b
         _configure_sqlite(engine, readonly=readonly)
         return engine
     connect_args = {"connect_timeout": 5}
-    if readonly:
-        connect_args["options"] = "-c default_transaction_read_only=on"
+    if readonly:  # keep the URL's own options (e.g. -csearch_path=...) and add read-only to them
+        own = parsed.query.get("options", "")
+        own = own[-1] if isinstance(own, tuple) else own
+        connect_args["options"] = f"{own} -c default_transaction_read_only=on".strip()
     return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 
