@@ -11,6 +11,7 @@ Read-only engines open SQLite with ``mode=ro`` and PostgreSQL sessions as read-o
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
-from .errors import DatabaseURLError
+from .errors import DatabaseUnavailableError, DatabaseURLError
 
 __all__ = [
     "data_dir",
@@ -31,6 +32,8 @@ __all__ = [
     "make_engine",
     "url_key",
     "sqlite_path",
+    "check_sqlite_path",
+    "write_lock",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -84,6 +87,48 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
+def check_sqlite_path(path: Path, url: URL) -> None:
+    """A clear error if ``path`` can never be a SQLite file: a folder, or under a regular file."""
+    if path.is_dir():
+        raise DatabaseUnavailableError(f"cannot open {mask_url(url)}: {path} is a folder, not a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DatabaseUnavailableError(f"cannot open {mask_url(url)}: {parent} is a file, not a folder")
+            return
+
+
+class write_lock:
+    """Serialise SQLite writers across processes with ``flock`` on ``<db>.write.lock``.
+
+    SQLite's busy handler polls with growing sleeps, so under many writers some lose every race
+    for the whole busy timeout ("database is locked"). ``flock`` queues them in the kernel instead.
+    Released by the kernel if the holder dies. A no-op for other databases, for in-memory SQLite,
+    and where the lock file cannot be created (SQLite's own locking still applies)."""
+
+    def __init__(self, url: URL):
+        path = sqlite_path(url)
+        self.path = None if path is None else Path(f"{path}.write.lock")
+        self._fh = None
+
+    def __enter__(self):
+        if self.path is not None:
+            try:
+                self._fh = open(self.path, "a+b")
+                fcntl.flock(self._fh, fcntl.LOCK_EX)
+            except OSError:
+                if self._fh is not None:
+                    self._fh.close()
+                self._fh = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._fh is not None:
+            self._fh.close()  # closing the descriptor releases the lock
+            self._fh = None
+        return False
+
+
 def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: bool = True) -> Engine:
     """An engine for ``url`` with spendlog's settings (see module docstring)."""
     parsed = resolve_url(url)
@@ -92,11 +137,16 @@ def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: b
         kwargs["poolclass"] = NullPool
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(parsed)
+        if path is not None:
+            check_sqlite_path(path, parsed)
         if readonly and path is not None:
             connect_url = parsed.set(database=f"file:{path}?mode=ro", query={"uri": "true"})
         else:
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseUnavailableError(f"cannot create the folder for {mask_url(parsed)}: {exc.strerror}") from exc
             connect_url = parsed
         engine = create_engine(
             connect_url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import URL
 
-from .engine import make_engine, mask_url, resolve_url
+from .engine import make_engine, mask_url, resolve_url, sqlite_path
 from .errors import DatabaseUnavailableError
 from .migrate import current_revision, head_revision
 from .models import Completion
@@ -32,7 +32,8 @@ def database_status(url: str | URL | None = None) -> dict:
             if inspect(conn).has_table(Completion.__tablename__):
                 info["rows"] = conn.scalar(select(func.count()).select_from(Completion))
     except Exception as exc:  # noqa: BLE001 - translated once, here, for the user
-        if "unable to open database file" in str(exc) and resolved.get_backend_name() == "sqlite":
+        path = sqlite_path(resolved)
+        if "unable to open database file" in str(exc) and path is not None and not path.exists():
             info["rows"] = 0  # no file yet: a new ledger
             return info
         raise DatabaseUnavailableError(f"cannot open {mask_url(resolved)}: {str(exc).splitlines()[0]}") from exc

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ._common import db_option
+from ._common import db_option, storage_errors
 
 
 @click.group("db")
@@ -20,18 +20,14 @@ def db_group() -> None:
 def upgrade_cmd(db_url: str | None, revision: str) -> None:
     """Migrate the database to the newest schema (or --revision)."""
     from spendlog.db.engine import make_engine, mask_url
-    from spendlog.db.errors import DatabaseUnavailableError
     from spendlog.db.migrate import current_revision, upgrade
 
     engine = make_engine(db_url, pool=False)
     try:
-        upgrade(engine, revision)
-        with engine.connect() as conn:
-            rev = current_revision(conn)
-    except Exception as exc:
-        if isinstance(exc, click.ClickException):
-            raise
-        raise DatabaseUnavailableError(f"cannot migrate {mask_url(engine.url)}: {str(exc).splitlines()[0]}") from exc
+        with storage_errors("migrate", engine.url):
+            upgrade(engine, revision)
+            with engine.connect() as conn:
+                rev = current_revision(conn)
     finally:
         engine.dispose()
     click.echo(f"{mask_url(engine.url)} is at revision {rev}")
@@ -74,11 +70,14 @@ def rebuild_rollups_cmd(db_url: str | None) -> None:
     from spendlog.db.store import rebuild_rollups
 
     engine = make_engine(db_url, pool=False)
-    ensure_schema(engine)
-    with engine.begin() as conn:
-        total = conn.scalar(select(func.count()).select_from(Completion))
-        with click.progressbar(length=total or 0, label="rebuilding rollups", file=sys.stderr,
-                               hidden=not sys.stderr.isatty()) as bar:
-            n = rebuild_rollups(conn, progress=bar.update)
-    engine.dispose()
+    try:
+        with storage_errors("rebuild the rollups of", engine.url):
+            ensure_schema(engine)
+            with engine.begin() as conn:
+                total = conn.scalar(select(func.count()).select_from(Completion))
+                with click.progressbar(length=total or 0, label="rebuilding rollups", file=sys.stderr,
+                                       hidden=not sys.stderr.isatty()) as bar:
+                    n = rebuild_rollups(conn, progress=bar.update)
+    finally:
+        engine.dispose()
     click.echo(f"rebuilt rollups from {n:,} calls")
