@@ -10,7 +10,13 @@ by ``spendlog db status``: never silent.
 
 Memory is bounded: past ``max_pending`` queued records, ``submit`` spools directly.
 After ``os.fork()`` the child gets fresh writers and never touches the parent's connections.
-At interpreter exit every writer is flushed with a bounded wait (``SPENDLOG_EXIT_TIMEOUT``, 5 s).
+At interpreter exit every writer is flushed with a bounded wait (``SPENDLOG_EXIT_TIMEOUT``, 5 s);
+what is still queued or in flight after it (a database that stopped answering) is spooled.
+SIGTERM normally kills Python without running ``atexit``: when the first writer starts on the main
+thread and SIGTERM still has its default action, a handler is installed that flushes the same way
+and then dies by SIGTERM as before. An application's own SIGTERM handler is never replaced.
+SQLite writers in every process queue for one ``flock`` (``db.engine.write_lock``) around each
+write transaction, so none starves on the busy timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -29,7 +36,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
 
-from .engine import data_dir, make_engine, mask_url, resolve_url, url_key
+from .engine import data_dir, make_engine, mask_url, resolve_url, url_key, write_lock
 from .migrate import ensure_schema
 from .store import insert_records
 
@@ -129,7 +136,7 @@ class _Spool:
         except FileNotFoundError:
             return False
 
-    def replay(self, engine: Engine) -> int:
+    def replay(self, engine: Engine, guard: write_lock) -> int:
         """Insert every spooled record not stored yet, then empty the spool. Returns rows added."""
         lock = self._locked()
         try:
@@ -146,7 +153,7 @@ class _Spool:
                     warn_once("spool-corrupt", f"skipped an unreadable line in {self.path}")
             added = 0
             for i in range(0, len(records), BATCH_SIZE):
-                with engine.begin() as conn:
+                with guard, engine.begin() as conn:
                     added += insert_records(conn, records[i : i + BATCH_SIZE])
             with open(self.path, "wb"):
                 pass  # truncate only after every line is stored
@@ -167,6 +174,7 @@ class Writer:
         self.batch_size = batch_size
         self.max_pending = max_pending
         self._pending: deque[dict] = deque()
+        self._inflight: list[dict] = []  # the batch being written: spooled too if exit comes first
         self._cond = threading.Condition()
         self._submitted = 0
         self._done = 0
@@ -175,6 +183,7 @@ class Writer:
         self._engine: Engine | None = None
         self._schema_ready = False
         self._spool = _Spool(self.url)
+        self._write_lock = write_lock(self.url)
         self._next_replay = 0.0
         self.written = 0
         self.spooled = 0
@@ -242,6 +251,7 @@ class Writer:
 
     # writer thread
     def _start(self) -> None:
+        _install_sigterm_flush()
         self._thread = threading.Thread(target=self._run, name="spendlog-writer", daemon=True)
         self._thread.start()
 
@@ -254,9 +264,11 @@ class Writer:
                 batch = [self._pending.popleft() for _ in range(n)]
                 if not batch and self._closing:
                     return
+                self._inflight = batch
             if batch:
                 self._write(batch)
                 with self._cond:
+                    self._inflight = []
                     self._done += len(batch)
                     self._cond.notify_all()
             elif self._spool.has_records() and time.monotonic() >= self._next_replay:
@@ -277,7 +289,7 @@ class Writer:
             return
         try:
             engine = self._engine_ready()
-            with engine.begin() as conn:
+            with self._write_lock, engine.begin() as conn:
                 insert_records(conn, batch)
             self.written += len(batch)
             self.last_error = None
@@ -291,13 +303,14 @@ class Writer:
 
     def _replay(self) -> None:
         try:
-            added = self._spool.replay(self._engine_ready())
+            added = self._spool.replay(self._engine_ready(), self._write_lock)
             if added:
                 log.info("spendlog: replayed %d spooled records into %s", added, mask_url(self.url))
             self.last_error = None
         except Exception as exc:  # noqa: BLE001
             self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             self._next_replay = time.monotonic() + REPLAY_RETRY_SECONDS
+            warn_once("replay", f"could not replay the spool {self._spool.path} yet ({self.last_error}); will retry")
 
     def _to_spool(self, records: list[dict], *, reason: str) -> None:
         try:
@@ -321,8 +334,18 @@ _registry_lock = threading.Lock()
 _orphans: list[Writer] = []  # a forked child's inherited writers: kept, never used, never closed
 
 
+_fast: dict = {}  # (argument, environment) -> writer: skips parsing and rendering URLs per call
+
+
 def get_writer(url: str | URL | None = None) -> Writer:
     """The process's writer for ``url`` (default: the configured database)."""
+    try:
+        fast_key = (url, os.environ.get("SPENDLOG_DB_URL"), os.environ.get("SPENDLOG_DATA_DIR"))
+        writer = _fast.get(fast_key)
+    except TypeError:  # an unhashable URL: take the slow path
+        fast_key = writer = None
+    if writer is not None:
+        return writer
     resolved = resolve_url(url)
     key = resolved.render_as_string(hide_password=False)
     writer = _writers.get(key)
@@ -331,6 +354,10 @@ def get_writer(url: str | URL | None = None) -> Writer:
             writer = _writers.get(key)
             if writer is None:
                 writer = _writers[key] = Writer(resolved)
+            if fast_key is not None:
+                if len(_fast) >= 64:
+                    _fast.clear()
+                _fast[fast_key] = writer
     return writer
 
 
@@ -358,6 +385,7 @@ def _after_fork_in_child() -> None:
         if w._engine is not None:
             w._engine.dispose(close=False)  # SQLAlchemy's fork recipe: drop the pool, close nothing
     _writers.clear()
+    _fast.clear()
     _registry_lock = threading.Lock()
 
 
@@ -365,12 +393,36 @@ def _flush_at_exit() -> None:
     timeout = float(os.environ.get("SPENDLOG_EXIT_TIMEOUT", "5"))
     if flush(timeout):
         return
-    for w in list(_writers.values()):  # still pending after the wait: spool rather than lose them
+    for w in list(_writers.values()):  # still queued or in flight after the wait: spool, never lose
         with w._cond:
-            rest = list(w._pending)
+            rest = list(w._inflight) + list(w._pending)  # a replay skips any that did get stored
             w._pending.clear()
         if rest:
             w._to_spool(rest, reason=f"still pending at exit after {timeout:.1f} s")
+
+
+_sigterm_installed = False
+
+
+def _install_sigterm_flush() -> None:
+    """Flush on SIGTERM too, if SIGTERM has its default action and we are on the main thread."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_installed = True
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _flush_then_die)
+    except (ValueError, OSError):  # e.g. an embedded interpreter without signals
+        pass
+
+
+def _flush_then_die(signum, _frame) -> None:
+    try:
+        _flush_at_exit()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # die exactly as without spendlog (status 143 / -SIGTERM)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
