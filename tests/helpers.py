@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 import textwrap
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 from spendlog.db.ids import uuid7
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_record(**overrides) -> dict:
@@ -51,3 +55,25 @@ def run_python(code: str, *, env: dict | None = None, timeout: float = 120) -> s
         text=True,
         timeout=timeout,
     )
+
+
+def install_wheel(tmp_path: Path) -> Path:
+    """Build this checkout's wheel and install it into a fresh venv under ``tmp_path``; return the venv.
+    Dependencies come from this environment (no network needed); spendlog itself only from the wheel."""
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next(dist.glob("spendlog-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    purelib = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                           text=True).strip())
+    (purelib / "_deps_from_test_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    install = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    return venv

@@ -9,11 +9,6 @@ import io
 import os
 import random
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -75,26 +70,6 @@ def realistic_records(now: datetime, n: int = 2500, days: int = 29) -> list[dict
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"dashboard exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("dashboard did not become healthy")
-
-
 def _db_total(url: str, tz: str, days: int, **dims) -> dict:
     today = datetime.now(UTC).astimezone(__import__("zoneinfo").ZoneInfo(tz)).date()
     start, end = date_bounds(today - timedelta(days=days - 1), today, tz)
@@ -141,27 +116,14 @@ def chromium():
 
 
 @pytest.fixture
-def dashboard(sqlite_url, tmp_path):
+def dashboard(sqlite_url, tmp_path, dashboard_factory):
     engine = make_engine(sqlite_url, pool=False)
     upgrade(engine)
     with engine.begin() as conn:
         insert_records(conn, realistic_records(datetime.now(UTC)))
     engine.dispose()
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "SPENDLOG_TZ"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spendlog", "dashboard", "--no-browser", "--port", str(port), "--db", sqlite_url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-    )
-    try:
-        _wait_healthy(port, proc)
-        yield f"http://127.0.0.1:{port}/", sqlite_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return dashboard_factory(sqlite_url, env=env, cwd=tmp_path), sqlite_url
 
 
 def _total_shown(page) -> str:

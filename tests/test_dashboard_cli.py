@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import os
-import site
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import tomllib
 import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, install_wheel
 
 from spendlog.cli.dashboard import streamlit_command
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"dashboard exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("dashboard did not become healthy")
 
 
 def test_command_runs_the_packaged_app_with_the_theme(monkeypatch):
@@ -103,39 +79,17 @@ def _seed(url: str) -> None:
 
 
 @pytest.mark.slow
-def test_dashboard_serves(tmp_path, sqlite_url):
+def test_dashboard_serves(tmp_path, sqlite_url, dashboard_factory):
     _seed(sqlite_url)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "spendlog", "dashboard", "--no-browser", "--port", str(port),
-                             "--db", sqlite_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
-    try:
-        wait_healthy(port, proc)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-            assert r.status == 200 and b"<html" in r.read().lower()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    url = dashboard_factory(sqlite_url, cwd=tmp_path)
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert r.status == 200 and b"<html" in r.read().lower()
 
 
 @pytest.mark.slow
-def test_dashboard_runs_from_an_installed_wheel(tmp_path, sqlite_url):
-    dist = tmp_path / "dist"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert build.returncode == 0, build.stderr[-2000:]
-    wheel = next(dist.glob("spendlog-*.whl"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+def test_dashboard_runs_from_an_installed_wheel(tmp_path, sqlite_url, dashboard_factory):
+    venv = install_wheel(tmp_path)
     py = venv / "bin" / "python"
-    purelib = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                           text=True).strip())
-    (purelib / "_deps_from_test_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    install = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
-                             capture_output=True, text=True, timeout=300)
-    assert install.returncode == 0, install.stderr[-2000:]
     _seed(sqlite_url)
     env = {**os.environ, "SPENDLOG_DB_URL": sqlite_url, "PYTHONPATH": ""}
     # the installed app renders the seeded ledger (AppTest inside the fresh venv, far from the checkout)
@@ -154,11 +108,4 @@ def test_dashboard_runs_from_an_installed_wheel(tmp_path, sqlite_url):
     assert run.returncode == 0, run.stderr[-3000:]
     assert str(ROOT) not in run.stdout and '"spend": ["$0.50"]' in run.stdout
     # and the installed command starts a server
-    port = free_port()
-    proc = subprocess.Popen([str(venv / "bin" / "spendlog"), "dashboard", "--no-browser", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    try:
-        wait_healthy(port, proc)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    dashboard_factory(command=[str(venv / "bin" / "spendlog")], env=env, cwd=tmp_path)

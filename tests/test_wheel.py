@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import os
-import site
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, install_wheel
 
 
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_records_a_call(tmp_path):
-    dist = tmp_path / "dist"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert build.returncode == 0, build.stderr[-2000:]
-    wheel = next(dist.glob("spendlog-*.whl"))
-
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    py = venv / "bin" / "python"
     # Dependencies come from this environment (no network needed); spendlog itself only from the wheel.
-    fresh_site = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
-    (fresh_site / "_deps_from_test_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    install = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
-                             capture_output=True, text=True, timeout=300)
-    assert install.returncode == 0, install.stderr[-2000:]
+    venv = install_wheel(tmp_path)
+    py = venv / "bin" / "python"
 
     db_file = tmp_path / "wheel.db"
     env = dict(os.environ, SPENDLOG_DATA_DIR=str(tmp_path / "data"), SPENDLOG_DB_URL=f"sqlite:///{db_file}")
