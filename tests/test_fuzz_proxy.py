@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,26 +18,6 @@ import pytest
 from fixture_proxy import body_of, raw_request, status_of
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _send(port: int, data: bytes, timeout: float = 1.0) -> bytes:
-    """Send ``data`` and return what comes back until the server closes or goes quiet for
-    ``timeout`` (a damaged Content-Length leaves the server waiting for body bytes that never come)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
-            sock.sendall(data)
-        except OSError:
-            pass
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _head(raw: bytes) -> dict[str, str]:
@@ -140,7 +119,7 @@ def test_mutated_requests_never_get_a_proxy_error_and_never_stop_it(proxy, fake_
     valid = VALID.replace(b"{key}", fake_upstream.api_key.encode())
     mutants = [_mutate(valid, rng) for _ in range(300)]
     with ThreadPoolExecutor(32) as pool:  # 32 at a time: damaged requests also arrive together
-        answers = list(pool.map(lambda data: _send(proxy.port, data), mutants))
+        answers = list(pool.map(lambda data: raw_request(proxy.port, data, timeout=1.0, send_errors_ok=True), mutants))
     seen: dict[int, int] = {}
     non_json = []
     for i, (data, raw) in enumerate(zip(mutants, answers)):
