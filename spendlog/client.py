@@ -179,18 +179,30 @@ class _Chat:
         self.completions = _Completions(client) if isinstance(client, Client) else _AsyncCompletions(client)
 
 
-class Client:
-    """A SolRouter client that records every call (see the module docstring)."""
+class _BaseClient:
+    """What ``Client`` and ``AsyncClient`` share: the settings (arguments, else the environment),
+    the logging transport inside and the key on every request. One constructor, so the two
+    never disagree on where a setting comes from. Subclasses name their sync or async classes."""
+
+    _transport: type  # LoggingTransport or AsyncLoggingTransport
+    _inner: type  # the httpx transport it wraps
+    _http_client: type  # the httpx client around it
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, app: str | None = None,
                  user: str | None = None, tags: dict[str, str] | None = None,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, db_url: str | None = None):
         base_url, api_key = _settings(base_url, api_key)
-        transport = LoggingTransport(httpx.HTTPTransport(), app=app, user=user, tags=tags, db_url=db_url)
-        self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout,
-                                  headers={"Authorization": f"Bearer {api_key}"})
+        transport = self._transport(self._inner(), app=app, user=user, tags=tags, db_url=db_url)
+        self._http = self._http_client(base_url=base_url, transport=transport, timeout=timeout,
+                                       headers={"Authorization": f"Bearer {api_key}"})
         self.base_url = base_url
         self.chat = _Chat(self)
+
+
+class Client(_BaseClient):
+    """A SolRouter client that records every call (see the module docstring)."""
+
+    _transport, _inner, _http_client = LoggingTransport, httpx.HTTPTransport, httpx.Client
 
     def close(self) -> None:
         self._http.close()
@@ -268,18 +280,10 @@ class _AsyncCompletions:
         return AsyncChunkStream(response)
 
 
-class AsyncClient:
+class AsyncClient(_BaseClient):
     """The async twin of ``Client``: ``await client.chat.completions.create(...)``."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, app: str | None = None,
-                 user: str | None = None, tags: dict[str, str] | None = None,
-                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, db_url: str | None = None):
-        base_url, api_key = _settings(base_url, api_key)
-        transport = AsyncLoggingTransport(httpx.AsyncHTTPTransport(), app=app, user=user, tags=tags, db_url=db_url)
-        self._http = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout,
-                                       headers={"Authorization": f"Bearer {api_key}"})
-        self.base_url = base_url
-        self.chat = _Chat(self)
+    _transport, _inner, _http_client = AsyncLoggingTransport, httpx.AsyncHTTPTransport, httpx.AsyncClient
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -103,13 +103,33 @@ def _check_body(raw: bytes, headers) -> bytes:
 
 # -- the response stream wrappers --------------------------------------------------------------
 
-class _SyncCapturing:
-    """Mixed into the library's ``SyncByteStream`` (the client asserts that type)."""
+class _Capturing:
+    """What the sync and async stream wrappers share: the capture they feed and the two ways its
+    record ends early. One copy, so both kinds of stream record the same error types."""
 
     def __init__(self, inner, capture: CallCapture):
         self._inner = inner
         self._capture = capture
         self._closed = False
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """A read failed mid-body (``stream_interrupted``) or the reader was cancelled."""
+        self._capture.finish(error_type="stream_interrupted" if isinstance(exc, Exception) else "cancelled",
+                             error_message=_describe(exc))
+
+    def _finish_on_close(self) -> bool:
+        """Finish the record on the first close (``cancelled`` unless the body was read to the
+        end); False on any later close, which must not touch the inner stream again."""
+        if self._closed:
+            return False
+        self._closed = True
+        capture = self._capture
+        capture.finish(error_type=None if capture.complete else "cancelled")
+        return True
+
+
+class _SyncCapturing(_Capturing):
+    """Mixed into the library's ``SyncByteStream`` (the client asserts that type)."""
 
     def __iter__(self):
         capture = self._capture
@@ -122,29 +142,19 @@ class _SyncCapturing:
         except GeneratorExit:
             raise
         except BaseException as exc:
-            capture.finish(error_type="stream_interrupted" if isinstance(exc, Exception) else "cancelled",
-                           error_message=_describe(exc))
+            self._interrupted(exc)
             raise
         if tail:
             yield tail
         capture.finish()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        capture = self._capture
-        capture.finish(error_type=None if capture.complete else "cancelled")
-        self._inner.close()
+        if self._finish_on_close():
+            self._inner.close()
 
 
-class _AsyncCapturing:
+class _AsyncCapturing(_Capturing):
     """Mixed into the library's ``AsyncByteStream``."""
-
-    def __init__(self, inner, capture: CallCapture):
-        self._inner = inner
-        self._capture = capture
-        self._closed = False
 
     async def __aiter__(self):
         capture = self._capture
@@ -157,20 +167,15 @@ class _AsyncCapturing:
         except GeneratorExit:
             raise
         except BaseException as exc:  # CancelledError included: the task was cancelled mid-read
-            capture.finish(error_type="stream_interrupted" if isinstance(exc, Exception) else "cancelled",
-                           error_message=_describe(exc))
+            self._interrupted(exc)
             raise
         if tail:
             yield tail
         capture.finish()
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        capture = self._capture
-        capture.finish(error_type=None if capture.complete else "cancelled")
-        await self._inner.aclose()
+        if self._finish_on_close():
+            await self._inner.aclose()
 
 
 _stream_classes: dict[tuple[type, bool], type] = {}  # one per response class and kind: a handful
@@ -201,8 +206,11 @@ def _wrap(response, capture: CallCapture, *, sync: bool):
 
 # -- the transports ------------------------------------------------------------------------------
 
-class LoggingTransport:
-    """Wraps a sync ``httpx``/``httpx2`` transport and records every LLM call it carries."""
+class _Transport:
+    """What the sync and async transports share: the attribution stamped on every record and the
+    inner transport. One copy, so the two can never drift apart on either."""
+
+    _default_inner: str  # the name of the library's transport class made when none was wrapped
 
     def __init__(self, wrapped: Any = None, *, app: str | None = None, user: str | None = None,
                  tags: dict[str, str] | None = None, db_url: str | None = None):
@@ -211,11 +219,19 @@ class LoggingTransport:
         self.app, self.user, self.tags, self.db_url = app, user, tags, db_url
 
     def _inner_for(self, request):
+        """The wrapped transport; without one, the request library's default, made once: the lock
+        keeps two threads' first requests from each making (and leaking) one."""
         if self._wrapped is None:
             with self._lock:
                 if self._wrapped is None:
-                    self._wrapped = _library(request).HTTPTransport()
+                    self._wrapped = getattr(_library(request), self._default_inner)()
         return self._wrapped
+
+
+class LoggingTransport(_Transport):
+    """Wraps a sync ``httpx``/``httpx2`` transport and records every LLM call it carries."""
+
+    _default_inner = "HTTPTransport"
 
     def handle_request(self, request):
         inner = self._inner_for(request) if self._wrapped is None else self._wrapped
@@ -265,21 +281,10 @@ class LoggingTransport:
         self.close()
 
 
-class AsyncLoggingTransport:
+class AsyncLoggingTransport(_Transport):
     """Wraps an async ``httpx``/``httpx2`` transport and records every LLM call it carries."""
 
-    def __init__(self, wrapped: Any = None, *, app: str | None = None, user: str | None = None,
-                 tags: dict[str, str] | None = None, db_url: str | None = None):
-        self._wrapped = wrapped
-        self._lock = threading.Lock()
-        self.app, self.user, self.tags, self.db_url = app, user, tags, db_url
-
-    def _inner_for(self, request):
-        if self._wrapped is None:
-            with self._lock:
-                if self._wrapped is None:
-                    self._wrapped = _library(request).AsyncHTTPTransport()
-        return self._wrapped
+    _default_inner = "AsyncHTTPTransport"
 
     async def handle_async_request(self, request):
         inner = self._inner_for(request) if self._wrapped is None else self._wrapped
