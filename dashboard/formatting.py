@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
+from spendlog.export import format_money as _export_money
+
 __all__ = [
     "format_money",
     "format_money_exact",
@@ -29,11 +31,9 @@ _HINT = re.compile(r"^[A-Za-z0-9]{1,8}_?\.\.\.[A-Za-z0-9]{4}$")
 
 
 def exact_decimal(value: Decimal) -> str:
-    """The exact value as plain text: no exponent, no trailing zeros past the point."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    """The exact value as plain text: no exponent, no trailing zeros past the point. The export's
+    own money form, so an exact figure on screen matches the downloaded file digit for digit."""
+    return _export_money(value)
 
 
 def _group_thousands(text: str) -> str:

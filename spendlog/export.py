@@ -119,14 +119,24 @@ def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_json_default)
 
 
-def _json_default(value):
+def _text_form(value) -> str | None:
+    """The text of a money amount, an instant or a date, or None for any other type. One mapping
+    for CSV cells and JSON values alike, so the files never disagree on a value."""
     if isinstance(value, Decimal):
         return format_money(value)
-    if isinstance(value, datetime):
+    if isinstance(value, datetime):  # before date: a datetime is also a date
         return format_instant(value)
     if isinstance(value, date):
         return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+    return None
+
+
+def _json_default(value):
+    """What ``json.dumps`` calls for a type it cannot write itself."""
+    text = _text_form(value)
+    if text is None:
+        raise TypeError(f"cannot write {type(value).__name__} to JSON")
+    return text
 
 
 def _csv_cell(value):
@@ -137,30 +147,19 @@ def _csv_cell(value):
         return neutralise(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format_money(value)
-    if isinstance(value, datetime):
-        return format_instant(value)
-    if isinstance(value, date):
-        return value.isoformat()
+    text = _text_form(value)
+    if text is not None:
+        return text
     if isinstance(value, (dict, list)):
         return neutralise(_json(value))
     return neutralise(str(value))
 
 
 def _json_line(names: list[str], row: Sequence) -> str:
-    record = dict(zip(names, map(_json_cell, row)))
+    """One JSON object, keys in column order; money, instants and dates go through
+    ``_json_default`` (the encoder calls it only for those cells)."""
+    record = dict(zip(names, row))
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default) + "\n"
-
-
-def _json_cell(value):
-    if isinstance(value, Decimal):
-        return format_money(value)
-    if isinstance(value, datetime):
-        return format_instant(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 # ---------------------------------------------------------------- writing
@@ -192,26 +191,34 @@ def write_table(
     be opened with ``newline=""``."""
     if fmt == "jsonl":
         names = list(columns)
-        count = 0
-        for chunk in chunks:
-            if not chunk:
-                continue
+
+        def write_lines(chunk: Sequence[Sequence]) -> None:
             out.write("".join(_json_line(names, row) for row in chunk))
-            count += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-        return count
+
+        return _write_chunks(chunks, write_lines, progress)
     if fmt not in ("csv", "focus"):
         raise ValueError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
     writer = csv.writer(out)
     writer.writerow([neutralise(c) for c in columns])
     kinds = list(kinds) if kinds is not None else ["any"] * len(columns)
+
+    def write_chunk(chunk: Sequence[Sequence]) -> None:
+        cols = [_column_csv(col, kind) for col, kind in zip(zip(*chunk), kinds)]
+        writer.writerows(zip(*cols))
+
+    return _write_chunks(chunks, write_chunk, progress)
+
+
+def _write_chunks(
+    chunks: Iterable[Sequence], write_chunk: Callable[[Sequence], None], progress: Callable[[int], None] | None
+) -> int:
+    """Write each non-empty chunk and return the row count. Every format counts and reports
+    progress here, chunk by chunk, so a progress bar moves the same way whatever the format."""
     count = 0
     for chunk in chunks:
         if not chunk:
             continue
-        cols = [_column_csv(col, kind) for col, kind in zip(zip(*chunk), kinds)]
-        writer.writerows(zip(*cols))
+        write_chunk(chunk)
         count += len(chunk)
         if progress is not None:
             progress(len(chunk))
@@ -266,13 +273,7 @@ def export_calls(conn, filters: Filters, fmt: str, out: TextIO, *, progress=None
     text_columns = [i for i, c in enumerate(CALL_COLUMNS) if c in _CALL_TEXT or c == "tags"]
     writer = csv.writer(out)
     writer.writerow([neutralise(c) for c in CALL_COLUMNS])
-    count = 0
-    for chunk in chunks:
-        writer.writerows(_neutralise_rows(chunk, text_columns))
-        count += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-    return count
+    return _write_chunks(chunks, lambda chunk: writer.writerows(_neutralise_rows(chunk, text_columns)), progress)
 
 
 def _neutralise_rows(rows: list, columns: Sequence[int]) -> list:
