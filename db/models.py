@@ -17,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Money, UTCDateTime
 
-__all__ = ["Base", "Completion", "RollupHourly", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES"]
+__all__ = ["Base", "Completion", "RollupHourly", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES", "SPEND_MEASURES"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -76,7 +76,10 @@ class Completion(Base):
 
 # Rollup dimensions are NOT NULL ('' stands for "none") so that the unique key works on every backend.
 ROLLUP_DIMENSIONS = ("bucket", "model", "provider", "app", "user", "api_key_hint", "is_error")
-ROLLUP_MEASURES = (
+# The sums every layer carries under the same names, in the same order: the rollup stores them,
+# the read layer returns them (``queries.MEASURES``) and the grouped export writes them. Listed
+# once, so a file's columns cannot drift from what the rollup holds.
+SPEND_MEASURES = (
     "requests",
     "prompt_tokens",
     "completion_tokens",
@@ -85,9 +88,8 @@ ROLLUP_MEASURES = (
     "reasoning_tokens",
     "cost_usd",
     "calls_missing_cost",
-    "latency_ms_sum",
-    "latency_count",
 )
+ROLLUP_MEASURES = (*SPEND_MEASURES, "latency_ms_sum", "latency_count")
 
 
 class RollupHourly(Base):

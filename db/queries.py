@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from .calls import iter_call_chunks, iter_calls
 from .filters import STATUSES, Filters, where_clauses
-from .models import Completion, RollupHourly
+from .models import SPEND_MEASURES, Completion, RollupHourly
 from .periods import (
     PERIODS,
     bucket_minutes,
@@ -61,19 +61,7 @@ __all__ = [
 
 GROUPS = ("day", "week", "month", "model", "provider", "app", "user", "key")
 DIMENSIONS = {"model": "model", "provider": "provider", "app": "app", "user": "user", "key": "api_key_hint"}
-MEASURES = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "calls_missing_cost",
-    "errors",
-    "latency_ms_sum",
-    "latency_count",
-)
+MEASURES = (*SPEND_MEASURES, "errors", "latency_ms_sum", "latency_count")
 _TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
 _COST = MEASURES.index("cost_usd")
 _SOURCES = ("auto", "raw", "rows", "rollup")

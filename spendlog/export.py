@@ -31,6 +31,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import TextIO
 
+from spendlog.db.models import SPEND_MEASURES
 from spendlog.db.queries import Filters, grouped_totals, iter_call_chunks
 
 __all__ = [
@@ -49,16 +50,7 @@ __all__ = [
 ]
 
 FORMATS = ("csv", "jsonl", "focus")
-GROUP_MEASURES = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "calls_missing_cost",
-)
+GROUP_MEASURES = SPEND_MEASURES  # the grouped file's measure columns: the rollup's spend sums
 CALL_COLUMNS = (
     "id",
     "created_at",
