@@ -3,8 +3,9 @@
 ``CallCapture`` is a pure state machine for one HTTP attempt: ``start`` reads the request (and
 may add ``stream_options.include_usage`` to a streamed request), ``response_started`` /
 ``feed`` / ``end_of_body`` watch the answer's bytes go by (``spendlog.answer.AnswerReader``),
-and ``finish`` builds one record and hands it to the background writer. No I/O, no blocking, no
-locks held between calls.
+and ``finish`` hands the capture to the background writer, whose thread builds the record
+(``build``): parsing the answer and the request's model and assembling the row stay off the
+caller's thread. No I/O, no blocking, no locks held between calls.
 
 Fail-open: nothing here raises into the caller's request. An internal failure warns once per kind
 (``spendlog.db.writer.warn_once``) and the bytes flow on untouched.
@@ -142,22 +143,34 @@ class CallCapture:
         self.stream = False
         self._retried = False
         self._finished = False
-        self._read_request(body)
+        self._finish_args: tuple = (None, None)
+        self._t_finish = 0
+        self._model_unread = False
+        if b'"stream"' in body:
+            self._start_stream(body)
+        else:  # cannot be a stream: nothing to add, so the model is read later, by the writer
+            self._model_unread = bool(body)
         self.request_headers = with_content_length(left, len(self.request_body)) if self.injected_usage else left
         self.request_changed = self.injected_usage or (left is not headers and len(left) != len(headers))
         self._answer = AnswerReader(usage_injected=self.injected_usage, secret=self._secret, endpoint=self.endpoint)
         self.feed = self._answer.feed  # type: ignore[method-assign]
 
-    def _read_request(self, body: bytes) -> None:
+    def _read_request(self, body: bytes) -> dict | None:
         try:
             req = json.loads(body)
         except ValueError:
-            return  # not JSON (or empty): still one record, just without a requested model
+            return None  # not JSON (or empty): still one record, just without a requested model
         if not isinstance(req, dict):
-            return
+            return None
         model = req.get("model")
         self.requested_model = model if isinstance(model, str) else None
         self.stream = req.get("stream") is True
+        return req
+
+    def _start_stream(self, body: bytes) -> None:
+        req = self._read_request(body)
+        if req is None:
+            return
         if not (self.stream and self._usage_option_allowed):
             return
         options = req.get("stream_options")
@@ -214,22 +227,32 @@ class CallCapture:
         self.feed = self._answer.feed  # type: ignore[method-assign]
 
     def finish(self, *, error_type: str | None = None, error_message: str | None = None) -> None:
-        """Build the record and hand it to the writer. Once; later calls do nothing. Never raises."""
+        """The call is over: hand it to the writer, which builds the record (``build``) on its own
+        thread. Once; later calls do nothing. Never raises."""
         if self._finished:
             return
         self._finished = True
+        self._t_finish = time.perf_counter_ns()
+        self._finish_args = (error_type, error_message)
+        _submit(self, self.db_url)
+
+    def build(self) -> dict | None:
+        """The record as ``finish`` left it (the writer calls this); None, with a warning, if it
+        cannot be built."""
         try:
-            record = self.record(error_type=error_type, error_message=error_message)
+            return self.record(error_type=self._finish_args[0], error_message=self._finish_args[1])
         except Exception as exc:  # noqa: BLE001
             writer.warn_once("capture-finish", f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
-            return
-        _submit(record, self.db_url)
+            return None
 
     # -- the record -----------------------------------------------------------------------------
 
     def record(self, *, error_type: str | None = None, error_message: str | None = None) -> dict:
         """The record for this call as it stands (``finish`` submits it). A status >= 400 wins over
         the caller's ``error_type``; the caller's wins over what the answer shows."""
+        if self._model_unread:
+            self._model_unread = False
+            self._read_request(self.original_body)
         answer = self._answer
         shown_type, shown_message = answer.outcome()
         status = answer.status_code
@@ -247,7 +270,7 @@ class CallCapture:
             error_type, error_message = problems[0]
         elif problems and error_message is None:
             error_message = problems[0][1]
-        t_end = answer.t_end or time.perf_counter_ns()
+        t_end = answer.t_end or self._t_finish or time.perf_counter_ns()
         t_first = answer.t_delta or answer.t_first
         stream = self.stream or answer.sse
         model = answer.model or self.requested_model

@@ -413,8 +413,10 @@ def test_finish_never_raises(monkeypatch, caplog):
 
     monkeypatch.setattr(capture, "record", broken)
     with caplog.at_level(logging.WARNING, logger="spendlog"):
-        capture.finish()
+        capture.finish()  # the writer's thread builds the record, so the failure shows there
+        assert spendlog.flush(10)
     assert "not recorded" in caplog.text
+    assert read_all() == []
 
 
 # -- property tests ------------------------------------------------------------------------------
