@@ -1,7 +1,9 @@
 """The background writer: records in, rows out, nothing lost, the caller never slowed.
 
-``submit(record)`` appends to an in-memory queue and returns (a lock and a deque append). A daemon
-thread writes batches, one transaction per batch (``db.store.insert_records``), at least every
+``submit(record)`` appends to an in-memory queue and returns (a lock and a deque append). A record
+is a dict, or a deferred record: an object whose ``build()`` returns the dict (or None when it
+cannot be built), so that the capture's parsing runs on the writer's thread, not the caller's
+(``spendlog.capture.CallCapture``). A daemon thread writes batches, one transaction per batch (``db.store.insert_records``), at least every
 100 ms. If a batch cannot be written (database unreachable, locked past the busy timeout,
 read-only, disk full) it goes to an append-only JSON-lines spool file in the data dir, and the
 spool is replayed, without duplicates, on the next successful write and on start. If even the
@@ -91,6 +93,22 @@ def _decode(line: str) -> dict:
     return r
 
 
+def _materialize(items) -> list[dict]:
+    """Dicts for a batch that may hold deferred records (see the module docstring)."""
+    out = []
+    for item in items:
+        if type(item) is not dict:
+            try:
+                item = item.build()
+            except Exception as exc:  # noqa: BLE001 - build() warns itself; this is a last guard
+                warn_once("build", f"a record could not be built ({type(exc).__name__})")
+                item = None
+            if item is None:
+                continue
+        out.append(item)
+    return out
+
+
 def spooled_count(url: URL) -> int:
     try:
         with open(spool_path(url), "rb") as fh:
@@ -175,6 +193,8 @@ class Writer:
         self.max_pending = max_pending
         self._pending: deque[dict] = deque()
         self._inflight: list[dict] = []  # the batch being written: spooled too if exit comes first
+        self._first_at = 0.0  # when the oldest queued record arrived
+        self._flushing = 0  # callers waiting in flush()
         self._cond = threading.Condition()
         self._submitted = 0
         self._done = 0
@@ -200,6 +220,8 @@ class Writer:
                     overflow = True
                 else:
                     overflow = False
+                    if not self._pending:
+                        self._first_at = time.monotonic()  # the batch's deadline runs from here
                     self._pending.append(record)
                     self._submitted += 1
                     if len(self._pending) >= self.batch_size:
@@ -215,12 +237,16 @@ class Writer:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._submitted
-            self._cond.notify_all()
-            while self._done < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining if remaining is not None else 0.5)
+            self._flushing += 1  # the writer stops gathering and writes now
+            try:
+                self._cond.notify_all()
+                while self._done < target:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining if remaining is not None else 0.5)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout: float | None = 5.0) -> bool:
@@ -255,18 +281,34 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="spendlog-writer", daemon=True)
         self._thread.start()
 
+    def _gather(self) -> None:
+        """Wait (holding ``_cond``) until a batch is due: full, ``flush_interval`` after its oldest
+        record, or asked for by ``flush``/``close``. Writing each record as it comes would keep this
+        thread busy with tiny transactions, competing with the app for the CPU and the GIL.
+        With nothing queued, wait one interval and return (the caller then may replay the spool)."""
+        while not self._closing and not self._flushing:
+            n = len(self._pending)
+            if n >= self.batch_size:
+                return
+            if not n:
+                self._cond.wait(self.flush_interval)
+                return
+            left = self._first_at + self.flush_interval - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._pending and not self._closing:
-                    self._cond.wait(self.flush_interval)
+                self._gather()
                 n = min(len(self._pending), self.batch_size)
                 batch = [self._pending.popleft() for _ in range(n)]
                 if not batch and self._closing:
                     return
                 self._inflight = batch
             if batch:
-                self._write(batch)
+                self._write(_materialize(batch))
                 with self._cond:
                     self._inflight = []
                     self._done += len(batch)
@@ -312,7 +354,8 @@ class Writer:
             self._next_replay = time.monotonic() + REPLAY_RETRY_SECONDS
             warn_once("replay", f"could not replay the spool {self._spool.path} yet ({self.last_error}); will retry")
 
-    def _to_spool(self, records: list[dict], *, reason: str) -> None:
+    def _to_spool(self, records: list, *, reason: str) -> None:
+        records = _materialize(records)
         try:
             self._spool.append(records)
             self.spooled += len(records)
