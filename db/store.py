@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -110,15 +111,21 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
         by_id.setdefault(r["id"], r)
     if not by_id:
         return 0
-    ids = list(by_id)
-    existing: set[str] = set()
-    for i in range(0, len(ids), 900):
-        chunk = ids[i : i + 900]
-        existing.update(conn.scalars(select(Completion.id).where(Completion.id.in_(chunk))))
-    new = [_complete(r) for k, r in by_id.items() if k not in existing]
+    table = Completion.__table__
+    rows = [_complete(r) for r in by_id.values()]
+    try:
+        with conn.begin_nested():  # the usual case: every id is new (ids are made on the client)
+            conn.execute(insert(table), rows)
+        new = list(by_id.values())
+    except IntegrityError:
+        # Some are stored already (a spool replay): skip those and learn which rows were added.
+        # No lookup first: on a large table PostgreSQL can plan "id IN (...)" as a scan.
+        stmt = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
+        stmt = stmt.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        added = set(conn.scalars(stmt, rows))
+        new = [r for k, r in by_id.items() if k in added]
     if not new:
         return 0
-    conn.execute(insert(Completion.__table__), new)
     _upsert_rollups(conn, rollup_rows(new))
     return len(new)
 

@@ -69,9 +69,13 @@ def test_replayed_ids_are_never_duplicated(engine):
         assert insert_records(conn, records) == 10
     with engine.begin() as conn:
         assert insert_records(conn, records + records[:3]) == 0
+    fresh = [make_record(cost_usd=Decimal("0.000000007")) for _ in range(4)]
+    with engine.begin() as conn:  # a replay where some are stored and some are not
+        assert insert_records(conn, records[5:] + fresh + records[:2]) == 4
     with engine.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(Completion)) == 10
-        assert conn.scalar(select(func.sum(RollupHourly.requests))) == 10
+        assert conn.scalar(select(func.count()).select_from(Completion)) == 14
+        assert conn.scalar(select(func.sum(RollupHourly.requests))) == 14
+        assert conn.scalar(select(func.sum(RollupHourly.cost_usd))) == conn.scalar(select(func.sum(Completion.cost_usd)))
 
 
 def test_rollup_matches_raw_and_rebuild_is_identical(engine):
