@@ -145,12 +145,12 @@ def main() -> None:
     rows.append(row("memory, chat completion", call_times(mem, mem_url, auth, CHAT, args.calls * 2)))
     assert spendlog.flush(60)
     kept: list[dict] = []
-    real_submit = writer.submit
-    writer.submit = lambda record, url=None: kept.append(record)
+    real_submit = writer.Writer.submit
+    writer.Writer.submit = lambda self, record: kept.append(record)
     try:
         samples = call_times(mem, mem_url, auth, CHAT, args.calls * 2)
     finally:
-        writer.submit = real_submit
+        writer.Writer.submit = real_submit
     rows.append(row("memory, chat completion, records to a list", samples))
 
     stream_answer = Canned(200, [(b"content-type", b"text/event-stream")], events)

@@ -53,26 +53,29 @@ def _clean(value: str | None, limit: int) -> str | None:
 
 # -- the database URL, resolved once per configuration ------------------------------------------
 
-_urls: dict[tuple, object] = {}
+_writers: dict[tuple, writer.Writer] = {}  # (db_url, environment) -> this process's writer
 
 
-def _writer_url(db_url: str | None):
+def _writer_for(db_url: str | None) -> writer.Writer:
     key = (db_url, os.environ.get("SPENDLOG_DB_URL"), os.environ.get("SPENDLOG_DATA_DIR"))
-    url = _urls.get(key)
-    if url is None:
-        if len(_urls) >= 32:
-            _urls.clear()
-        url = _urls[key] = resolve_url(db_url)
-    return url
+    w = _writers.get(key)
+    if w is None:
+        if len(_writers) >= 32:
+            _writers.clear()
+        w = _writers[key] = writer.get_writer(resolve_url(db_url))
+    return w
 
 
-def _submit(record: dict, db_url: str | None) -> None:
+os.register_at_fork(after_in_child=_writers.clear)  # a child gets writers of its own
+
+
+def _submit(record, db_url: str | None) -> None:
     try:
-        url = _writer_url(db_url)
+        w = _writer_for(db_url)
     except Exception as exc:  # noqa: BLE001 - a bad URL is the writer's warning to give
         writer.warn_once("capture-url", f"record not written: {exc}")
         return
-    writer.submit(record, url)
+    w.submit(record)
 
 
 def _warn_not_recorded(exc: BaseException) -> None:
