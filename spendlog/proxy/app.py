@@ -5,7 +5,7 @@ SIGTERM/SIGINT stops accepting, gives in-flight requests ``config.shutdown_timeo
 then flushes the ledger writer. ``ProxyServer`` runs the same server in a background thread on
 port 0 (tests, the demo, benchmarks).
 
-Why aiohttp for both sides (measured: docs/bench-proxy.md): the aiohttp client keeps its latency
+Why aiohttp for both sides (measured: docs/benchmarks.md, "The proxy"): the aiohttp client keeps its latency
 at 64+ concurrent requests where httpx's AsyncClient does not (encode/httpx#3215; 8x the CPU per
 call), and the aiohttp low-level server costs less CPU per call than uvicorn + Starlette while
 giving the raw request target (absolute-form targets can be refused) and cancelling the handler
