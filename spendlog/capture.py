@@ -120,9 +120,8 @@ class CallCapture:
             return None
 
     def __init__(self, upstream: str, path: str, headers: Sequence[tuple], body: bytes, app, user, tags, db_url):
-        self.created_at = datetime.now(timezone.utc)
         self._t0 = time.perf_counter_ns()
-        self.id = uuid7()
+        self._started_ns = time.time_ns()  # id and created_at are made from it by the writer
         self.db_url = db_url
         self.upstream = upstream
         i = path.find("/v1/")
@@ -138,7 +137,6 @@ class CallCapture:
             merged = {str(k): str(v) for k, v in tags.items()} if tags else {}
             merged.update(h_tags or {})
             self.tags = merged or None
-        self.api_key_hint = hint_for(self._secret) if self._secret else None
         self.original_body = body
         self.request_body = body
         self.injected_usage = False
@@ -278,8 +276,8 @@ class CallCapture:
         stream = self.stream or answer.sse
         model = answer.model or self.requested_model
         record = {
-            "id": self.id,
-            "created_at": self.created_at,
+            "id": uuid7(self._started_ns // 1_000_000),
+            "created_at": datetime.fromtimestamp(self._started_ns / 1e9, timezone.utc),
             "request_id": answer.request_id,
             "endpoint": self.endpoint,
             "upstream": self.upstream,
@@ -297,7 +295,7 @@ class CallCapture:
             "app": self.app,
             "user": self.user,
             "tags": {_clean(k, 255): _clean(v, 1000) for k, v in self.tags.items()} if self.tags else None,
-            "api_key_hint": self.api_key_hint,
+            "api_key_hint": hint_for(self._secret) if self._secret else None,
         }
         for name, limit in _COLUMN_LIMITS.items():
             value = record[name]

@@ -37,3 +37,14 @@ def test_a_forked_child_never_repeats_the_parents_ids():
     # same milliseconds and counters are likely; the 62 random bits must still differ
     assert not parent & child
     assert {c[-12:] for c in child}.isdisjoint(p[-12:] for p in parent)
+
+
+def test_ids_stamped_with_a_past_moment_carry_that_millisecond_and_stay_unique():
+    ms = 1_764_115_200_123  # 2025-11-26 00:00:00.123 UTC
+    ids = {uuid7(ms) for _ in range(20_000)}
+    assert len(ids) == 20_000
+    for text in list(ids)[:50]:
+        u = uuid.UUID(text)
+        assert u.version == 7 and u.variant == uuid.RFC_4122
+        assert u.int >> 80 == ms
+    assert uuid7(ms) < uuid7(ms + 1) < uuid7()
