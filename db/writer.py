@@ -391,16 +391,14 @@ def get_writer(url: str | URL | None = None) -> Writer:
         return writer
     resolved = resolve_url(url)
     key = resolved.render_as_string(hide_password=False)
-    writer = _writers.get(key)
-    if writer is None:
-        with _registry_lock:
-            writer = _writers.get(key)
-            if writer is None:
-                writer = _writers[key] = Writer(resolved)
-            if fast_key is not None:
-                if len(_fast) >= 64:
-                    _fast.clear()
-                _fast[fast_key] = writer
+    with _registry_lock:
+        writer = _writers.get(key)
+        if writer is None:
+            writer = _writers[key] = Writer(resolved)
+        if fast_key is not None:  # also when another spelling of the URL made the writer first
+            if len(_fast) >= 64:
+                _fast.clear()
+            _fast[fast_key] = writer
     return writer
 
 

@@ -17,7 +17,6 @@ messages; it is never part of a record or a log line.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -25,7 +24,6 @@ from urllib.parse import urlsplit
 
 from spendlog.answer import AnswerReader
 from spendlog.db import writer
-from spendlog.db.engine import resolve_url
 from spendlog.db.ids import uuid7
 from spendlog.headers import hint_for, key_hint, parse_tags, read_headers, scrub, split_attribution, with_content_length
 from spendlog.usage import Usage
@@ -51,27 +49,9 @@ def _clean(value: str | None, limit: int) -> str | None:
     return value[:limit]
 
 
-# -- the database URL, resolved once per configuration ------------------------------------------
-
-_writers: dict[tuple, writer.Writer] = {}  # (db_url, environment) -> this process's writer
-
-
-def _writer_for(db_url: str | None) -> writer.Writer:
-    key = (db_url, os.environ.get("SPENDLOG_DB_URL"), os.environ.get("SPENDLOG_DATA_DIR"))
-    w = _writers.get(key)
-    if w is None:
-        if len(_writers) >= 32:
-            _writers.clear()
-        w = _writers[key] = writer.get_writer(resolve_url(db_url))
-    return w
-
-
-os.register_at_fork(after_in_child=_writers.clear)  # a child gets writers of its own
-
-
 def _submit(record, db_url: str | None) -> None:
     try:
-        w = _writer_for(db_url)
+        w = writer.get_writer(db_url)  # cached per (db_url, environment) by the registry
     except Exception as exc:  # noqa: BLE001 - a bad URL is the writer's warning to give
         writer.warn_once("capture-url", f"record not written: {exc}")
         return

@@ -212,3 +212,20 @@ def test_forked_child_gets_its_own_writer(sqlite_url):
         apps = dict(conn.execute(select(Completion.app, func.count()).group_by(Completion.app)).all())
     engine.dispose()
     assert apps == {"parent": 2, "child": 1}
+
+
+def test_one_writer_per_database_whatever_the_spelling_and_it_follows_the_environment(sqlite_url, tmp_path,
+                                                                                     monkeypatch):
+    from sqlalchemy.engine import make_url
+
+    from spendlog.db import writer as writer_mod
+
+    first = writer_mod.get_writer(sqlite_url)
+    assert writer_mod.get_writer(make_url(sqlite_url)) is first  # a URL object, same database
+    monkeypatch.setenv("SPENDLOG_DB_URL", sqlite_url)
+    assert writer_mod.get_writer(None) is first  # the default, pointing at it
+    assert writer_mod.get_writer(None) is first  # and again, from the cache
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("SPENDLOG_DB_URL", other)
+    moved = writer_mod.get_writer(None)
+    assert moved is not first and str(moved.url) == other
