@@ -14,6 +14,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
@@ -33,7 +35,8 @@ __all__ = [
     "url_key",
     "sqlite_path",
     "check_sqlite_path",
-    "write_lock",
+    "file_lock",
+    "write_lock_path",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -98,35 +101,37 @@ def check_sqlite_path(path: Path, url: URL) -> None:
             return
 
 
-class write_lock:
-    """Serialise SQLite writers across processes with ``flock`` on ``<db>.write.lock``.
+@contextmanager
+def file_lock(path: Path | None, *, optional: bool = False) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` for the block (``None``: no lock). The kernel
+    releases it if the holder dies. ``optional``: carry on without it when the file cannot be
+    opened or locked; otherwise that error is raised. No state is kept, so threads may share
+    a path."""
+    fh = None
+    if path is not None:
+        try:
+            fh = open(path, "a+b")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:
+            if fh is not None:
+                fh.close()
+                fh = None
+            if not optional:
+                raise
+    try:
+        yield
+    finally:
+        if fh is not None:
+            fh.close()  # closing the descriptor releases the lock
 
-    SQLite's busy handler polls with growing sleeps, so under many writers some lose every race
-    for the whole busy timeout ("database is locked"). ``flock`` queues them in the kernel instead.
-    Released by the kernel if the holder dies. A no-op for other databases, for in-memory SQLite,
-    and where the lock file cannot be created (SQLite's own locking still applies)."""
 
-    def __init__(self, url: URL):
-        path = sqlite_path(url)
-        self.path = None if path is None else Path(f"{path}.write.lock")
-        self._fh = None
-
-    def __enter__(self):
-        if self.path is not None:
-            try:
-                self._fh = open(self.path, "a+b")
-                fcntl.flock(self._fh, fcntl.LOCK_EX)
-            except OSError:
-                if self._fh is not None:
-                    self._fh.close()
-                self._fh = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._fh is not None:
-            self._fh.close()  # closing the descriptor releases the lock
-            self._fh = None
-        return False
+def write_lock_path(url: URL) -> Path | None:
+    """``<db>.write.lock``: SQLite writers in every process take it (``file_lock(..., optional=True)``)
+    around each write transaction. SQLite's busy handler polls with growing sleeps, so under many
+    writers some lose every race for the whole busy timeout ("database is locked"); ``flock``
+    queues them in the kernel instead. None for other databases and in-memory SQLite."""
+    path = sqlite_path(url)
+    return None if path is None else Path(f"{path}.write.lock")
 
 
 def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: bool = True) -> Engine:

@@ -17,14 +17,13 @@ what is still queued or in flight after it (a database that stopped answering) i
 SIGTERM normally kills Python without running ``atexit``: when the first writer starts on the main
 thread and SIGTERM still has its default action, a handler is installed that flushes the same way
 and then dies by SIGTERM as before. An application's own SIGTERM handler is never replaced.
-SQLite writers in every process queue for one ``flock`` (``db.engine.write_lock``) around each
+SQLite writers in every process queue for one ``flock`` (``db.engine.write_lock_path``) around each
 write transaction, so none starves on the busy timeout.
 """
 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
 
-from .engine import data_dir, make_engine, mask_url, resolve_url, url_key, write_lock
+from .engine import data_dir, file_lock, make_engine, mask_url, resolve_url, url_key, write_lock_path
 from .migrate import ensure_schema
 from .store import insert_records
 
@@ -132,21 +131,12 @@ class _Spool:
         self.path = spool_path(url)
         self.lock_path = self.path.with_suffix(".lock")
 
-    def _locked(self):
-        fh = open(self.lock_path, "a+")
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        return fh
-
     def append(self, records: list[dict]) -> None:
         data = "".join(_encode(r) + "\n" for r in records).encode()
-        lock = self._locked()
-        try:
-            with open(self.path, "ab") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        finally:
-            lock.close()
+        with file_lock(self.lock_path), open(self.path, "ab") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def has_records(self) -> bool:
         try:
@@ -154,10 +144,9 @@ class _Spool:
         except FileNotFoundError:
             return False
 
-    def replay(self, engine: Engine, guard: write_lock) -> int:
+    def replay(self, engine: Engine, write_lock: Path | None) -> int:
         """Insert every spooled record not stored yet, then empty the spool. Returns rows added."""
-        lock = self._locked()
-        try:
+        with file_lock(self.lock_path):
             try:
                 with open(self.path, encoding="utf-8") as fh:
                     lines = [line for line in fh if line.strip()]
@@ -171,13 +160,11 @@ class _Spool:
                     warn_once("spool-corrupt", f"skipped an unreadable line in {self.path}")
             added = 0
             for i in range(0, len(records), BATCH_SIZE):
-                with guard, engine.begin() as conn:
+                with file_lock(write_lock, optional=True), engine.begin() as conn:
                     added += insert_records(conn, records[i : i + BATCH_SIZE])
             with open(self.path, "wb"):
                 pass  # truncate only after every line is stored
             return added
-        finally:
-            lock.close()
 
 
 # -- the writer ----------------------------------------------------------------------------------
@@ -203,7 +190,7 @@ class Writer:
         self._engine: Engine | None = None
         self._schema_ready = False
         self._spool = _Spool(self.url)
-        self._write_lock = write_lock(self.url)
+        self._write_lock = write_lock_path(self.url)
         self._next_replay = 0.0
         self.written = 0
         self.spooled = 0
@@ -331,7 +318,7 @@ class Writer:
             return
         try:
             engine = self._engine_ready()
-            with self._write_lock, engine.begin() as conn:
+            with file_lock(self._write_lock, optional=True), engine.begin() as conn:
                 insert_records(conn, batch)
             self.written += len(batch)
             self.last_error = None
