@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
+from spendlog.export import display_money
 from spendlog.export import format_money as _export_money
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
 ]
 
 UNKNOWN = "(none)"
-_SIG_DIGITS_SMALL = 3  # significant digits shown for amounts under $1
 _HINT = re.compile(r"^[A-Za-z0-9]{1,8}_?\.\.\.[A-Za-z0-9]{4}$")
 
 
@@ -43,24 +43,9 @@ def _group_thousands(text: str) -> str:
 
 
 def format_money(value: Decimal | None) -> str:
-    """``$1,234.56``, ``$0.50``; under $0.10, up to three significant digits: ``$0.0123``, ``$0.000148``."""
-    if value is None:
-        return "–"
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    if value == 0:
-        return "$0.00"
-    if value >= Decimal("0.1"):
-        places = 2
-    else:
-        # adjusted() is the exponent of the first significant digit: 0.000148 -> -4
-        places = max(2, -value.adjusted() + _SIG_DIGITS_SMALL - 1)
-    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    if places > 2:  # small amounts: drop the trailing zeros (0.0990 -> 0.099; 0.09999 -> 0.10)
-        rounded = rounded.normalize()
-        if rounded.as_tuple().exponent > -2:
-            rounded = rounded.quantize(Decimal("0.01"))
-    return f"{sign}${_group_thousands(format(rounded, 'f'))}"
+    """``$1,234.56``, ``$0.50``; under $0.10, up to three significant digits: ``$0.0123``,
+    ``$0.000148``. The rule ``spendlog summary`` uses too (``spendlog.export.display_money``)."""
+    return "–" if value is None else display_money(value)
 
 
 def format_money_exact(value: Decimal | None) -> str:

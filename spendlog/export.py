@@ -26,7 +26,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from itertools import chain
 from operator import itemgetter
 from typing import TextIO
@@ -40,6 +40,7 @@ __all__ = [
     "CALL_COLUMNS",
     "neutralise",
     "format_money",
+    "display_money",
     "format_instant",
     "grouped_columns",
     "write_table",
@@ -100,6 +101,25 @@ def format_money(amount: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def display_money(amount: Decimal) -> str:
+    """Money for people (the dashboard, ``spendlog summary``): ``$1,234.56``; under $0.10 three
+    significant digits, so a small sum never reads as zero (``$0.000148``). Files keep
+    ``format_money``'s exact digits."""
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount == 0:
+        return "$0.00"
+    # adjusted() is the exponent of the first significant digit: 0.000148 -> -4
+    places = 2 if amount >= Decimal("0.1") else max(2, -amount.adjusted() + 2)
+    text = format(amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), "f")
+    if places > 2:  # small amounts: drop trailing zeros, keep two places (0.0990 -> 0.099; 0.09999 -> 0.10)
+        text = text.rstrip("0")
+        if len(text.partition(".")[2]) < 2:
+            text = text.ljust(len(text.partition(".")[0]) + 3, "0")
+    whole, _, frac = text.partition(".")
+    return f"{sign}${int(whole):,}.{frac}"
 
 
 def format_instant(value: datetime) -> str:

@@ -13,7 +13,7 @@ import secrets
 import sys
 from contextlib import contextmanager
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -243,20 +243,10 @@ def _progress(conn, filters, enabled: bool):
 
 
 def display_usd(value: Decimal) -> str:
-    """``$1,234.56``; under $0.10 three significant digits so small sums never read as zero
-    (``$0.000148``), the same rule as the dashboard."""
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    if value == 0:
-        return "$0.00"
-    places = 2 if value >= Decimal("0.1") else max(2, -value.adjusted() + 2)
-    text = format(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), "f")
-    if places > 2:
-        text = text.rstrip("0")
-        if len(text.partition(".")[2]) < 2:
-            text = text.ljust(len(text.partition(".")[0]) + 3, "0")
-    whole, _, frac = text.partition(".")
-    return f"{sign}${int(whole):,}.{frac}"
+    """``$1,234.56``, ``$0.000148``: the dashboard's rule, from one place."""
+    from spendlog.export import display_money
+
+    return display_money(value)
 
 
 def _table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
