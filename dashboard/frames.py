@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from spendlog.db.periods import period_start
+from spendlog.db.queries import MEASURES as READ_MEASURES
 
 from spendlog.dashboard.formatting import (
     format_count,
@@ -45,8 +46,7 @@ __all__ = [
     "calls_table",
 ]
 
-MEASURES = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-            "reasoning_tokens", "cost_usd", "calls_missing_cost", "errors", "latency_ms_sum", "latency_count")
+MEASURES = READ_MEASURES  # the read layer's sums, under its names: one list
 TOP_MODELS = 10  # colours in the stacked chart; the rest are summed as "other"
 OTHER = "other"
 MILLION = Decimal(1_000_000)
