@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import IN_CI
 from fixture_proxy import normalise, rows, usage_of
 
 from spendlog.fake_upstream import expected_usage
 
 NODE_DIR = Path(__file__).parent / "node"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MESSAGES = [{"role": "user", "content": "Say hello to the proxy from Node"}]
 
 
