@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import IN_CI
 from helpers import make_record
 
 from spendlog.dashboard.formatting import format_money, format_money_exact
@@ -26,7 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 UTC = timezone.utc
 
