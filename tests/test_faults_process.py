@@ -7,7 +7,6 @@ every call in a fresh ``asyncio.run()``. Apps are real child processes calling t
 from __future__ import annotations
 
 import signal
-import sys
 import textwrap
 import time
 from pathlib import Path
