@@ -35,6 +35,8 @@ class EventSplitter:
         """The complete events ``chunk`` finishes, as one bytes object (b"" when none); the rest
         is kept for the next call."""
         pending = self.pending
+        if not pending and chunk.endswith(b"\n\n"):  # a read of whole events, the usual case
+            return chunk
         if pending:
             data = pending + chunk
             scan = max(len(pending) - 2, 0)  # earlier bytes held no boundary; one may straddle
