@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -97,6 +98,13 @@ def stream_times(clients: dict[str, httpx.Client], url: str, headers: dict, body
     return out
 
 
+def ledger_counts() -> tuple[int, int]:
+    """Records in the bench's ledger, and those with a cost, tokens and no error."""
+    with sqlite3.connect(f"{_tmp}/bench.db") as db:
+        return db.execute("SELECT count(*), count(CASE WHEN cost_usd IS NOT NULL AND total_tokens > 0"
+                          " AND error_type IS NULL THEN 1 END) FROM completions").fetchone()
+
+
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f}"
 
@@ -160,6 +168,9 @@ def main() -> None:
     rows.append(row(f"memory, stream of {len(events):,} events, one read each", samples, len(events), "chunk"))
 
     assert spendlog.flush(60)
+    hooked = (100 + args.calls) + args.streams + (200 + args.calls * 2) + args.streams  # not the list run
+    stored, priced = ledger_counts()
+    assert stored == priced == hooked, f"ledger holds {stored} records ({priced} priced, no error); expected {hooked}"
     # calibration: a fixed pure-CPU job, to compare runs on busy or other machines
     calib = min(timeit.repeat(lambda: json.loads(answer), number=2000, repeat=5)) / 2000
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -170,6 +181,7 @@ def main() -> None:
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
     print("medians; CPU = the calling thread's CPU time. Targets: <= 50 µs added per call, <= 2 µs per chunk.")
+    print(f"ledger: {stored:,} records, every one priced and without error, as many as hooked calls")
     print(json.dumps({"calls_per_side": args.calls, "chunks_per_stream": args.chunks, "streams_per_side": args.streams}))
 
 
