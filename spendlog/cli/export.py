@@ -13,7 +13,6 @@ import secrets
 import sys
 from contextlib import contextmanager
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -242,13 +241,6 @@ def _progress(conn, filters, enabled: bool):
 # ---------------------------------------------------------------- summary
 
 
-def display_usd(value: Decimal) -> str:
-    """``$1,234.56``, ``$0.000148``: the dashboard's rule, from one place."""
-    from spendlog.export import display_money
-
-    return display_money(value)
-
-
 def _table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
@@ -279,6 +271,7 @@ def _printable(value: str | None) -> str:
 def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
     """Print spend totals per model and app as a terminal table."""
     from spendlog.db.queries import grouped_totals
+    from spendlog.export import display_money, format_money  # the dashboard's and the files' money text
 
     by = _parse_groups(by_value, allow_call=False)
     filters = _filters(from_value, to_value, tz)
@@ -291,7 +284,7 @@ def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
     errors = total["errors"]
     rate = f"{errors / requests:.1%}" if requests else "0.0%"
     out += [
-        f"Total spend   {display_usd(total['cost_usd'])}   (exact: {_exact(total['cost_usd'])} USD)",
+        f"Total spend   {display_money(total['cost_usd'])}   (exact: {format_money(total['cost_usd'])} USD)",
         f"Requests      {requests:,}   errors {errors:,} ({rate})   without cost {total['calls_missing_cost']:,}",
         f"Tokens        {total['prompt_tokens']:,} prompt, {total['completion_tokens']:,} completion, "
         f"{total['total_tokens']:,} total",
@@ -304,7 +297,7 @@ def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
             share = f"{r['cost_usd'] / total['cost_usd'] * 100:.1f}%" if total["cost_usd"] else "-"
             label = r[group].isoformat() if hasattr(r[group], "isoformat") else _printable(r[group])
             body.append([label, f"{r['requests']:,}", f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}",
-                         display_usd(r["cost_usd"]), share])
+                         display_money(r["cost_usd"]), share])
         out.append("")
         if not body:
             out.append(f"By {group}: no calls")
@@ -313,8 +306,3 @@ def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
         out += _table(f"By {group}", header, body, right={1, 2, 3, 4, 5})
     click.echo("\n".join(out))
 
-
-def _exact(value: Decimal) -> str:
-    from spendlog.export import format_money
-
-    return format_money(value)
