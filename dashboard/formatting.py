@@ -36,12 +36,6 @@ def exact_decimal(value: Decimal) -> str:
     return _export_money(value)
 
 
-def _group_thousands(text: str) -> str:
-    whole, _, frac = text.partition(".")
-    whole = f"{int(whole):,}"
-    return f"{whole}.{frac}" if frac else whole
-
-
 def format_money(value: Decimal | None) -> str:
     """``$1,234.56``, ``$0.50``; under $0.10, up to three significant digits: ``$0.0123``,
     ``$0.000148``. The rule ``spendlog summary`` uses too (``spendlog.export.display_money``)."""
@@ -56,7 +50,7 @@ def format_money_exact(value: Decimal | None) -> str:
     text = exact_decimal(abs(value))
     whole, _, frac = text.partition(".")
     frac = frac.ljust(2, "0")
-    return f"{sign}${_group_thousands(whole)}.{frac}"
+    return f"{sign}${int(whole):,}.{frac}"
 
 
 def format_count(value: int | None) -> str:
