@@ -1,8 +1,8 @@
 """The background writer: records in, rows out, nothing lost, the caller never slowed.
 
 ``submit(record)`` appends to an in-memory queue and returns (a lock and a deque append). A record
-is a dict, or a deferred record: an object whose ``build()`` returns the dict (or None when it
-cannot be built), so that the capture's parsing runs on the writer's thread, not the caller's
+is a dict, or a deferred record: an object whose ``build()`` returns the dict (the same one on
+every call, or None when it cannot be built), so that the capture's parsing runs on the writer's thread, not the caller's
 (``spendlog.capture.CallCapture``). A daemon thread writes batches, one transaction per batch (``db.store.insert_records``), at least every
 100 ms. If a batch cannot be written (database unreachable, locked past the busy timeout,
 read-only, disk full) it goes to an append-only JSON-lines spool file in the data dir, and the

@@ -17,6 +17,7 @@ messages; it is never part of a record or a log line.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ __all__ = ["CallCapture", "split_attribution", "parse_tags", "key_hint", "hint_f
 
 TRACKED_PATHS = ("/chat/completions", "/completions", "/embeddings", "/responses")
 _USAGE_OPTION_PATHS = ("/chat/completions", "/completions")  # endpoints that know stream_options
+_build_lock = threading.Lock()  # see CallCapture.build
 _COLUMN_LIMITS = {
     "request_id": 255, "endpoint": 255, "upstream": 255, "requested_model": 255, "model": 255,
     "provider": 255, "error_type": 64, "finish_reason": 64, "app": 255, "user": 255,
@@ -217,14 +219,22 @@ class CallCapture:
         self._finish_args = (error_type, error_message)
         _submit(self, self.db_url)
 
+    _built: dict | None = None  # the record once built ({} if it could not be): nothing to set per call
+
     def build(self) -> dict | None:
         """The record as ``finish`` left it (the writer calls this); None, with a warning, if it
-        cannot be built."""
-        try:
-            return self.record(error_type=self._finish_args[0], error_message=self._finish_args[1])
-        except Exception as exc:  # noqa: BLE001
-            writer.warn_once("capture-finish", f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
-            return None
+        cannot be built. Built once: the writer's thread and the exit path, which spools a batch
+        still being written, get the same record under the same id, so a replay of the spool
+        knows the call is stored already."""
+        with _build_lock:
+            if self._built is None:
+                try:
+                    self._built = self.record(error_type=self._finish_args[0], error_message=self._finish_args[1])
+                except Exception as exc:  # noqa: BLE001
+                    self._built = {}
+                    writer.warn_once("capture-finish",
+                                     f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
+            return self._built or None
 
     # -- the record -----------------------------------------------------------------------------
 
