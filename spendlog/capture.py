@@ -33,7 +33,7 @@ __all__ = ["CallCapture", "split_attribution", "parse_tags", "key_hint", "hint_f
 
 TRACKED_PATHS = ("/chat/completions", "/completions", "/embeddings", "/responses")
 _USAGE_OPTION_PATHS = ("/chat/completions", "/completions")  # endpoints that know stream_options
-_build_lock = threading.Lock()  # see CallCapture.build
+_build_lock = threading.RLock()  # see CallCapture.build; re-entrant: a SIGTERM flush may interrupt a build
 _COLUMN_LIMITS = {
     "request_id": 255, "endpoint": 255, "upstream": 255, "requested_model": 255, "model": 255,
     "provider": 255, "error_type": 64, "finish_reason": 64, "app": 255, "user": 255,
