@@ -233,15 +233,11 @@ def test_one_writer_per_database_whatever_the_spelling_and_it_follows_the_enviro
 
 def _finished_call(db_url: str):
     """A hooked call whose answer has been read, its record not built yet (the writer builds it)."""
-    from spendlog.capture import CallCapture
+    from test_capture import JSON_CT, run, start
 
-    capture = CallCapture.start_parts("POST", "api.test", "/v1/chat/completions",
-                                      [(b"authorization", b"Bearer sr_test_abcdefgh1234")],
-                                      b'{"model":"openai/gpt-4o-mini","messages":[]}', db_url=db_url)
-    capture.response_started(200, [(b"content-type", b"application/json")])
-    capture.feed(b'{"id":"gen-1","model":"openai/gpt-4o-mini","choices":[],'
-                 b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2,"cost":0.5}}')
-    capture.end_of_body()
+    capture = start({"model": "openai/gpt-4o-mini", "messages": []}, db_url=db_url)
+    run(capture, 200, JSON_CT, [b'{"id":"gen-1","model":"openai/gpt-4o-mini","choices":[],'
+                                b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2,"cost":0.5}}'])
     return capture
 
 
@@ -249,11 +245,11 @@ def test_a_call_still_being_written_at_exit_is_spooled_under_the_id_it_is_writte
     """Exit comes while the database holds a batch up: the batch is spooled as well, and when the
     write then goes through after all, replaying the spool must add nothing. That holds only if the
     spooled copy of a call has the id of the row being written."""
-    from spendlog.db import writer as writer_module
+    from spendlog.db import writer as writer_mod
     from spendlog.db.engine import file_lock, resolve_url, write_lock_path
 
     url = resolve_url(sqlite_url)
-    writer = writer_module.get_writer(sqlite_url)
+    writer = writer_mod.get_writer(sqlite_url)
     _finished_call(sqlite_url).finish()
     assert writer.flush(20)  # the schema is made and the thread runs
     monkeypatch.setenv("SPENDLOG_EXIT_TIMEOUT", "0.5")
@@ -263,7 +259,7 @@ def test_a_call_still_being_written_at_exit_is_spooled_under_the_id_it_is_writte
         while not writer._inflight:
             assert time.monotonic() < deadline, "the writer never took the call"
             time.sleep(0.01)
-        writer_module._flush_at_exit()  # the bounded wait passes: the call in flight is spooled
+        writer_mod._flush_at_exit()  # the bounded wait passes: the call in flight is spooled
         assert spooled_count(url) == 1
     assert writer.flush(20)  # the held-up write goes through after all
     assert count_rows(sqlite_url) == 2
