@@ -63,8 +63,8 @@ class PricesFile:
 
     name: str
     entries: tuple[FilePrice, ...] = ()
-    _exact: dict[str, tuple[tuple[datetime, ...], tuple[FilePrice, ...]]] = field(init=False, repr=False)
-    _bare: dict[str, tuple[tuple[datetime, ...], tuple[FilePrice, ...]]] = field(init=False, repr=False)
+    _exact: dict[str, tuple[tuple[datetime, ...], tuple[FilePrice, ...]]] = field(init=False, repr=False, compare=False)
+    _bare: dict[str, tuple[tuple[datetime, ...], tuple[FilePrice, ...]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         grouped: dict[str, list[FilePrice]] = {}

@@ -185,7 +185,9 @@ class PriceBook:
                  at: datetime, prompt_tokens: int | None, completion_tokens: int | None,
                  cached_tokens: int | None = None, reasoning_tokens: int | None = None,
                  cache_write_tokens: int | None = None) -> Priced | None:
-        """What these tokens cost at instant ``at``: the prices file first, then genai-prices."""
+        """What these tokens cost at instant ``at``: the prices file first, then genai-prices. None: no
+        model, no tokens, an unknown model, or counts that contradict each other (cached + cache_write >
+        prompt, reasoning > completion, a negative count); the caller keeps cost_source='missing'."""
         return self._price(True, model, provider, upstream, at, prompt_tokens, completion_tokens, cached_tokens,
                            reasoning_tokens, cache_write_tokens)
 
@@ -195,6 +197,14 @@ class PriceBook:
                    cache_write_tokens: int | None = None) -> Priced | None:
         """The public list price (genai-prices); the prices file's only for models genai-prices lacks."""
         return self._price(False, model, provider, upstream, at, prompt_tokens, completion_tokens, cached_tokens,
+                           reasoning_tokens, cache_write_tokens)
+
+    def estimate_and_list_price(self, model: str | None, *, provider: str | None = None, upstream: str | None = None,
+                                at: datetime, prompt_tokens: int | None, completion_tokens: int | None,
+                                cached_tokens: int | None = None, reasoning_tokens: int | None = None,
+                                cache_write_tokens: int | None = None) -> tuple[Priced | None, Priced | None]:
+        """``(estimate(...), list_price(...))`` for the cost of about one: what the writer needs per record."""
+        return self._price(None, model, provider, upstream, at, prompt_tokens, completion_tokens, cached_tokens,
                            reasoning_tokens, cache_write_tokens)
 
     def resolve(self, model: str | None, provider: str | None = None, upstream: str | None = None) -> str | None:
@@ -226,47 +236,46 @@ class PriceBook:
                 return rates, genai.source
         return None
 
-    def _price(self, file_first: bool, model, provider, upstream, at, prompt, completion, cached, reasoning,
-               written) -> Priced | None:
+    def _price(self, file_first: bool | None, model, provider, upstream, at, prompt, completion, cached, reasoning,
+               written):
+        """``file_first`` True: the estimate; False: the list price; None: both, as a pair."""
         # The hot path (the writer calls it per record): ints, None and aware datetimes go straight through.
-        if type(prompt) is not int:
-            prompt = _count(prompt, "prompt_tokens")
-        if type(completion) is not int:
-            completion = _count(completion, "completion_tokens")
-        if cached is None:
-            cached = 0
-        elif type(cached) is not int:
-            cached = _count(cached, "cached_tokens")
-        if reasoning is None:
-            reasoning = 0
-        elif type(reasoning) is not int:
-            reasoning = _count(reasoning, "reasoning_tokens")
-        if written is None:
-            written = 0
-        elif type(written) is not int:
-            written = _count(written, "cache_write_tokens")
+        prompt = prompt if type(prompt) is int else _count(prompt, "prompt_tokens")
+        completion = completion if type(completion) is int else _count(completion, "completion_tokens")
+        cached = 0 if cached is None else cached if type(cached) is int else _count(cached, "cached_tokens")
+        reasoning = 0 if reasoning is None else reasoning if type(reasoning) is int else _count(reasoning, "reasoning_tokens")
+        written = 0 if written is None else written if type(written) is int else _count(written, "cache_write_tokens")
         if type(at) is not datetime or at.tzinfo is None:
             at = _as_utc(at)
+        nothing = (None, None) if file_first is None else None
         if not model or (prompt == 0 and completion == 0):
-            return None  # no model or no tokens: nothing to price
+            return nothing  # no model or no tokens: nothing to price
         if (prompt < 0 or completion < 0 or cached < 0 or reasoning < 0 or written < 0
                 or cached + written > prompt or reasoning > completion):
-            return None  # counts that contradict each other: any figure would be a guess; keep it missing
+            return nothing  # counts that contradict each other: any figure would be a guess; keep it missing
         found = self._memo(model, provider, upstream)
         if found is None:
-            return None
-        if found[0] is None:  # genai-prices only, the usual case
+            return nothing
+        if found[0] is None:  # genai-prices only, the usual case: the estimate is the list price
             genai = found[1]
             rates = genai.fixed if genai.dated is None else genai.rates_at(at)
             if rates is None:
-                return None
-            source = genai.source
-        else:
-            picked = self._pick(file_first, found, at)
+                return nothing
+            priced = Priced(rates.cost(prompt, cached, written, completion, reasoning), genai.source,
+                            rates.unit_for(prompt))
+            return (priced, priced) if file_first is None else priced
+        out = []
+        for first in (True, False) if file_first is None else (file_first,):
+            picked = self._pick(first, found, at)
             if picked is None:
-                return None
-            rates, source = picked
-        return Priced(rates.cost(prompt, cached, written, completion, reasoning), source, rates.unit_for(prompt))
+                out.append(None)
+            elif out and out[0] is not None and out[0].source == picked[1]:
+                out.append(out[0])
+            else:
+                rates, source = picked
+                out.append(Priced(rates.cost(prompt, cached, written, completion, reasoning), source,
+                                  rates.unit_for(prompt)))
+        return tuple(out) if file_first is None else out[0]
 
 
 def load_price_book(prices_path: str | os.PathLike | None = None, *, memo_size: int = MEMO_SIZE) -> PriceBook:
