@@ -195,7 +195,7 @@ def _amount(value: object) -> tuple[Decimal | None, str | None]:
         try:
             amount = Decimal(value.strip())
         except InvalidOperation:
-            return None, f"must be a price in USD per 1M tokens (got {value!r})"
+            return None, f"must be a price in USD per 1M tokens (got {value!r:.60})"
     else:
         return None, f"must be a price in USD per 1M tokens (got a {_toml_type(value)})"
     if not amount.is_finite():
@@ -212,7 +212,7 @@ def _start(value: object) -> tuple[datetime | None, str | None]:
         try:
             value = datetime.fromisoformat(value) if "T" in value or " " in value.strip() else date.fromisoformat(value)
         except ValueError:
-            return None, f"must be a date such as 2026-11-01 or a date-time with an offset (got {value!r})"
+            return None, f"must be a date such as 2026-11-01 or a date-time with an offset (got {value!r:.60})"
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return None, "a date-time needs an offset such as Z or +05:30 (or write a date: 2026-11-01)"
