@@ -8,6 +8,9 @@ False::
     if not auth.gate():
         return
 
+A fragment that reruns on its own (``run_every``) skips the gate; it starts with
+``if not auth.still_allowed(): st.rerun()`` so a removed or expired sign-in stops there too.
+
 Without an ``[auth]`` section ``gate()`` returns True (the dashboard as before), unless an
 allow-list is configured: then sign-in was meant and is missing, and nobody gets in.
 
@@ -36,7 +39,7 @@ from typing import Any
 import streamlit as st
 
 __all__ = ["ALLOWED_ENV", "AllowList", "AuthConfigError", "auth_configured", "gate", "is_allowed",
-           "parse_allowed", "sign_in_expired"]
+           "parse_allowed", "sign_in_expired", "still_allowed"]
 
 ALLOWED_ENV = "SPENDLOG_ALLOWED"
 DEFAULT_SIGN_IN_HOURS = 12.0
@@ -172,32 +175,64 @@ def _config_problem(auth: Mapping[str, Any]) -> str | None:
     return None
 
 
-def gate() -> bool:
-    """True when the page may draw: sign-in is not configured, or the signed-in user is allowed
-    (then the sidebar shows who it is and a sign-out button). Otherwise it draws the sign-in
-    page, the "not allowed" page or the configuration error, and returns False."""
+@dataclass(frozen=True)
+class _Verdict:
+    page: str  # "open" (no sign-in), "allowed", "config", "sign_in", "expired", "refused"
+    problem: str = ""
+    providers: tuple[str | None, ...] = ()
+    hours: float = 0.0
+    allowed: AllowList = AllowList()
+
+
+def _verdict() -> _Verdict:
     auth = _secrets_section("auth")
     try:
         allowed = _allow_list()
         hours = _sign_in_hours()
     except AuthConfigError as exc:
-        return _refuse_config(str(exc))
+        return _Verdict("config", str(exc))
     if auth is None:
         if allowed:
-            return _refuse_config(f"an allow-list is set ({_allowed_source()[0]}) but secrets.toml has no [auth] "
-                                  "section, so nobody can sign in")
-        return True
+            return _Verdict("config", f"an allow-list is set ({_allowed_source()[0]}) but secrets.toml has no [auth] "
+                                      "section, so nobody can sign in")
+        return _Verdict("open")
     problem = _config_problem(auth)
     if problem:
-        return _refuse_config(problem)
+        return _Verdict("config", problem)
+    providers = tuple(_providers(auth))
     user = st.user
     if not user.is_logged_in:
-        return _sign_in_page(_providers(auth))
+        return _Verdict("sign_in", providers=providers)
     if sign_in_expired(user.get("iat"), hours):
-        return _sign_in_page(_providers(auth), note=f"Your sign-in is more than {hours:g} hours old: sign in again.")
-    email, verified = user.get("email"), user.get("email_verified")
-    if not is_allowed(email, verified, allowed):
-        return _not_allowed_page(email, verified, allowed)
+        return _Verdict("expired", providers=providers, hours=hours)
+    if not is_allowed(user.get("email"), user.get("email_verified"), allowed):
+        return _Verdict("refused", allowed=allowed)
+    return _Verdict("allowed")
+
+
+def still_allowed() -> bool:
+    """``gate()``'s answer without drawing anything, for code that reruns without the gate (a
+    fragment with ``run_every``): when it turns False, ``st.rerun()`` lets the gate take over."""
+    return _verdict().page in ("open", "allowed")
+
+
+def gate() -> bool:
+    """True when the page may draw: sign-in is not configured, or the signed-in user is allowed
+    (then the sidebar shows who it is and a sign-out button). Otherwise it draws the sign-in
+    page, the "not allowed" page or the configuration error, and returns False."""
+    verdict = _verdict()
+    if verdict.page == "open":
+        return True
+    if verdict.page == "config":
+        return _refuse_config(verdict.problem)
+    if verdict.page == "sign_in":
+        return _sign_in_page(verdict.providers)
+    if verdict.page == "expired":
+        return _sign_in_page(verdict.providers,
+                             note=f"Your sign-in is more than {verdict.hours:g} hours old: sign in again.")
+    email = st.user.get("email")
+    if verdict.page == "refused":
+        return _not_allowed_page(email, st.user.get("email_verified"), verdict.allowed)
     with st.sidebar:
         st.text(f"Signed in as {email}")
         if st.button("Sign out", key="spendlog_sign_out", icon=":material/logout:"):
@@ -212,7 +247,7 @@ def _refuse_config(problem: str) -> bool:
     return False
 
 
-def _sign_in_page(providers: list[str | None], note: str | None = None) -> bool:
+def _sign_in_page(providers: tuple[str | None, ...], note: str | None = None) -> bool:
     st.title("spendlog")
     st.write("This dashboard is private: sign in to see the spend.")
     if note:

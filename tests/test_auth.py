@@ -210,3 +210,28 @@ def test_named_providers_get_a_button_each():
     provider = {k: AUTH[k] for k in ("client_id", "client_secret", "server_metadata_url")}
     at = run({"auth": {**shared, "google": provider, "okta": provider}, "spendlog": {"allowed": LIST}})
     assert [b.label for b in at.button] == ["Sign in with google", "Sign in with okta"]
+
+
+STILL = """
+import streamlit as st
+from spendlog.dashboard import auth
+st.header(f"still allowed: {auth.still_allowed()}")
+"""
+
+
+@pytest.mark.parametrize(("secrets", "user", "expected"), [
+    ({"unrelated": "value"}, {"is_logged_in": False}, True),
+    ({"auth": AUTH, "spendlog": {"allowed": LIST}}, signed_in("alice@example.com"), True),
+    ({"auth": AUTH, "spendlog": {"allowed": LIST}}, {"is_logged_in": False}, False),
+    ({"auth": AUTH, "spendlog": {"allowed": LIST}}, signed_in("mallory@evil-example.org"), False),
+    ({"auth": AUTH, "spendlog": {"allowed": LIST}}, signed_in("alice@example.com", iat=int(time.time()) - 13 * 3600),
+     False),
+    ({"auth": AUTH, "spendlog": {"allowed": ["*"]}}, signed_in("alice@example.com"), False),
+])
+def test_still_allowed_answers_like_the_gate_and_draws_nothing(secrets, user, expected):
+    """What a self-refreshing fragment checks before it draws (it then calls st.rerun())."""
+    at = AppTest.from_string(STILL, default_timeout=30)
+    at.secrets, at.user = secrets, user
+    at.run()
+    assert [h.value for h in at.header] == [f"still allowed: {expected}"]
+    assert not at.button and not at.text and not at.error and not at.title
