@@ -48,6 +48,25 @@ def test_dashboard_url_reaches_a_wildcard_address_on_loopback():
     assert dashboard_url("::", 8501) == "http://[::1]:8501/"
 
 
+def test_a_port_a_stopped_server_left_in_time_wait_is_free():
+    """Restarting the dashboard right after Ctrl+C: its closed connections linger in TIME_WAIT."""
+    import socket
+
+    from spendlog.cli.dashboard import port_free
+
+    with socket.socket() as server:  # a server as Streamlit's sets it up (SO_REUSEADDR)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert not port_free("127.0.0.1", port)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server side closes first: it is the side left in TIME_WAIT
+            client.recv(1)
+    assert port_free("127.0.0.1", port)
+
+
 def test_a_port_in_use_is_one_line_exit_2():
     import socket
 

@@ -6,12 +6,14 @@ so it works the same from a wheel as from a checkout, from any folder.
 
 Streamlit always runs headless: a non-headless first run stops at Streamlit's "Email:" prompt
 until someone answers it. The browser is opened by us, with Python's ``webbrowser``, once the
-server answers. Usage statistics are always off (``browser.gatherUsageStats=false`` on the
-command line, which no config file overrides).
+server answers (where there is no ``os.fork``, as on Windows, the URL is only printed). Usage
+statistics are always off (``browser.gatherUsageStats=false`` on the command line, which no
+config file overrides).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -78,15 +80,17 @@ def dashboard_url(host: str, port: int) -> str:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Whether nothing listens on ``host:port`` (a closed connection's TIME_WAIT does not count)."""
+    """Whether nothing listens on ``host:port`` (a closed connection's TIME_WAIT does not count).
+    Other bind errors (an address of another machine, a privileged port) are left to the server
+    to report."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as sock:
         if os.name == "posix":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
+        except OSError as exc:
+            return exc.errno != errno.EADDRINUSE
     return True
 
 
