@@ -23,12 +23,7 @@ import csv
 import io
 import json
 import logging
-import os
-import re
 import secrets
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -113,23 +108,6 @@ def _echo(request_head: bytes) -> bytes:
                                          "type": "invalid_request_error"}})
 
 
-class _ProxyProcess:
-    def __init__(self, upstream: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "spendlog", "proxy", "--port", "0", "--upstream", upstream,
-                                      "--shutdown-timeout", "2"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-        banner = self.proc.stdout.readline()
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+/v1)", banner)
-        assert match, (banner, self.proc.stderr.read() if self.proc.poll() is not None else "")
-        self.base_url = match.group(1)
-        self.banner = banner
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=30)
-        return self.banner + out + err
-
-
 # -- sinks --------------------------------------------------------------------------------------------
 
 def _walk(node):
@@ -154,7 +132,7 @@ def _cli(*args: str) -> str:
 
 @pytest.mark.slow
 def test_keys_never_appear_in_the_ledger_logs_exports_proxy_output_or_dashboard(
-        fake_upstream, monkeypatch, caplog, _isolated_data_dir):
+        fake_upstream, proxy_process, monkeypatch, caplog, _isolated_data_dir):
     caplog.set_level(logging.DEBUG)
     keys = _keys()
     statuses = {}
@@ -164,13 +142,13 @@ def test_keys_never_appear_in_the_ledger_logs_exports_proxy_output_or_dashboard(
     try:
         statuses["hook, echoing upstream"] = _calls(echo.origin + "/v1", keys, hooked=True)
         # the proxy, as the user runs it
-        proxy = _ProxyProcess(fake_upstream.base_url)
-        echo_proxy = _ProxyProcess(echo.origin + "/v1")
+        proxy = proxy_process("--upstream", fake_upstream.base_url, "--shutdown-timeout", "2")
+        echo_proxy = proxy_process("--upstream", echo.origin + "/v1", "--shutdown-timeout", "2")
         try:
             statuses["proxy"] = _calls(proxy.base_url, keys, hooked=False)
             statuses["proxy, echoing upstream"] = _calls(echo_proxy.base_url, keys, hooked=False)
         finally:
-            proxy_output = proxy.stop() + echo_proxy.stop()
+            proxy_output = "".join(p.banner + "".join(p.stop()[1:]) for p in (proxy, echo_proxy))
     finally:
         echo.stop()
     assert statuses["hook"] == statuses["proxy"] == [200, 200, 429, 401, 401, 401, 401, 401]
