@@ -19,6 +19,7 @@ every formula prefix and the header row (test_export.py::test_every_injection_pr
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -285,3 +286,58 @@ def test_keys_never_appear_in_a_hook_apps_log_output(tmp_path, db):
         recorded = rows(env["SPENDLOG_DB_URL"], expect=2)
         assert [r.error_type for r in recorded] == ["http_401", "bad_usage"]
         assert recorded[0].error_message.startswith("denied: http://upstream.test/v1/chat/completions")
+
+
+# -- every auth scheme, echoed back by an upstream (issue 12, finding 7) -------------------------------
+
+# (where it goes, its name, its value): values short enough that no "looks like a key" pattern finds
+# them; only the header or parameter name gives them away
+CREDENTIALS = [
+    ("header", "Authorization", "Basic " + base64.b64encode(b"alice:Pw9xQz7Lm2").decode()),
+    ("header", "Authorization", "Token tK4nR8vW2pY6"),
+    ("header", "Authorization", "Bearer bR3aXw9Kq2Lm"),
+    ("header", "Authorization", "bAre7Hq2Lx9Cv"),  # no scheme at all
+    ("header", "x-goog-api-key", "AIzaG00gK3yQ7w"),
+    ("header", "api-key", "az9Key4Wq7Lp"),
+    ("header", "x-api-key", "xK7eyQ2Wn8Pz"),
+    ("query", "api_key", "qA9pIk3yW7zL"),
+    ("query", "key", "qK3yV4lu9Wx"),
+    ("query", "token", "qT0k3nV8lWx"),
+    ("query", "access_token", "qAcc3ssT8kW"),
+]
+
+
+def _echo_credentials(request: bytes) -> bytes:
+    """An upstream that quotes the request line and the headers that may carry a credential in its
+    error message, as ``Name: value`` and as a JSON object (both are seen in the wild)."""
+    line, *headers = request.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    quoted = [h for h in headers if h.lower().startswith(("authorization:", "x-goog-api-key:", "api-key:", "x-api-key:"))]
+    as_json = json.dumps(dict(h.split(": ", 1) for h in quoted))
+    return json_response(401, {"error": {"message": f"denied {line} {' '.join(quoted)} {as_json}"}})
+
+
+@pytest.mark.parametrize("path", ["hook", "proxy"])
+def test_credentials_of_every_scheme_echoed_by_an_upstream_are_scrubbed(path, proxy_factory):
+    echo = Recorder(_echo_credentials)
+    try:
+        base = echo.origin + "/v1" if path == "hook" else proxy_factory(echo.origin + "/v1").base_url
+        inner = httpx2.HTTPTransport()
+        with httpx2.Client(transport=LoggingTransport(inner) if path == "hook" else inner) as client:
+            for where, name, value in CREDENTIALS:
+                headers, params = ({name: value}, {}) if where == "header" else ({}, {name: value})
+                r = client.post(base + "/chat/completions", json={"model": "m", "messages": MESSAGES},
+                                headers=headers, params=params)
+                assert r.status_code == 401 and value.split()[-1] in r.text  # the caller sees the echo as sent
+    finally:
+        echo.stop()
+    recorded = rows(expect=len(CREDENTIALS))
+    assert len(recorded) == len(CREDENTIALS)
+    assert all(r.error_message.startswith("denied POST /v1/chat/completions") for r in recorded)
+    secrets_sent = [value.split()[-1] for _, _, value in CREDENTIALS] + ["Pw9xQz7Lm2"]
+    leaks = []
+    for row in recorded:
+        for secret in secrets_sent:  # any 5 characters in a row give too much away: a hint shows 4 at most
+            stored = f"{row.error_message} {row.api_key_hint}"
+            if any(secret[i:i + 5] in stored for i in range(len(secret) - 4)):
+                leaks.append((secret, stored))
+    assert not leaks, leaks
