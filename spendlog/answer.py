@@ -15,6 +15,18 @@ CR line ends take the event-by-event path, which gives the same results.
 
 Nothing here raises: a failure stops the reading (the bytes flow on untouched) and is noted in
 ``problems`` and warned about once per kind.
+
+Memory is capped whatever the answer (hostile ones included); past a cap the reader stops looking
+(``passthrough``), the bytes flow on untouched, and the record says why, usage unknown:
+
+- a non-streamed answer is read up to ``MAX_BODY_BYTES`` (32 MiB) *decoded* (64 KiB for an error
+  answer, whose message is kept): ``body_too_large``. Compressed answers are decoded with a
+  bounded output per call, so a gzip bomb never gets further than the cap;
+- a stream holds at most ``spendlog.sse.MAX_EVENT_BYTES`` (16 MiB) of an unfinished event:
+  ``event_too_large``; a compressed stream is decoded 1 MiB at a time.
+
+brotli is read only with a binding that can bound its output (google's ``brotli`` >= 1.2); with
+another, a ``br`` answer is passed on unread (``unsupported_encoding``).
 """
 
 from __future__ import annotations
@@ -26,13 +38,14 @@ from collections.abc import Sequence
 
 from spendlog.db.writer import warn_once
 from spendlog.headers import scrub, text
-from spendlog.sse import EventSplitter, parse_event, split_events
+from spendlog.sse import EventSplitter, EventTooLarge, parse_event, split_events
 from spendlog.usage import Usage, error_message, loads_answer, loads_exact, parse_usage
 
-__all__ = ["AnswerReader"]
+__all__ = ["AnswerReader", "MAX_BODY_BYTES"]
 
-_MAX_BODY = 32 * 1024 * 1024  # non-streamed answers above this are passed on but not parsed
+MAX_BODY_BYTES = 32 * 1024 * 1024  # non-streamed answers above this, decoded, are passed on but not parsed
 _MAX_ERROR_BODY = 64 * 1024
+_DECODE_PIECE = 1024 * 1024  # a compressed stream is decoded this much at a time
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.){1,64})"')
 _USAGE_SET = re.compile(rb'"usage"\s*:\s*(?!null\b)')  # usage that is set: an object, or garbage to flag
 _ERROR = re.compile(rb'"error"\s*:\s*(?!null)')  # an error member that is set
@@ -67,7 +80,7 @@ class AnswerReader:
         self._sniff = False
         self._body_parts: list[bytes] = []
         self._body_size = 0
-        self._body_limit = _MAX_BODY
+        self._body_limit = MAX_BODY_BYTES
         self._need_first = True
 
     # -- what the capture calls -------------------------------------------------------------------
@@ -102,7 +115,7 @@ class AnswerReader:
         if self.passthrough or not chunk:
             return chunk
         if self._dropping:  # no decoder here: the bytes we read are the bytes we deliver
-            before = self._splitter.pending
+            region = None
             try:
                 region = self._splitter.take_complete(chunk)
                 if not region:
@@ -111,15 +124,16 @@ class AnswerReader:
                     return self._scan(region)
                 return b"".join([self._on_event(raw) for raw in split_events(region)])
             except Exception as exc:  # noqa: BLE001 - stop reading, deliver everything held
-                self._splitter.take_pending()
+                rest = self._splitter.take_pending()
                 self._fail(exc)
-                return before + chunk
+                return rest + chunk if region is None else region + rest
         try:
-            data = self._decode(chunk) if self._decoder is not None else chunk
-            if self.sse:
-                self._feed_events(data)
+            if not self.sse:
+                self._collect(chunk)
+            elif self._decoder is None:
+                self._feed_events(chunk)
             else:
-                self._collect(data)
+                self._feed_decoded_events(chunk)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
         return chunk
@@ -138,7 +152,7 @@ class AnswerReader:
                     if self.sse:
                         self._feed_events(tail)
                     else:
-                        self._collect(tail)
+                        self._keep(tail)
             rest = self._splitter.take_pending()
             if rest and self.sse:
                 out = self._on_event(rest)  # an unterminated last event
@@ -151,10 +165,12 @@ class AnswerReader:
     def outcome(self) -> tuple[str | None, str | None]:
         """``(error_type, message)`` the answer itself shows (None, None when fine), reading the
         collected body of a non-streamed answer."""
-        if self.status_code is None or self.passthrough:
+        if self.status_code is None:
             return None, None
         if self.status_code >= 400:
             return f"http_{self.status_code}", error_message(b"".join(self._body_parts))
+        if self.passthrough:
+            return None, None
         if not self.sse:
             if not self.eof or self._body_size > self._body_limit:
                 return None, None
@@ -316,22 +332,40 @@ class AnswerReader:
             msg = err.get("message") if isinstance(err, dict) else err
             self.stream_error = str(msg if msg else err)
 
-    def _decode(self, chunk: bytes) -> bytes:
+    def _decode(self, chunk: bytes, most: int) -> bytes:
+        """At most ``most`` decoded bytes of ``chunk`` (the decoder keeps the rest of its input)."""
         if self._sniff:
             self._sniff = False
             if chunk[0] in _TEXTUAL_FIRST_BYTES:  # already decoded (the client did it)
                 self._decoder = None
                 return chunk
-        return self._decoder.decompress(chunk)
+        return self._decoder.decode(chunk, most)
 
-    def _collect(self, data: bytes) -> None:
+    def _feed_decoded_events(self, chunk: bytes) -> None:
+        """A compressed stream's read, decoded and read piece by piece (a bomb never decodes whole)."""
+        self._feed_events(self._decode(chunk, _DECODE_PIECE))
+        decoder = self._decoder
+        while decoder is not None and decoder.pending:
+            self._feed_events(decoder.decode(b"", _DECODE_PIECE))
+
+    def _collect(self, chunk: bytes) -> None:
+        """Keep a non-streamed answer's bytes (decoded) for ``outcome``, up to the body cap."""
+        if self._decoder is None:
+            self._keep(chunk)
+        else:
+            self._keep(self._decode(chunk, self._body_limit - self._body_size + 1))
+
+    def _keep(self, data: bytes) -> None:
+        room = self._body_limit - self._body_size
         self._body_size += len(data)
-        if self._body_size <= self._body_limit:
+        if len(data) <= room:
             self._body_parts.append(data)
-        elif self._body_parts:
+            return
+        self.passthrough = True  # stop reading; an error answer keeps its first part, for the message
+        if self.status_code is not None and self.status_code < 400:
             self._body_parts = []
-            if self.status_code is not None and self.status_code < 400:
-                self._problem("body_too_large", f"answer larger than {self._body_limit} bytes; usage not read")
+            self._problem("body_too_large", f"answer larger than {self._body_limit} bytes decoded; "
+                                            "usage not read, the bytes passed on untouched")
 
     def _describe(self, exc: BaseException) -> str:
         return f"{type(exc).__name__}: {scrub(str(exc), self._secret)[:200]}"
@@ -343,7 +377,11 @@ class AnswerReader:
     def _fail(self, exc: BaseException) -> None:
         self.passthrough = True
         self._dropping = False
-        self._problem("capture_error", f"stopped reading an answer: {self._describe(exc)}")
+        if isinstance(exc, EventTooLarge):
+            self._problem("event_too_large", f"a stream event passed {exc.limit} bytes; usage not read, "
+                                             "the bytes passed on untouched")
+        else:
+            self._problem("capture_error", f"stopped reading an answer: {self._describe(exc)}")
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -375,22 +413,52 @@ def _without_null_usage(data: bytes) -> bytes:
 
 
 def _decoder_for(encoding: str):
+    """A decoder with a bounded output per call for ``encoding``, or None if there is none."""
     if encoding in ("gzip", "x-gzip", "deflate"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+        return _Zlib()
     if encoding == "br":
         try:
             import brotli  # type: ignore[import-not-found]
         except ImportError:
-            try:
-                import brotlicffi as brotli  # type: ignore[import-not-found,no-redef]
-            except ImportError:
-                return None
-        return _Brotli(brotli.Decompressor())
+            return None
+        inner = brotli.Decompressor()
+        return _Brotli(inner) if hasattr(inner, "can_accept_more_data") else None
     return None
 
 
+class _Zlib:
+    """gzip or deflate (zlib header detected). ``decode(data, most)`` returns at most ``most``
+    bytes; ``pending`` is true while input is left (``decode(b"", most)`` goes on)."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self):
+        self._inner = zlib.decompressobj(zlib.MAX_WBITS | 32)
+
+    def decode(self, data: bytes, most: int) -> bytes:
+        inner = self._inner
+        if inner.unconsumed_tail:
+            data = inner.unconsumed_tail + data
+        return inner.decompress(data, most)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._inner.unconsumed_tail)
+
+    def flush(self) -> bytes:
+        return self._inner.flush()
+
+
 class _Brotli:
-    """``brotli`` and ``brotlicffi`` name their method differently."""
+    """brotli >= 1.2 (``process(data, max_output_length=n)``), with ``_Zlib``'s interface."""
+
+    __slots__ = ("_inner", "pending")
 
     def __init__(self, inner):
-        self.decompress = getattr(inner, "process", None) or inner.decompress
+        self._inner = inner
+        self.pending = False
+
+    def decode(self, data: bytes, most: int) -> bytes:
+        out = self._inner.process(data, max_output_length=most)
+        self.pending = len(out) >= most and not self._inner.is_finished()  # more output may be waiting
+        return out

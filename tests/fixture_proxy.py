@@ -115,8 +115,9 @@ class Recorder:
     """A plain HTTP server on 127.0.0.1 that records every request it gets and answers with a
     canned response: the 'other host' SSRF attempts must never reach, or a custom upstream."""
 
-    def __init__(self, respond=None):
+    def __init__(self, respond=None, *, timeout: float = 2.0):
         self.hits: list[bytes] = []
+        self._timeout = timeout  # for reading each request and sending its whole answer
         self._respond = respond or (lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -136,7 +137,7 @@ class Recorder:
             except OSError:
                 continue
             with conn:
-                conn.settimeout(2)
+                conn.settimeout(self._timeout)
                 data = b""
                 try:
                     while b"\r\n\r\n" not in data:
