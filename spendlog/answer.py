@@ -4,8 +4,8 @@
 when the capture asked for the usage chunk on the caller's behalf (``dropping``) does that differ
 from the input: the usage-only SSE event (``choices: []`` with ``usage``) is removed, and so is the
 ``"usage":null`` member the option adds to every chunk; a partial event may be held back until its
-end arrives. Compressed answers (gzip, deflate, br when installed) are passed on raw and read from
-a decoded copy; bytes already decoded by the client are recognised.
+end arrives. Compressed answers are passed on raw and read from a decoded copy
+(``spendlog.decoders``); bytes already decoded by the client are recognised.
 
 Streams are not JSON-parsed chunk by chunk. A network read is cut at its last event boundary
 (``spendlog.sse.EventSplitter``) and the complete events are searched as one block with C-level
@@ -14,29 +14,21 @@ objects, errors, ``[DONE]``); ``finish_reason`` is read with a regex only when o
 CR line ends take the event-by-event path, which gives the same results.
 
 Nothing here raises: a failure stops the reading (the bytes flow on untouched) and is noted in
-``problems`` and warned about once per kind.
-
-Memory is capped whatever the answer (hostile ones included); past a cap the reader stops looking
-(``passthrough``), the bytes flow on untouched, and the record says why, usage unknown:
-
-- a non-streamed answer is read up to ``MAX_BODY_BYTES`` (32 MiB) *decoded* (64 KiB for an error
-  answer, whose message is kept): ``body_too_large``. Compressed answers are decoded with a
-  bounded output per call, so a gzip bomb never gets further than the cap;
-- a stream holds at most ``spendlog.sse.MAX_EVENT_BYTES`` (16 MiB) of an unfinished event:
-  ``event_too_large``; a compressed stream is decoded 1 MiB at a time.
-
-brotli is read only with a binding that can bound its output (google's ``brotli`` >= 1.2); with
-another, a ``br`` answer is passed on unread (``unsupported_encoding``).
+``problems`` and warned about once per kind. So does a memory cap, and the record says why, usage
+unknown: a non-streamed answer is read to ``MAX_BODY_BYTES`` (32 MiB) decoded, 64 KiB for an error
+(``body_too_large``), by decoders whose output per call is bounded (a gzip bomb never gets past the
+cap); a stream holds at most 16 MiB of an unfinished event (``spendlog.sse.MAX_EVENT_BYTES``,
+``event_too_large``) and a compressed one is decoded 1 MiB at a time.
 """
 
 from __future__ import annotations
 
 import re
 import time
-import zlib
 from collections.abc import Sequence
 
 from spendlog.db.writer import warn_once
+from spendlog.decoders import decoder_for
 from spendlog.headers import scrub, text
 from spendlog.sse import EventSplitter, EventTooLarge, parse_event, split_events
 from spendlog.usage import Usage, error_message, loads_answer, loads_exact, parse_usage
@@ -44,8 +36,7 @@ from spendlog.usage import Usage, error_message, loads_answer, loads_exact, pars
 __all__ = ["AnswerReader", "MAX_BODY_BYTES"]
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # non-streamed answers above this, decoded, are passed on but not parsed
-_MAX_ERROR_BODY = 64 * 1024
-_DECODE_PIECE = 1024 * 1024  # a compressed stream is decoded this much at a time
+_MAX_ERROR_BODY, _DECODE_PIECE = 64 * 1024, 1024 * 1024  # an error answer read; a compressed stream decoded at a time
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.){1,64})"')
 _USAGE_SET = re.compile(rb'"usage"\s*:\s*(?!null\b)')  # usage that is set: an object, or garbage to flag
 _ERROR = re.compile(rb'"error"\s*:\s*(?!null)')  # an error member that is set
@@ -102,7 +93,7 @@ class AnswerReader:
             if self.status_code >= 400:
                 self._body_limit = _MAX_ERROR_BODY
             if encoding and encoding != "identity" and not decoded:
-                self._decoder = _decoder_for(encoding)
+                self._decoder = decoder_for(encoding)
                 self._sniff = True
                 self._dropping = False  # cannot cut an event out of compressed bytes: pass them as they are
                 if self._decoder is None:
@@ -350,10 +341,7 @@ class AnswerReader:
 
     def _collect(self, chunk: bytes) -> None:
         """Keep a non-streamed answer's bytes (decoded) for ``outcome``, up to the body cap."""
-        if self._decoder is None:
-            self._keep(chunk)
-        else:
-            self._keep(self._decode(chunk, self._body_limit - self._body_size + 1))
+        self._keep(chunk if self._decoder is None else self._decode(chunk, self._body_limit - self._body_size + 1))
 
     def _keep(self, data: bytes) -> None:
         room = self._body_limit - self._body_size
@@ -380,8 +368,8 @@ class AnswerReader:
         if isinstance(exc, EventTooLarge):
             self._problem("event_too_large", f"a stream event passed {exc.limit} bytes; usage not read, "
                                              "the bytes passed on untouched")
-        else:
-            self._problem("capture_error", f"stopped reading an answer: {self._describe(exc)}")
+            return
+        self._problem("capture_error", f"stopped reading an answer: {self._describe(exc)}")
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -410,55 +398,3 @@ def _without_null_usage(data: bytes) -> bytes:
     if b'"usage"' in data and _NULL_USAGE.search(data):
         data = _NULL_USAGE.sub(b"", data)
     return data
-
-
-def _decoder_for(encoding: str):
-    """A decoder with a bounded output per call for ``encoding``, or None if there is none."""
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        return _Zlib()
-    if encoding == "br":
-        try:
-            import brotli  # type: ignore[import-not-found]
-        except ImportError:
-            return None
-        inner = brotli.Decompressor()
-        return _Brotli(inner) if hasattr(inner, "can_accept_more_data") else None
-    return None
-
-
-class _Zlib:
-    """gzip or deflate (zlib header detected). ``decode(data, most)`` returns at most ``most``
-    bytes; ``pending`` is true while input is left (``decode(b"", most)`` goes on)."""
-
-    __slots__ = ("_inner",)
-
-    def __init__(self):
-        self._inner = zlib.decompressobj(zlib.MAX_WBITS | 32)
-
-    def decode(self, data: bytes, most: int) -> bytes:
-        inner = self._inner
-        if inner.unconsumed_tail:
-            data = inner.unconsumed_tail + data
-        return inner.decompress(data, most)
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._inner.unconsumed_tail)
-
-    def flush(self) -> bytes:
-        return self._inner.flush()
-
-
-class _Brotli:
-    """brotli >= 1.2 (``process(data, max_output_length=n)``), with ``_Zlib``'s interface."""
-
-    __slots__ = ("_inner", "pending")
-
-    def __init__(self, inner):
-        self._inner = inner
-        self.pending = False
-
-    def decode(self, data: bytes, most: int) -> bytes:
-        out = self._inner.process(data, max_output_length=most)
-        self.pending = len(out) >= most and not self._inner.is_finished()  # more output may be waiting
-        return out
