@@ -68,7 +68,7 @@ def test_help_names_every_option():
 
     result = CliRunner().invoke(cli, ["proxy", "--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--upstream", "--allow-remote", "--max-body-bytes", "--db"):
+    for option in ("--host", "--port", "--upstream", "--allow-remote", "--max-body-bytes", "--header-timeout", "--db"):
         assert option in result.output
     assert "SPENDLOG_UPSTREAM" in result.output and "SPENDLOG_PROXY_TOKEN" in result.output
 
