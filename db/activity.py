@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import IO, Any
 
 from .jsonstream import JSONStreamError, iter_items
@@ -163,6 +164,11 @@ def _show(value: Any) -> str:
 def _day(value: Any) -> date:
     if not isinstance(value, str):
         raise ValueError(f"{_show(value)} is not a date: use YYYY-MM-DD (the UTC day)")
+    return _day_text(value)
+
+
+@lru_cache(maxsize=4096)  # a file names the same few hundred days over and over
+def _day_text(value: str) -> date:
     text = value.strip()
     try:
         if _DAY.fullmatch(text):
@@ -200,6 +206,8 @@ def _money(value: Any) -> Decimal:
 
 
 def _count(value: Any) -> int:
+    if type(value) is int and 0 <= value < 10**18:  # the usual JSON count
+        return value
     if isinstance(value, bool):
         raise ValueError(f"{_show(value)} is not a whole number")
     if isinstance(value, int):
@@ -226,40 +234,43 @@ def _text(value: Any) -> str:
     return text
 
 
-def _check(name: str, value: Any) -> Any:
+def _checker(name: str) -> Callable[[Any], Any]:
     if name == "date":
-        return _day(value)
+        return _day
     if name in _MONEY_FIELDS:
-        return _money(value)
-    if name in _COUNT_FIELDS:
-        return _count(value)
-    return _text(value)
+        return _money
+    return _count if name in _COUNT_FIELDS else _text
 
 
-def _add_row(activity: Activity, get: Callable[[str], Any], labels: Mapping[str, str], where: str) -> None:
-    """Check one row (``get(field)``: the raw value, or ``_ABSENT``) and add it."""
+_CHECKS = tuple((name, _checker(name), name in REQUIRED) for name in FIELDS)
+
+
+def _add_row(activity: Activity, row: Mapping[str, Any], labels: tuple[str, ...], where: str) -> None:
+    """Check one row and add it: ``row`` maps the file's names (``labels``, in ``FIELDS`` order)
+    to raw values."""
     values: dict[str, Any] = {}
-    for name in FIELDS:
-        raw = get(name)
-        if raw is _ABSENT or raw is None or raw == "":
-            if name in REQUIRED:
+    for (name, check, required), label in zip(_CHECKS, labels):
+        raw = row.get(label, _ABSENT)
+        if raw is _ABSENT or raw is None or (type(raw) is str and not raw):
+            if required:
                 problem = "is missing" if raw is _ABSENT else "is empty"
-                raise ActivityError(f"{where}: {labels[name]} {problem}")
+                raise ActivityError(f"{where}: {label} {problem}")
             continue
         try:
-            values[name] = _check(name, raw)
+            values[name] = check(raw)
         except ValueError as exc:
-            raise ActivityError(f"{where}: {labels[name]}: {exc}") from None
+            raise ActivityError(f"{where}: {label}: {exc}") from None
     if not values["model"]:
-        raise ActivityError(f"{where}: {labels['model']} is empty")
+        raise ActivityError(f"{where}: {labels[1]} is empty")
     activity.add(values["date"], values["model"], values)
 
 
 # ---------------------------------------------------------------- files
 
 
-def _labels(columns: Mapping[str, str]) -> dict[str, str]:
-    return {name: columns.get(name, name) for name in FIELDS}
+def _labels(columns: Mapping[str, str]) -> tuple[str, ...]:
+    """The file's name for each of ``FIELDS``."""
+    return tuple(columns.get(name, name) for name in FIELDS)
 
 
 def read_json_chunks(chunks: Iterable[str], activity: Activity, *, name: str,
@@ -271,7 +282,7 @@ def read_json_chunks(chunks: Iterable[str], activity: Activity, *, name: str,
             where = f"{name}: {where}"
             if not isinstance(item, dict):
                 raise ActivityError(f"{where}: expected an object, found {type(item).__name__}")
-            _add_row(activity, lambda f: item.get(labels[f], _ABSENT), labels, where)
+            _add_row(activity, item, labels, where)
     except JSONStreamError as exc:
         raise ActivityError(f"{name}: {exc}") from None
     return activity
@@ -312,16 +323,14 @@ def _read_csv(lines: Iterable[str], activity: Activity, name: str, columns: Mapp
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise ActivityError(f"{name}: the file is empty") from None
-        index: dict[str, int] = {}
-        for f in FIELDS:
-            wanted = labels[f]
+        for f, wanted in zip(FIELDS, labels):
             if header.count(wanted) > 1:
                 raise ActivityError(f"{name}: line 1: the header has {wanted!r} twice")
             if wanted in header:
-                index[f] = header.index(wanted)
-            elif f in columns:
+                continue
+            if f in columns:
                 raise ActivityError(f"{name}: line 1: --columns {f}={wanted}: no column {wanted!r} in the header")
-            elif f in REQUIRED:
+            if f in REQUIRED:
                 hint = "" if columns else f" (map another header with --columns {f}=NAME)"
                 raise ActivityError(f"{name}: line 1: the header has no {wanted!r} column{hint}")
         width = len(header)
@@ -331,7 +340,7 @@ def _read_csv(lines: Iterable[str], activity: Activity, name: str, columns: Mapp
             where = f"{name}: line {reader.line_num}"
             if len(record) != width:
                 raise ActivityError(f"{where}: {len(record)} cells, the header has {width}")
-            _add_row(activity, lambda f: record[index[f]] if f in index else _ABSENT, labels, where)
+            _add_row(activity, dict(zip(header, record)), labels, where)
     except csv.Error as exc:
         raise ActivityError(f"{name}: line {reader.line_num}: {exc}") from None
     return activity

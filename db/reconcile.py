@@ -3,7 +3,7 @@
 ``reconcile(conn, activity, first, last)`` compares, for every UTC day from ``first`` to ``last``
 (inclusive) and every model either side knows, the router's ``requests``, ``prompt_tokens``,
 ``completion_tokens`` and ``usage`` (``db.activity``) with the ledger's sums from the shared read
-layer (``grouped_totals`` by day and model in UTC, from the hourly rollup). Always UTC: the router
+layer (``grouped_totals`` per UTC day by model, from the hourly rollup). Always UTC: the router
 reports UTC days whatever the dashboard's zone.
 
 The ledger side counts what the router bills: calls that got an answer. Error rows (the
@@ -24,7 +24,7 @@ differing rows for which no likely cause was found.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -131,10 +131,24 @@ def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
     return start, datetime.combine(last + timedelta(days=1), time(), timezone.utc)
 
 
-def _ledger(conn: Connection, first: date, last: date, status: str) -> dict[tuple, dict]:
-    start, end = day_bounds(first, last)
-    rows = grouped_totals(conn, Filters(start=start, end=end, status=status), ("day", "model"), "UTC")
-    return {(r["day"], r["model"]): r for r in rows}
+def _ledger(conn: Connection, days: Iterable[date], status: str) -> dict[tuple, dict]:
+    """The ledger's sums per (UTC day, model) for ``days``: one ``grouped_totals`` call per day,
+    grouped by model, so the database adds up a whole day of the hourly rollup and only days x
+    models rows reach Python (grouping by day and model in one call brings every hour's row to
+    Python, ~6x slower for a year)."""
+    out = {}
+    for day in days:
+        start, end = day_bounds(day, day)
+        for r in grouped_totals(conn, Filters(start=start, end=end, status=status), ("model",)):
+            out[(day, r["model"])] = r
+    return out
+
+
+def _days(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
 
 
 def _router(f: RouterFigures) -> Figures:
@@ -171,8 +185,7 @@ def reconcile(conn: Connection, activity: Activity, first: date, last: date, *,
         raise ValueError(f"the first day {first} is after the last day {last}")
     if tolerance < 0:
         raise ValueError("the tolerance must be zero or more")
-    ok = _ledger(conn, first, last, "ok")
-    errors = _ledger(conn, first, last, "errors")
+    ok = _ledger(conn, _days(first, last), "ok")
     keys = {k for k in activity.sums if first <= k[0] <= last} | set(ok)
     rows = []
     for day, model in sorted(keys, key=lambda k: (k[0], k[1] is None, k[1] or "")):
@@ -188,6 +201,7 @@ def reconcile(conn: Connection, activity: Activity, first: date, last: date, *,
     report = Report(first, last, tolerance, rows, list(_months(first, last)))
     if url is not None:
         report.spooled, report.dropped = spooled_count(url), dropped_count(url)
+    errors = _ledger(conn, sorted({r.day for r in report.differing}), "errors")  # a likely cause
     explain(conn, report, errors)
     by_month = {m.month: m for m in report.months}
     for row in rows:

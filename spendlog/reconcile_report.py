@@ -9,8 +9,9 @@ decimal, no exponent), because the differences worth finding are often fractions
   month with ``status`` ``month_total``, ``day`` the month (``2026-11``), the two cost totals,
   their difference and ``unexplained_usd`` (a row's: its cost difference when it differs and no
   likely cause was found; a month's: the sum of its rows').
-- JSON: one object, ``{"first", "last", "tolerance_usd", "ok", "spooled", "dropped", "rows":
-  [...], "months": [...], "counts": {status: n}}``, money as exact decimal strings.
+- JSON: one object, ``{"first", "last", "tolerance_usd", "ok", "spooled", "dropped", "counts":
+  {status: n}, "rows": [...], "months": [...]}`` (a row or a month per line), money as exact
+  decimal strings.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = ["ROW_COLUMNS", "report_csv", "status_counts", "write_report"]
 
 _SIDE = {"requests": "requests", "prompt_tokens": "prompt_tokens", "completion_tokens": "completion_tokens",
          "cost": "cost_usd"}
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 ROW_COLUMNS = (
     "day", "model", "status",
     *(f"{side}_{_SIDE[n]}" for n in COMPARED for side in ("router", "ledger")),
@@ -78,10 +80,14 @@ def _json(report: Report) -> str:
                "router_cost_usd": format_money(m.router_cost), "ledger_cost_usd": format_money(m.ledger_cost),
                "difference_usd": format_money(m.difference), "unexplained_usd": format_money(m.unexplained),
                "rows": m.rows, "differing": m.differing} for m in report.months]
-    doc = {"first": report.first.isoformat(), "last": report.last.isoformat(),
-           "tolerance_usd": format_money(report.tolerance), "ok": report.ok, "spooled": report.spooled,
-           "dropped": report.dropped, "rows": rows, "months": months, "counts": status_counts(report)}
-    return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+    head = {"first": report.first.isoformat(), "last": report.last.isoformat(),
+            "tolerance_usd": format_money(report.tolerance), "ok": report.ok, "spooled": report.spooled,
+            "dropped": report.dropped, "counts": status_counts(report)}
+
+    def items(values: list[dict]) -> str:  # one per line; without indent the encoder is the C one
+        return "[" + ",".join("\n  " + _ENCODE(v) for v in values) + ("\n ]" if values else "]")
+
+    return _ENCODE(head)[:-1] + f',\n "rows": {items(rows)},\n "months": {items(months)}\n}}\n'
 
 
 def write_report(report: Report, fmt: str, out: TextIO) -> None:

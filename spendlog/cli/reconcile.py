@@ -171,13 +171,10 @@ def reconcile_cmd(file, from_upstream, upstream, from_value, to_value, tolerance
         else:
             activity = _from_file(file, columns, first, last)
             if activity.span is None and (first is None or last is None):
-                where = " between --from and --to" if first or last else ""
+                where = f" on or after {first}" if first else f" up to {last}" if last else ""
                 fail(f"{file} has no activity rows{where}: give --from and --to to compare the ledger "
                      "with an empty activity")
-            first = first or activity.span[0]
-            last = last or activity.span[1]
-            if first > last:
-                fail(f"--from {first} is after the file's last day {last}: give --to as well")
+            first, last = first or activity.span[0], last or activity.span[1]  # rows lie within both
         report = reconcile(conn, activity, first, last, tolerance=tolerance, url=url)
     with output_file(output) as (stream, target):
         if fmt == "table":
