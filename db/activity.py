@@ -50,6 +50,7 @@ _TEXT_FIELDS = ("model", "provider_name", "model_permaslug", "endpoint_id")
 _SUMS = decimal.Context(prec=120, traps=[decimal.Inexact, decimal.InvalidOperation])  # sums never round
 _MAX_TEXT = 255  # the ledger's model column
 _MAX_SLUGS = 8  # permaslugs remembered per model (for the "near name" hint)
+_MAX_LINE = 1 << 20  # bytes in one CSV line
 _ABSENT = object()
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -289,8 +290,13 @@ def read_json_chunks(chunks: Iterable[str], activity: Activity, *, name: str,
 
 
 def _text_lines(binary: IO[bytes], name: str) -> Iterator[str]:
-    """The file's lines as text (a leading BOM dropped); bad UTF-8 names its line."""
-    for number, line in enumerate(binary, 1):
+    """The file's lines as text (a leading BOM dropped); bad UTF-8 names its line, and so does a
+    line longer than ``_MAX_LINE`` bytes (memory stays bounded whatever the file holds)."""
+    number = 0
+    while line := binary.readline(_MAX_LINE + 1):
+        number += 1
+        if len(line) > _MAX_LINE:
+            raise ActivityError(f"{name}: line {number}: longer than {_MAX_LINE:,} bytes")
         if number == 1:
             line = line.removeprefix(codecs.BOM_UTF8)
         try:

@@ -24,6 +24,7 @@ differing rows for which no likely cause was found.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -38,6 +39,7 @@ from .writer import dropped_count, spooled_count
 
 __all__ = ["COMPARED", "STATUSES", "Figures", "Month", "Report", "Row", "day_bounds", "reconcile"]
 
+_EXACT = decimal.Context(prec=120)  # router amounts may carry more digits than the default 28
 STATUSES = ("match", "missing_in_ledger", "missing_in_router", "count_differs", "cost_differs")
 COMPARED = ("requests", "prompt_tokens", "completion_tokens", "cost")
 _COUNTS = COMPARED[:3]
@@ -71,8 +73,9 @@ class Row:
     permaslugs: frozenset[str] = frozenset()
 
     def difference(self, name: str):
-        """Router minus ledger for one of ``COMPARED`` (a missing side counts as zero)."""
-        return getattr(self.router or _NONE, name) - getattr(self.ledger or _NONE, name)
+        """Router minus ledger for one of ``COMPARED`` (a missing side counts as zero), exact."""
+        a, b = getattr(self.router or _NONE, name), getattr(self.ledger or _NONE, name)
+        return _EXACT.subtract(a, b) if name == "cost" else a - b
 
     @property
     def unexplained(self) -> Decimal:
@@ -102,7 +105,7 @@ class Month:
 
     @property
     def difference(self) -> Decimal:
-        return self.router_cost - self.ledger_cost
+        return _EXACT.subtract(self.router_cost, self.ledger_cost)
 
 
 @dataclass(slots=True)
@@ -162,7 +165,7 @@ def _status(row: Row, tolerance: Decimal) -> str:
         return "missing_in_ledger"
     if any(row.difference(n) for n in _COUNTS):
         return "count_differs"
-    if abs(row.difference("cost")) > tolerance:
+    if row.difference("cost").copy_abs() > tolerance:  # copy_abs: exact (abs() rounds to the context)
         return "cost_differs"
     return "match"
 
@@ -207,9 +210,9 @@ def reconcile(conn: Connection, activity: Activity, first: date, last: date, *,
     for row in rows:
         month = by_month[row.day.replace(day=1)]
         month.rows += 1
-        month.router_cost += (row.router or _NONE).cost
-        month.ledger_cost += (row.ledger or _NONE).cost
+        month.router_cost = _EXACT.add(month.router_cost, (row.router or _NONE).cost)
+        month.ledger_cost = _EXACT.add(month.ledger_cost, (row.ledger or _NONE).cost)
         if row.status != "match":
             month.differing += 1
-            month.unexplained += row.unexplained
+            month.unexplained = _EXACT.add(month.unexplained, row.unexplained)
     return report

@@ -2,7 +2,8 @@
 
 ``spendlog reconcile`` writes it (and draws the terminal table itself); the dashboard's download
 can call ``report_csv``. Money is exact everywhere (``spendlog.export.format_money``: plain
-decimal, no exponent), because the differences worth finding are often fractions of a cent. A difference is router minus ledger.
+decimal, no exponent), because the differences worth finding are often fractions of a cent. A
+difference is router minus ledger.
 
 - CSV (RFC 4180, via ``spendlog.export.write_table``: text cells neutralised for spreadsheets):
   one row per day x model (``ROW_COLUMNS``; a side that has nothing is empty), then one row per

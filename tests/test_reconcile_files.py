@@ -91,6 +91,7 @@ def test_stdin_and_the_range(ledger, tmp_path, monkeypatch):
 
     result = CliRunner().invoke(cli, ["reconcile", "-", "--db", ledger, "--to", "2025-06-05"], input=text)
     assert result.exit_code == 0, result.output  # the 06-09 row is outside --to
+    assert result.stderr == "note: 1 activity rows outside 2025-06-03 .. 2025-06-05 left out\n"
     code, doc = reconcile_json(_write(tmp_path, text), "--db", ledger)
     assert code == 1 and (doc["first"], doc["last"]) == ("2025-06-03", "2025-06-09")
     assert rows_by_key(doc)[("2025-06-09", "openai/gpt-4o")]["status"] == "missing_in_ledger"
@@ -110,6 +111,17 @@ def test_an_empty_activity_needs_a_range(ledger, tmp_path):
     assert code == 2 and "no activity rows" in err and len(err.splitlines()) == 1
     code, doc = reconcile_json(path, "--db", ledger, "--from", "2025-06-01", "--to", "2025-06-30")
     assert code == 1 and [r["status"] for r in doc["rows"]] == ["missing_in_router"]
+
+
+def test_differences_are_exact_to_the_last_digit(ledger, tmp_path):
+    text = f"{HEADER}\n2025-06-03,openai/gpt-4o-mini,1,0.00001480000000000000000000000000001,15,83\n"
+    code, doc = reconcile_json(_write(tmp_path, text), "--db", ledger)
+    (row,) = doc["rows"]
+    assert (code, row["status"]) == (1, "cost_differs")
+    assert row["difference"]["cost_usd"] == "0.00000000000000000000000000000000001"
+    assert doc["months"][0]["router_cost_usd"] == "0.00001480000000000000000000000000001"
+    code, doc = reconcile_json(_write(tmp_path, text), "--db", ledger, "--tolerance", "0.000000000001")
+    assert (code, doc["rows"][0]["status"]) == (0, "match")
 
 
 def test_byok_and_near_names_are_named(ledger, tmp_path):
@@ -150,6 +162,7 @@ BAD_FILES = [
     (b"date,model,requests,usage,prompt_tokens,completion_tokens\n2025-06-03,m\xe9,1,0.1,1,1\n",
      "line 2: not UTF-8 text"),
     ("", "the file is empty"),
+    (f"{HEADER}\n{ROW}\n2025-06-03,{'m' * (1 << 20)},1,0.1,1,1\n", "line 3: longer than 1,048,576 bytes"),
     (_json_doc(_item(), usage="0.1")[:-30], "the JSON ends early"),
     (_json_doc(_item(), _item(date="2025-6-3"), usage="0.1"), "data[1]: date: '2025-6-3' is not a date"),
     (_json_doc(_item(usage="abc")), "data[0]: usage: 'abc' is not an amount"),

@@ -176,11 +176,18 @@ def reconcile_cmd(file, from_upstream, upstream, from_value, to_value, tolerance
                      "with an empty activity")
             first, last = first or activity.span[0], last or activity.span[1]  # rows lie within both
         report = reconcile(conn, activity, first, last, tolerance=tolerance, url=url)
+    code = 0 if report.ok else 1
+    if activity.skipped:
+        click.echo(f"note: {activity.skipped:,} activity rows outside {first} .. {last} left out", err=True)
     with output_file(output) as (stream, target):
-        if fmt == "table":
-            stream.write(_table(report, show_all))
-        else:
-            write_report(report, fmt, stream)
+        try:
+            if fmt == "table":
+                stream.write(_table(report, show_all))
+            else:
+                write_report(report, fmt, stream)
+        except BrokenPipeError:  # `spendlog reconcile ... | head`: the reader left; the verdict stands
+            sys.stderr.close()
+            raise SystemExit(code)
     if target is not None:
         click.echo(f"wrote {len(report.rows):,} rows to {target}", err=True)
-    return 0 if report.ok else 1
+    return code
