@@ -55,11 +55,13 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetime | None = None) -> Path:
+def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetime | None = None,
+                    models: list[tuple] = PRICES, users: int = N_USERS) -> Path:
     """Create a SQLite ledger at ``path`` with ``rows`` calls spread evenly over ``days`` days
     before ``end`` (default: next UTC midnight), deterministic, with a matching rollup.
+    ``models``: (model, provider, pico-USD per prompt token, per completion token), as ``PRICES``.
 
-    Shape: 8 models x 20 users (each user has one app and one key), ~3% errors (no tokens, no
+    Shape: 8 models (``models``) x 20 users (``users``; each user has one app and one key), ~3% errors (no tokens, no
     cost), ~1% calls without cost, tags on a third of the calls, and ~0.2% of calls from a
     hostile app name (a spreadsheet formula) that the export must neutralise."""
     from spendlog.db.engine import make_engine
@@ -82,10 +84,10 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
     indexes = [r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='completions' AND sql IS NOT NULL")]
     for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='completions' AND sql IS NOT NULL").fetchall():
         con.execute(f"DROP INDEX {name}")
-    model = _case("m", [_q(p[0]) for p in PRICES])
-    provider = _case("m", [_q(p[1]) for p in PRICES])
-    price_in = _case("m", [str(p[2]) for p in PRICES])
-    price_out = _case("m", [str(p[3]) for p in PRICES])
+    model = _case("m", [_q(p[0]) for p in models])
+    provider = _case("m", [_q(p[1]) for p in models])
+    price_in = _case("m", [str(p[2]) for p in models])
+    price_out = _case("m", [str(p[3]) for p in models])
     app = f"CASE WHEN (h >> 22) % 1000 = 0 THEN {_q(HOSTILE_APP)} ELSE {_case('u % 6', [_q(a) for a in APPS])} END"
     key = _case("u % 5", [_q(k) for k in KEYS])
     sql = f"""
@@ -98,7 +100,7 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
       FROM seq
     ),
     picked AS (
-      SELECT i, secs, micros, h, (h >> 3) % 8 AS m, (h >> 7) % {N_USERS} AS u,
+      SELECT i, secs, micros, h, (h >> 3) % {len(models)} AS m, (h >> 7) % {users} AS u,
              (h >> 12) % 100 AS r, 20 + (h >> 16) % 4000 AS pt, 1 + (h >> 5) % 900 AS ct
       FROM base
     )

@@ -24,7 +24,7 @@ ALL = list(_all_commands(cli))
 def test_the_cli_has_the_commands_users_are_promised():
     names = {" ".join(path) for path, _ in ALL}
     assert {"db", "db upgrade", "db status", "db rebuild-rollups", "fake-upstream", "proxy", "dashboard",
-            "export", "summary", "demo"} <= names
+            "export", "summary", "demo", "reconcile"} <= names
 
 
 @pytest.mark.parametrize("path,command", ALL, ids=[" ".join(p) for p, _ in ALL])

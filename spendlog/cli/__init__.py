@@ -40,7 +40,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import dashboard, db, demo, export, fake_upstream, proxy
+    from . import dashboard, db, demo, export, fake_upstream, proxy, reconcile
 
     cli.add_command(db.db_group)
     cli.add_command(fake_upstream.fake_upstream_cmd)
@@ -49,6 +49,7 @@ def _register() -> None:
     cli.add_command(export.export_cmd)
     cli.add_command(export.summary_cmd)
     cli.add_command(demo.demo_cmd)
+    cli.add_command(reconcile.reconcile_cmd)
 
 
 _register()

@@ -6,33 +6,13 @@ read-only engine, and turn every user mistake into one line and exit code 2.
 
 from __future__ import annotations
 
-import io
-import os
-import re
-import secrets
 import sys
 from contextlib import contextmanager
-from datetime import date
-from pathlib import Path
 
 import click
 
-from ._common import db_option, fail
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+from ._common import db_option, fail, output_file, parse_date, printable, reading, text_table
 _DIMENSION_GROUPS = ("model", "provider", "app", "user", "key")
-
-
-def _parse_date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        if not _DATE.match(value):
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"{option} {value!r} is not a date: use YYYY-MM-DD")
-    return None  # unreachable
 
 
 def _parse_groups(value: str, *, allow_call: bool) -> list[str]:
@@ -64,106 +44,12 @@ def _filters(from_value, to_value, tz):
         get_zone(tz)
     except ValueError as exc:
         fail(f"--tz: {exc}")
-    start_day = _parse_date(from_value, "--from")
-    end_day = _parse_date(to_value, "--to")
+    start_day = parse_date(from_value, "--from")
+    end_day = parse_date(to_value, "--to")
     if start_day and end_day and end_day < start_day:
         fail(f"--to {end_day} is before --from {start_day}")
     start, end = date_bounds(start_day, end_day, tz)
     return Filters(start=start, end=end)
-
-
-@contextmanager
-def _reading(db_url: str | None):
-    """A read-only connection, with database trouble turned into one clear line."""
-    from sqlalchemy import inspect
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from spendlog.db.engine import make_engine, mask_url, resolve_url, sqlite_path
-
-    url = resolve_url(db_url)  # a bad URL raises DatabaseURLError -> one line, exit 2
-    where = mask_url(url)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        fail(f"no spendlog database at {path} (nothing recorded yet, or a wrong --db)")
-    # PostgreSQL: read-only per connection, because make_engine(readonly=True) sets its own libpq
-    # `options` and so drops any `options` in the URL (e.g. -csearch_path=...); SQLite: mode=ro.
-    postgres = url.get_backend_name() == "postgresql"
-    engine = make_engine(url, readonly=not postgres, pool=False)
-    try:
-        conn = engine.connect()
-        if postgres:
-            conn = conn.execution_options(postgresql_readonly=True)
-        has_tables = inspect(conn).has_table("completions")
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        fail(f"cannot read the database {where}: {_first_line(exc)}")
-    if not has_tables:
-        conn.close()
-        engine.dispose()
-        fail(f"{where} has no spendlog tables: run `spendlog db upgrade --db URL` or check --db")
-    try:
-        yield conn
-    except SQLAlchemyError as exc:
-        fail(f"reading {where} failed: {_first_line(exc)}")
-    finally:
-        conn.close()
-        engine.dispose()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextmanager
-def _output(path: str):
-    """Where the export goes: stdout; a regular file, written beside its final name and renamed
-    into place on success, so a failed export never leaves a truncated file that looks complete;
-    or an existing device or pipe (``-o /dev/stdout``), written as it is. A write that fails (a
-    full disk) ends in one line, exit 2."""
-    if path == "-":
-        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", line_buffering=False)
-        try:
-            with _write_errors("stdout"):
-                yield stream, None
-                stream.flush()
-        finally:
-            stream.detach()
-        return
-    target = Path(path)
-    if target.is_dir():
-        fail(f"-o {path!r} is a directory")
-    where = f"-o {path!r}"
-    if target.exists() and not target.is_file():
-        with _write_errors(where):
-            with open(target, "w", encoding="utf-8", newline="") as stream:
-                yield stream, target
-        return
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
-    try:  # created like any new file (0666 minus the umask), not mkstemp's 0600
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        fail(f"cannot write {where}: {exc.strerror or exc}")
-    ok = False
-    try:
-        with _write_errors(where):
-            with open(fd, "w", encoding="utf-8", newline="") as stream:
-                yield stream, target
-            os.replace(tmp, target)
-        ok = True
-    finally:
-        if not ok:
-            Path(tmp).unlink(missing_ok=True)
-
-
-@contextmanager
-def _write_errors(where: str):
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        fail(f"cannot write {where}: {exc.strerror or exc}")
 
 
 def _tz_option(f):
@@ -212,7 +98,7 @@ def export_cmd(from_value, to_value, tz, by_value, fmt, output, db_url) -> None:
     filters = _filters(from_value, to_value, tz)
     if fmt == "focus" and by != ["call"] and sum(g in ("day", "week", "month") for g in by) != 1:
         fail("--format focus needs exactly one of day, week or month in --by (or --by call)")
-    with _reading(db_url) as conn, _output(output) as (stream, target):
+    with reading(db_url) as conn, output_file(output) as (stream, target):
         show_progress = target is not None and by == ["call"] and sys.stderr.isatty()
         try:
             if by == ["call"]:
@@ -241,21 +127,6 @@ def _progress(conn, filters, enabled: bool):
 # ---------------------------------------------------------------- summary
 
 
-def _table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-
-
-def _printable(value: str | None) -> str:
-    if value is None:
-        return "(none)"
-    return "".join(ch if ch.isprintable() else "?" for ch in value)  # header values: no terminal escapes
-
-
 @click.command("summary")
 @_range_options
 @_tz_option
@@ -275,7 +146,7 @@ def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
 
     by = _parse_groups(by_value, allow_call=False)
     filters = _filters(from_value, to_value, tz)
-    with _reading(db_url) as conn:
+    with reading(db_url) as conn:
         total = next(grouped_totals(conn, filters, []))
         breakdowns = {g: list(grouped_totals(conn, filters, [g], tz)) for g in by}
     span = f"{from_value or 'first call'} .. {to_value or 'last call'} ({tz})"
@@ -295,7 +166,7 @@ def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
         body = []
         for r in rows:
             share = f"{r['cost_usd'] / total['cost_usd'] * 100:.1f}%" if total["cost_usd"] else "-"
-            label = r[group].isoformat() if hasattr(r[group], "isoformat") else _printable(r[group])
+            label = r[group].isoformat() if hasattr(r[group], "isoformat") else printable(r[group])
             body.append([label, f"{r['requests']:,}", f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}",
                          display_money(r["cost_usd"]), share])
         out.append("")
@@ -303,6 +174,6 @@ def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
             out.append(f"By {group}: no calls")
             continue
         header[0] = group
-        out += _table(f"By {group}", header, body, right={1, 2, 3, 4, 5})
+        out += text_table(f"By {group}", header, body, right={1, 2, 3, 4, 5})
     click.echo("\n".join(out))
 
