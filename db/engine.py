@@ -7,13 +7,21 @@ dir), so the hook, the proxy, the dashboard and the export all find the same fil
 SQLite engines run in WAL mode with a 10 s busy timeout; writer engines open every transaction
 with ``BEGIN IMMEDIATE`` so that many processes share one file without "database is locked".
 Read-only engines open SQLite with ``mode=ro`` and PostgreSQL sessions as read-only transactions.
+
+Every wait is bounded. ``SPENDLOG_LOCK_TIMEOUT`` (seconds, default 10) is the longest the writer
+waits for a file lock (``file_lock(..., timeout=lock_timeout())``) and, on PostgreSQL, for a lock
+in the database: the background writer's engine (``make_engine(bounded=True)``) sets
+``lock_timeout`` to it and ``statement_timeout`` to 60 s on its connections. A wait that runs out
+is the database being unavailable for now: the writer spools and retries later.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,10 +44,48 @@ __all__ = [
     "sqlite_path",
     "check_sqlite_path",
     "file_lock",
+    "flock_within",
+    "lock_timeout",
+    "LockTimeout",
     "write_lock_path",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+LOCK_TIMEOUT_SECONDS = 10.0
+PG_STATEMENT_TIMEOUT_MS = 60_000
+
+
+class LockTimeout(TimeoutError):
+    """A lock was not free within the wait allowed (another process holds it, perhaps frozen)."""
+
+
+def lock_timeout() -> float:
+    """``SPENDLOG_LOCK_TIMEOUT`` in seconds (default 10): how long the writer waits for a lock."""
+    try:
+        value = float(os.environ.get("SPENDLOG_LOCK_TIMEOUT") or LOCK_TIMEOUT_SECONDS)
+    except ValueError:
+        return LOCK_TIMEOUT_SECONDS
+    return value if value > 0 and math.isfinite(value) else LOCK_TIMEOUT_SECONDS
+
+
+def flock_within(fd: int, timeout: float | None) -> None:
+    """An exclusive ``flock`` on ``fd``, waiting at most ``timeout`` seconds (None: no bound),
+    else ``LockTimeout``. Polls (1 to 10 ms apart): a blocking ``flock`` cannot be given up."""
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(f"a lock was not free within {timeout:g} s") from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.01)
 
 
 def data_dir() -> Path:
@@ -102,21 +148,22 @@ def check_sqlite_path(path: Path, url: URL) -> None:
 
 
 @contextmanager
-def file_lock(path: Path | None, *, optional: bool = False) -> Iterator[None]:
+def file_lock(path: Path | None, *, optional: bool = False, timeout: float | None = None) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` for the block (``None``: no lock). The kernel
-    releases it if the holder dies. ``optional``: carry on without it when the file cannot be
-    opened or locked; otherwise that error is raised. No state is kept, so threads may share
+    releases it if the holder dies. ``timeout``: wait at most that long, else ``LockTimeout``
+    (raised even when ``optional``). ``optional``: carry on without the lock when the file cannot
+    be opened or locked; otherwise that error is raised. No state is kept, so threads may share
     a path."""
     fh = None
     if path is not None:
         try:
             fh = open(path, "a+b")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        except OSError:
+            flock_within(fh.fileno(), timeout)
+        except OSError as exc:
             if fh is not None:
                 fh.close()
                 fh = None
-            if not optional:
+            if not optional or isinstance(exc, LockTimeout):
                 raise
     try:
         yield
@@ -134,8 +181,10 @@ def write_lock_path(url: URL) -> Path | None:
     return None if path is None else Path(f"{path}.write.lock")
 
 
-def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: bool = True) -> Engine:
-    """An engine for ``url`` with spendlog's settings (see module docstring)."""
+def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: bool = True,
+                bounded: bool = False) -> Engine:
+    """An engine for ``url`` with spendlog's settings (see module docstring). ``bounded``: the
+    background writer's, whose PostgreSQL connections give up waiting on locks and statements."""
     parsed = resolve_url(url)
     kwargs: dict = {}
     if not pool:
@@ -160,11 +209,16 @@ def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: b
         )
         _configure_sqlite(engine, readonly=readonly)
         return engine
-    connect_args = {"connect_timeout": 5}
-    if readonly:  # keep the URL's own options (e.g. -csearch_path=...) and add read-only to them
+    connect_args: dict = {"connect_timeout": 5}
+    extra = []
+    if readonly:
+        extra.append("-c default_transaction_read_only=on")
+    if bounded:
+        extra.append(f"-c lock_timeout={int(lock_timeout() * 1000)} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}")
+    if extra:  # keep the URL's own options (e.g. -csearch_path=...) and add ours to them
         own = parsed.query.get("options", "")
         own = own[-1] if isinstance(own, tuple) else own
-        connect_args["options"] = f"{own} -c default_transaction_read_only=on".strip()
+        connect_args["options"] = " ".join([own, *extra]).strip()
     return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 

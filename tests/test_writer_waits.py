@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from helpers import make_record, spool_line, stored
 from spendlog.db.engine import make_engine, resolve_url, write_lock_path
+from spendlog.db.migrate import upgrade
 from spendlog.db.writer import Writer, dropped_count, spool_path, spooled_count
 
 TESTS = str(Path(__file__).parent)
@@ -131,7 +132,8 @@ def test_a_frozen_process_holding_the_write_lock_never_holds_up_the_exit(sqlite_
 
 def test_submit_never_blocks_even_with_a_full_queue_and_a_frozen_spool(sqlite_url, frozen_holder, monkeypatch):
     """Finding 3: with a full queue, ``submit()`` spooled on the caller's thread, under the spool
-    lock, with fsync; a frozen process holding that lock blocked the caller's own call."""
+    lock, with fsync; a frozen process holding that lock blocked the caller's own call. Now the
+    overflow is spooled by a thread of the writer's (into a file of its own past the frozen lock)."""
     monkeypatch.setenv("SPENDLOG_LOCK_TIMEOUT", "1")
     url = resolve_url(sqlite_url)
     writer = Writer(sqlite_url, max_pending=10)
@@ -161,11 +163,12 @@ def test_postgres_lock_waits_are_bounded(pg_url, monkeypatch):
     """A transaction elsewhere holding the rollup table: the writer gives up after
     SPENDLOG_LOCK_TIMEOUT (PostgreSQL's lock_timeout on its connections), spools, and replays
     once the lock is gone. Before, it waited as long as the other transaction lasted."""
+    other = make_engine(pg_url, pool=False)
+    upgrade(other)  # first, with no bound: tests elsewhere may be migrating (one advisory lock per database)
     monkeypatch.setenv("SPENDLOG_LOCK_TIMEOUT", "1")
     writer = Writer(pg_url)
     writer.submit(make_record())
     assert writer.flush(30)
-    other = make_engine(pg_url, pool=False)
     conn = other.connect()
     trans = conn.begin()
     conn.execute(text("LOCK TABLE rollup_hourly IN ACCESS EXCLUSIVE MODE"))
