@@ -8,11 +8,12 @@ SQLite engines run in WAL mode with a 10 s busy timeout; writer engines open eve
 with ``BEGIN IMMEDIATE`` so that many processes share one file without "database is locked".
 Read-only engines open SQLite with ``mode=ro`` and PostgreSQL sessions as read-only transactions.
 
-Every wait is bounded. ``SPENDLOG_LOCK_TIMEOUT`` (seconds, default 10) is the longest the writer
-waits for a file lock (``file_lock(..., timeout=lock_timeout())``) and, on PostgreSQL, for a lock
-in the database: the background writer's engine (``make_engine(bounded=True)``) sets
-``lock_timeout`` to it and ``statement_timeout`` to 60 s on its connections. A wait that runs out
-is the database being unavailable for now: the writer spools and retries later.
+Every wait is bounded. ``SPENDLOG_LOCK_TIMEOUT`` (seconds, default 60) is the longest the writer
+waits for ``<db>.write.lock`` or a migration's lock (``flock_within``) and, on PostgreSQL, for a
+lock in the database: the background writer's engine (``make_engine(bounded=True)``) sets
+``lock_timeout`` to it and ``statement_timeout`` to 120 s on its connections. A wait that runs out
+is the database being unavailable for now: the writer spools and retries later. (The exit does
+not wait for any of these: see ``db.writer``.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import fcntl
 import hashlib
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,8 +53,8 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-LOCK_TIMEOUT_SECONDS = 10.0
-PG_STATEMENT_TIMEOUT_MS = 60_000
+LOCK_TIMEOUT_SECONDS = 60.0  # eight writers on two busy cores can queue ten seconds and more
+PG_STATEMENT_TIMEOUT_MS = 120_000
 
 
 class LockTimeout(TimeoutError):
@@ -60,7 +62,7 @@ class LockTimeout(TimeoutError):
 
 
 def lock_timeout() -> float:
-    """``SPENDLOG_LOCK_TIMEOUT`` in seconds (default 10): how long the writer waits for a lock."""
+    """``SPENDLOG_LOCK_TIMEOUT`` in seconds (default 60): how long the writer waits for a lock."""
     try:
         value = float(os.environ.get("SPENDLOG_LOCK_TIMEOUT") or LOCK_TIMEOUT_SECONDS)
     except ValueError:
@@ -68,12 +70,62 @@ def lock_timeout() -> float:
     return value if value > 0 and math.isfinite(value) else LOCK_TIMEOUT_SECONDS
 
 
+_helpers_lock = threading.Lock()
+_abandoned_waits = 0  # helper threads still blocked for a caller that gave up (a frozen holder)
+_MAX_ABANDONED = 4
+
+
 def flock_within(fd: int, timeout: float | None) -> None:
     """An exclusive ``flock`` on ``fd``, waiting at most ``timeout`` seconds (None: no bound),
-    else ``LockTimeout``. Polls (1 to 10 ms apart): a blocking ``flock`` cannot be given up."""
-    if timeout is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    else ``LockTimeout``.
+
+    A blocking ``flock`` cannot be given up, and polling loses the kernel's queue (under eight
+    writers the longest wait grew tenfold). So the blocking call runs on a helper thread, on a
+    duplicate of ``fd`` (the same open file, so the lock is the caller's), and the caller waits
+    for it with the timeout. A helper whose caller gave up releases the lock as soon as it gets it.
+    While helpers are still blocked for callers that gave up (a frozen holder), callers poll."""
+    global _abandoned_waits
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if timeout is None else fcntl.LOCK_NB))
         return
+    except BlockingIOError:
+        if timeout <= 0:
+            raise LockTimeout("a lock was not free") from None
+    if _abandoned_waits >= _MAX_ABANDONED:
+        return _poll(fd, timeout)
+    state = {"done": False, "abandoned": False, "error": None}
+    cond = threading.Condition()
+    dup = os.dup(fd)
+
+    def wait() -> None:
+        global _abandoned_waits
+        try:
+            fcntl.flock(dup, fcntl.LOCK_EX)
+        except OSError as exc:
+            state["error"] = exc
+        with cond:
+            state["done"] = True
+            abandoned = state["abandoned"]
+            cond.notify_all()
+        if abandoned:
+            if state["error"] is None:
+                fcntl.flock(dup, fcntl.LOCK_UN)
+            with _helpers_lock:
+                _abandoned_waits -= 1
+        os.close(dup)
+
+    threading.Thread(target=wait, name="spendlog-flock", daemon=True).start()
+    with cond:
+        if not cond.wait_for(lambda: state["done"], timeout):
+            state["abandoned"] = True
+            with _helpers_lock:
+                _abandoned_waits += 1
+            raise LockTimeout(f"a lock was not free within {timeout:g} s")
+    if state["error"] is not None:
+        raise state["error"]
+
+
+def _poll(fd: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
@@ -169,7 +221,10 @@ def file_lock(path: Path | None, *, optional: bool = False, timeout: float | Non
         yield
     finally:
         if fh is not None:
-            fh.close()  # closing the descriptor releases the lock
+            try:
+                fcntl.flock(fh, fcntl.LOCK_UN)  # explicit: a forked child may hold a copy of the descriptor
+            finally:
+                fh.close()
 
 
 def write_lock_path(url: URL) -> Path | None:

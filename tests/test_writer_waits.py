@@ -187,3 +187,27 @@ def test_postgres_lock_waits_are_bounded(pg_url, monkeypatch):
     _wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
     assert {r["id"] for r in records} <= set(stored(pg_url))
     writer.close()
+
+
+def test_a_lock_wait_given_up_never_keeps_the_lock_when_it_comes(tmp_path):
+    """``flock_within`` waits in the kernel's queue on a helper thread; a caller that gave up
+    must not end up holding the lock once the holder lets go."""
+    import fcntl
+
+    from spendlog.db.engine import LockTimeout, flock_within
+
+    path = tmp_path / "x.lock"
+    holder = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    gave_up = os.open(path, os.O_RDWR)
+    started = time.monotonic()
+    with pytest.raises(LockTimeout):
+        flock_within(gave_up, 0.3)
+    assert time.monotonic() - started < 3
+    os.close(gave_up)
+    fcntl.flock(holder, fcntl.LOCK_UN)  # the helper still waiting gets it now, and must let it go
+    later = os.open(path, os.O_RDWR)
+    flock_within(later, 10)
+    fcntl.flock(later, fcntl.LOCK_UN)
+    os.close(later)
+    os.close(holder)
