@@ -46,17 +46,7 @@ from sqlalchemy.engine import URL, Engine
 from .engine import file_lock, lock_timeout, make_engine, mask_url, resolve_url, write_lock_path
 from .errors import NewerSchemaError
 from .migrate import ensure_schema
-from .spool import (
-    DroppedCounter,
-    PartialAppend,
-    QuarantineError,
-    Spool,
-    dropped_count,
-    encode_line,
-    rejected_count,
-    spool_path,
-    spooled_count,
-)
+from .spool import DroppedCounter, QuarantineError, Spool, dropped_count, rejected_count, spool_path, spooled_count
 from .store import insert_isolating, insert_records, is_record_error
 
 __all__ = ["Writer", "get_writer", "submit", "flush", "spool_path", "dropped_count", "spooled_count",
@@ -373,25 +363,13 @@ class Writer:
 
     def _to_spool(self, records: list, *, reason: str, timeout: float | None = None) -> None:
         records = _materialize(records)
-        lines, unencodable = [], []
-        for r in records:
-            try:
-                lines.append(encode_line(r))
-            except (TypeError, ValueError) as exc:
-                unencodable.append((r, f"cannot be spooled: {_describe(exc)}"))
+        kept, unencodable, error = self._spool.append_records(records, timeout=timeout)
         self._quarantine(unencodable, spool_on_failure=False)
-        try:
-            self._spool.append(lines, timeout=timeout)
-            kept, error = len(lines), None
-        except PartialAppend as exc:
-            kept, error = exc.kept, exc
-        except Exception as exc:  # noqa: BLE001
-            kept, error = 0, exc
         self.spooled += kept
         if kept and "newer spendlog" not in reason:  # that one was said already, in its own words
             warn_once("spool", f"database {mask_url(self.url)} not writable ({reason}); records spooled to {self._spool.path}")
         if error is not None:
-            self._drop(len(lines) - kept, error)
+            self._drop(len(records) - len(unencodable) - kept, error)
 
     def _drop(self, n: int, error: BaseException) -> None:
         if not n:

@@ -211,3 +211,34 @@ def test_a_lock_wait_given_up_never_keeps_the_lock_when_it_comes(tmp_path):
     fcntl.flock(later, fcntl.LOCK_UN)
     os.close(later)
     os.close(holder)
+
+
+def test_a_forked_child_never_keeps_the_write_lock_its_parent_let_go(tmp_path):
+    """A fork while the writer holds ``<db>.write.lock``: the child inherits the descriptor.
+    Closing it released the lock only once every copy was closed, so every writer of the ledger
+    waited for the child to exit. The lock is now let go explicitly."""
+    import fcntl
+
+    from spendlog.db.engine import file_lock
+
+    path = tmp_path / "ledger.db.write.lock"
+    read_end, write_end = os.pipe()
+    with file_lock(path):
+        pid = os.fork()
+        if pid == 0:  # the child lives on, holding its copy of the descriptor, until told to go
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+    try:
+        probe = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            free = True
+        except BlockingIOError:
+            free = False
+        os.close(probe)
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        os.close(read_end)
+    assert free, "the lock stayed held by the forked child's copy of the descriptor"
