@@ -292,20 +292,23 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
     return len(new)
 
 
-def insert_isolating(conn: Connection, records: Sequence[dict], rejected: list[tuple[dict, str]]) -> int:
+def insert_isolating(conn: Connection, records: Sequence[dict], rejected: list[tuple[dict, str]], *,
+                     failed: bool = False) -> int:
     """``insert_records``, except that the records at fault when a batch fails because of a
     record (``is_record_error``) are left out and appended to ``rejected`` as ``(record,
     reason)``; the rest is inserted. Halves are tried in savepoints: k bad records of n cost about
-    2k·log2(n) small inserts, n at worst. Any other failure (the database) is raised."""
-    try:
-        with conn.begin_nested():
-            return insert_records(conn, records)
-    except Exception as exc:  # noqa: BLE001 - sorted below: the record's fault, or raised
-        if not is_record_error(exc):
-            raise
-        if len(records) == 1:
-            rejected.append((records[0], _reason(exc)))
-            return 0
+    2k·log2(n) small inserts, 2n at worst. Any other failure (the database) is raised.
+    ``failed``: the whole batch is known to fail already, so start with its halves."""
+    if not failed or len(records) == 1:
+        try:
+            with conn.begin_nested():
+                return insert_records(conn, records)
+        except Exception as exc:  # noqa: BLE001 - sorted below: the record's fault, or raised
+            if not is_record_error(exc):
+                raise
+            if len(records) == 1:
+                rejected.append((records[0], _reason(exc)))
+                return 0
     middle = len(records) // 2
     return insert_isolating(conn, records[:middle], rejected) + insert_isolating(conn, records[middle:], rejected)
 

@@ -126,7 +126,7 @@ class Writer:
         self._next_replay = 0.0
         self._dropped_file = DroppedCounter(self.url)  # opened now: a process out of descriptors still counts
         self._unsaved_drops = 0
-        self._drop_lock = threading.Lock()
+        self._drop_lock = threading.RLock()  # re-entrant: a SIGTERM flush may interrupt a save
         self.written = 0
         self.spooled = 0
         self.dropped = 0
@@ -185,13 +185,14 @@ class Writer:
             self._closing = True
             self._cond.notify_all()
         self._spill_wake.set()
-        for thread in (self._thread, self._spiller):
-            if isinstance(thread, threading.Thread):
-                thread.join(timeout)
+        threads = [t for t in (self._thread, self._spiller) if isinstance(t, threading.Thread)]
+        for thread in threads:
+            thread.join(timeout)
         if self._engine is not None:
             self._engine.dispose()
         self._save_drops()
-        self._dropped_file.close()
+        if not any(t.is_alive() for t in threads):  # a thread still running may still count with it
+            self._dropped_file.close()
         return ok
 
     @property
@@ -292,7 +293,7 @@ class Writer:
                     raise
             refused: list[tuple[dict, str]] = []
             with engine.begin() as conn:
-                added = insert_isolating(conn, records, refused)
+                added = insert_isolating(conn, records, refused, failed=True)
             return added, refused
 
     def _write(self, batch: list[dict]) -> None:
@@ -388,7 +389,7 @@ class Writer:
             if not n:
                 return
             try:
-                self._dropped_file.add(n, lock_timeout())
+                self._dropped_file.add(n, SPOOL_LOCK_SECONDS)
             except Exception:  # noqa: BLE001 - kept in memory: retried after the next write
                 with self._cond:
                     self._unsaved_drops += n

@@ -11,26 +11,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import tracemalloc
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from helpers import make_record, rejected, run_python, spool_line, stored
+from helpers import make_record, rejected, run_python, spool_line, stored, wait_for
 from spendlog.db.engine import resolve_url
 from spendlog.db.status import database_status
 from spendlog.db.writer import Writer, dropped_count, spool_path, spooled_count
 
 TESTS = str(Path(__file__).parent)
-
-
-def _wait_for(predicate, timeout: float = 20, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.05)
 
 
 def _cleaned(value: str) -> str:
@@ -161,7 +153,7 @@ def test_unreadable_spool_lines_are_quarantined_and_never_divert_new_records(db_
         for r in new[i : i + 50]:
             writer.submit(r)
         assert writer.flush(30)
-    _wait_for(lambda: spooled_count(url) == 0, what="the spool emptying")
+    wait_for(lambda: spooled_count(url) == 0, what="the spool emptying")
     rows = stored(db_url)
     missing_new = [r["id"] for r in new if r["id"] not in rows]
     assert not missing_new, f"{591 - len(missing_new)} of 591 new records stored"
@@ -188,7 +180,7 @@ def _replay_peak(tmp_path: Path, n: int) -> tuple[int, int]:
     try:
         writer.submit(make_record())
         assert writer.flush(60)
-        _wait_for(lambda: spooled_count(writer.url) == 0, timeout=120, what="the replay")
+        wait_for(lambda: spooled_count(writer.url) == 0, timeout=120, what="the replay")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -233,7 +225,7 @@ def test_an_append_after_a_torn_line_starts_on_a_fresh_line(tmp_path):
     last = make_record()
     writer.submit(last)
     assert writer.flush(30)
-    _wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
+    wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
     rows = stored(url)
     assert {r["id"] for r in records + [last]} <= set(rows), f"{len(rows)} of 11 stored"
     assert len(rejected(url)) == 1 and "line" in rejected(url)[0]
@@ -277,7 +269,7 @@ def test_a_spool_append_cut_by_a_full_disk_keeps_whole_lines_and_counts_the_rest
     writer = Writer(url)
     writer.submit(make_record(app="after"))
     assert writer.flush(30)
-    _wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
+    wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
     apps: dict[str, int] = {}
     for row in stored(url).values():
         apps[row["app"]] = apps.get(row["app"], 0) + 1

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from helpers import make_record, spool_line, stored
+from helpers import make_record, spool_line, stored, wait_for
 from spendlog.db.engine import make_engine, resolve_url, write_lock_path
 from spendlog.db.migrate import upgrade
 from spendlog.db.writer import Writer, dropped_count, spool_path, spooled_count
@@ -60,13 +60,6 @@ def thaw(proc: subprocess.Popen) -> None:
         proc.send_signal(signal.SIGCONT)
         proc.kill()
         proc.wait(10)
-
-
-def _wait_for(predicate, timeout: float = 30, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.05)
 
 
 EXIT_APP = """
@@ -122,7 +115,7 @@ def test_a_frozen_process_holding_the_write_lock_never_holds_up_the_exit(sqlite_
     writer = Writer(sqlite_url)
     writer.submit(make_record(app="final"))
     assert writer.flush(30)
-    _wait_for(lambda: spooled_count(url) == 0, what="the replay of what the app spooled")
+    wait_for(lambda: spooled_count(url) == 0, what="the replay of what the app spooled")
     apps: dict[str, int] = {}
     for row in stored(sqlite_url).values():
         apps[row["app"]] = apps.get(row["app"], 0) + 1
@@ -150,7 +143,7 @@ def test_submit_never_blocks_even_with_a_full_queue_and_a_frozen_spool(sqlite_ur
     thaw(holder)
     caller.join(30)
     assert not blocked, "submit() blocked the caller"
-    _wait_for(lambda: spooled_count(url) == 0 and writer.pending == 0, what="the spool draining")
+    wait_for(lambda: spooled_count(url) == 0 and writer.pending == 0, what="the spool draining")
     assert writer.flush(30)
     rows = stored(sqlite_url)
     missing = [r["id"] for r in records if r["id"] not in rows]
@@ -184,7 +177,7 @@ def test_postgres_lock_waits_are_bounded(pg_url, monkeypatch):
         other.dispose()
     assert bounded, "the writer waited on PostgreSQL's lock without a bound"
     assert spooled == 5
-    _wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
+    wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
     assert {r["id"] for r in records} <= set(stored(pg_url))
     writer.close()
 
