@@ -42,8 +42,9 @@ COLUMNS: tuple[str, ...] = tuple(c.name for c in Completion.__table__.columns)
 _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
 _DEFAULTS = {"stream": False, "cost_source": "missing"}
 # every text column but the id (a bad id is the record's fault: it is quarantined, never rewritten)
-_TEXT_LIMITS = {c.name: c.type.length or sys.maxsize for c in Completion.__table__.columns
-                if isinstance(c.type, String) and c.name != "id"}
+_TEXT_COLUMNS = tuple(sorted(((c.name, c.type.length or sys.maxsize) for c in Completion.__table__.columns
+                             if isinstance(c.type, String) and c.name != "id"), key=lambda c: c[1]))
+_TEXT_NAMES = tuple(name for name, _ in _TEXT_COLUMNS)
 _INT64_MAX = 2**63 - 1
 
 
@@ -72,18 +73,49 @@ def _clean_json(value):
     return value
 
 
+def _plain_text(value) -> bool:
+    """Whether every string in ``value`` (tags) is ASCII without NUL: the usual case, checked fast."""
+    if type(value) is dict:
+        parts = []
+        for k, v in value.items():
+            if type(v) is not str or type(k) is not str:
+                return False  # nested or unusual: the careful path decides
+            parts.append(k)
+            parts.append(v)
+        joined = "".join(parts)
+        return joined.isascii() and "\x00" not in joined
+    return False
+
+
+def _text_is_clean(record: dict) -> bool:
+    """The usual case, checked fast: every text column ASCII, no NUL, within its length."""
+    get = record.get
+    texts = [v for v in map(get, _TEXT_NAMES) if v.__class__ is str]
+    joined = "".join(texts)
+    if not joined.isascii() or "\x00" in joined:
+        return False
+    longest = max(map(len, texts), default=0)
+    for name, limit in _TEXT_COLUMNS:  # shortest limit first: only those below the longest value
+        if limit >= longest:
+            return True
+        value = get(name)
+        if value.__class__ is str and len(value) > limit:
+            return False
+    return True
+
+
 def clean_record(record: dict) -> dict:
     """``record`` with every text value storable (``clean_text``, to the column's length) and its
     tags cleaned; the record itself when nothing needs it, else a cleaned copy."""
     out = None
-    for name, limit in _TEXT_LIMITS.items():
-        value = record.get(name)
-        if isinstance(value, str) and (not value.isascii() or "\x00" in value or len(value) > limit):
-            if out is None:
-                out = dict(record)
-            out[name] = clean_text(value, limit)
+    if not _text_is_clean(record):
+        out = dict(record)
+        for name, limit in _TEXT_COLUMNS:
+            value = record.get(name)
+            if isinstance(value, str):
+                out[name] = clean_text(value, limit)
     tags = record.get("tags")
-    if tags:
+    if tags and not _plain_text(tags):
         cleaned = _clean_json(tags)
         if cleaned is not tags:
             if out is None:
@@ -219,7 +251,9 @@ def _merge_into(pieces: list[dict], row: dict, limits: dict | None) -> None:
 
 def _upsert_rollups(conn: Connection, rows: Sequence[dict]) -> None:
     """Add ``rows`` to the rollup. A row goes to the first bucket of its hour (hour + n µs) that
-    has room for all its sums; pieces of one key (``rollup_rows`` with limits) go one per round."""
+    has room for all its sums; pieces of one key (``rollup_rows`` with limits) go one per round.
+    The usual case, every row fitting its hour's first bucket, is one executemany (its rowcount
+    says so); otherwise it is undone and the rows are placed with ``RETURNING``."""
     if not rows:
         return
     table = RollupHourly.__table__
@@ -232,10 +266,17 @@ def _upsert_rollups(conn: Connection, rows: Sequence[dict]) -> None:
         index_elements=list(ROLLUP_DIMENSIONS),
         set_={m: table.c[m] + stmt.excluded[m] for m in ROLLUP_MEASURES},
         where=room,
-    ).returning(*(table.c[d] for d in ROLLUP_DIMENSIONS))
+    )
     queue: dict[tuple, list[dict]] = {}
     for row in rows:
         queue.setdefault(tuple(row[d] for d in ROLLUP_DIMENSIONS), []).append(row)
+    if len(queue) == len(rows) and conn.dialect.supports_sane_multi_rowcount:
+        savepoint = conn.begin_nested()
+        if conn.execute(stmt, list(rows)).rowcount == len(rows):
+            savepoint.commit()
+            return
+        savepoint.rollback()  # a bucket was full: place each row below
+    stmt = stmt.returning(*(table.c[d] for d in ROLLUP_DIMENSIONS))
     slot = 0
     while queue:
         batch = {}

@@ -77,3 +77,27 @@ def test_the_writer_stores_an_overflowing_hour_without_quarantine(db_url):
     assert total["cost_usd"] == 930 * MAX_COST_USD
     engine.dispose()
     writer.close()
+
+
+def test_no_rollup_row_passes_its_columns_on_either_backend(db_url):
+    """Token sums past BIGINT in one hour for one key, in one batch and across batches: every
+    record is stored, each rollup row stays within its columns (PostgreSQL refused the row before,
+    SQLite turned it REAL) and the rows add up to the exact total."""
+    from sqlalchemy import select
+
+    from spendlog.db.models import RollupHourly
+
+    big = 2**62
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    batches = [[make_record(created_at=HOUR, prompt_tokens=big) for _ in range(3)] for _ in range(2)]
+    for batch in batches:
+        with engine.begin() as conn:
+            assert insert_records(conn, batch) == 3
+    with engine.connect() as conn:
+        tokens = list(conn.scalars(select(RollupHourly.prompt_tokens)))
+        buckets = list(conn.scalars(select(RollupHourly.bucket)))
+    engine.dispose()
+    assert all(isinstance(t, int) and t <= 2**63 - 1 for t in tokens), tokens
+    assert sum(tokens) == 6 * big and len(tokens) >= 3
+    assert {b.replace(microsecond=0) for b in buckets} == {HOUR}
