@@ -312,7 +312,7 @@ class Writer:
         self._quarantine(refused)
         self._save_drops()
         if time.monotonic() >= self._next_replay and self._spool.has_records():
-            self._replay()
+            self._replay()  # before the batch counts as done: a flush() after an outage finds the ledger whole
 
     def _db_failed(self, exc: BaseException) -> None:
         now = time.monotonic()
