@@ -2,6 +2,10 @@
 
 On a session's first run the widgets start from the URL's query params; on every run the view is
 written back to the URL, so the address bar always holds a shareable link to what is on screen.
+
+Text built from URL values is drawn with ``st.text`` (never parsed as Markdown or HTML: a link
+cannot make the page fetch an image or show a link); choices are shown through
+``formatting.label`` / ``safe_hint``, widget options are plain text.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
         end = picked[1] if len(picked) > 1 else start
     else:
         start, end = preset_dates(preset, today)
-        side.caption(f"{start.isoformat()} – {end.isoformat()} ({tz})")
+        side.text(f"{start.isoformat()} – {end.isoformat()} ({tz})")
     granularity = side.radio("Granularity", GRANULARITIES, key="f_by", horizontal=True,
                              format_func=str.capitalize)
 
@@ -100,8 +104,8 @@ def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
         chosen[fieldname] = tuple(picked)
     status = side.radio("Status", STATUSES, key="f_status", horizontal=True, format_func=str.capitalize)
     live = side.toggle("Live (refresh every few seconds)", key="f_live")
-    for note in ss.get(_NOTES, ()):
-        side.caption(f"Ignored in the link: {note}")
+    for note in ss.get(_NOTES, ()):  # notes quote the URL's values: plain text, never Markdown
+        side.text(f"Ignored in the link: {note}")
 
     view = View(preset=preset, start=start, end=end, tz=tz, granularity=granularity, status=status,
                 live=live, **chosen)

@@ -1,4 +1,4 @@
-"""Display strings for the dashboard: money, counts, rates, deltas, key hints.
+"""Display strings for the dashboard: money, counts, rates, deltas, key hints, ledger values.
 
 Money arrives as exact ``Decimal`` and leaves as text without passing through ``float``:
 ``format_money`` is the compact form for metrics and tables (``$1,234.56``, and enough
@@ -28,6 +28,10 @@ __all__ = [
 
 UNKNOWN = "(none)"
 _HINT = re.compile(r"^[A-Za-z0-9]{1,8}_?\.\.\.[A-Za-z0-9]{4}$")
+# Bidi controls (embeddings, overrides, isolates, marks): applied, they reorder the text around
+# them ("evil\u202egnp.exe" reads "evilexe.png"); shown, they read as a marker: ⟨U+202E⟩.
+_BIDI_CONTROLS = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_SHOWN = {cp: f"⟨U+{cp:04X}⟩" for cp in _BIDI_CONTROLS}
 
 
 def exact_decimal(value: Decimal) -> str:
@@ -83,9 +87,11 @@ def safe_hint(value: str | None) -> str:
     if _HINT.match(value):
         return value
     prefix = value.split("_", 1)[0][:4] + "_" if "_" in value else ""
-    return f"{prefix}...{value[-4:]}" if len(value) > 4 else "..."
+    return label(f"{prefix}...{value[-4:]}") if len(value) > 4 else "..."
 
 
 def label(value: str | None) -> str:
-    """A dimension value for display (``None`` and '' read as ``(none)``)."""
-    return value if value else UNKNOWN
+    """A ledger value (model, app, user, key hint, error) for display: sidebar choices, tables, chart
+    categories and tooltips. ``None`` and '' read as ``(none)``; bidi controls show as ``⟨U+202E⟩``
+    instead of reordering what is around them. Filters keep selecting by the stored value."""
+    return value.translate(_SHOWN) if value else UNKNOWN

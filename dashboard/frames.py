@@ -286,7 +286,7 @@ def calls_table(calls: Sequence[dict], tz, *, errors: bool = False) -> pd.DataFr
         if errors:
             row["Status"] = "–" if c["status_code"] is None else str(c["status_code"])
             row["Error"] = label(c["error_type"])
-            row["Message"] = (c.get("error_message") or "")[:200]
+            row["Message"] = label(c["error_message"][:200]) if c.get("error_message") else ""
         else:
             row["Tokens"] = format_count(c["total_tokens"])
             row["Cost"] = format_money_exact(c["cost_usd"])

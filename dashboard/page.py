@@ -50,7 +50,8 @@ def filters_for_dates(start: date, end: date, tz: str) -> Filters:
 
 
 def main() -> None:
-    st.set_page_config(page_title="spendlog", page_icon=":material/payments:", layout="wide")
+    # an emoji icon is drawn in the page; a :material/...: one is fetched from fonts.gstatic.com on every visit
+    st.set_page_config(page_title="spendlog", page_icon="💵", layout="wide")
     url = data.db_url()
     try:
         masked = mask_url(url)
@@ -128,8 +129,8 @@ def _overview(url: str, view: View) -> None:
 
     st.title("LLM spend")
     span = PRESETS[view.preset] if view.preset != "custom" else "Custom range"
-    st.caption(f"{span}: {view.start.isoformat()} – {view.end.isoformat()} ({view.tz}) · compared with "
-               f"{prev_start.isoformat()} – {prev_end.isoformat()} · {mask_url(url)}")
+    st.text(f"{span}: {view.start.isoformat()} – {view.end.isoformat()} ({view.tz}) · compared with "
+            f"{prev_start.isoformat()} – {prev_end.isoformat()} · {mask_url(url)}")  # a URL's zone: plain text
     _metrics(total, prev_total)
     downloads.buttons(url, current, granularity, view.tz, view.start, view.end, total["requests"])
     if not total["requests"]:

@@ -7,8 +7,9 @@ backfill and ``rebuild_rollups`` all go through here.
 
 Poison never spreads (issue 12):
 
-- Text is cleaned on the way in (``clean_record``: valid UTF-8, no NUL, within the column's
-  length), whoever built the record: PostgreSQL refuses NUL, both backends refuse lone surrogates.
+- Text is cleaned on the way in (``clean_record``: no lone surrogate, no NUL, within the
+  column's length), whoever built the record: PostgreSQL refuses NUL and over-long values, both
+  backends refuse lone surrogates.
 - ``insert_isolating`` stores what can be stored: a batch that fails because of a record
   (``is_record_error``: a value no column takes) is split in halves, each in its own savepoint,
   down to the records at fault, which it hands back with the reason instead of failing the rest.
@@ -20,6 +21,7 @@ Poison never spreads (issue 12):
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -46,13 +48,15 @@ _TEXT_COLUMNS = tuple(sorted(((c.name, c.type.length or sys.maxsize) for c in Co
                              if isinstance(c.type, String) and c.name != "id"), key=lambda c: c[1]))
 _TEXT_NAMES = tuple(name for name, _ in _TEXT_COLUMNS)
 _INT64_MAX = 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(value: str, limit: int | None = None) -> str:
-    """``value`` as every backend stores it: what is not valid UTF-8 (lone surrogates, e.g. from
-    bytes decoded with surrogateescape) becomes ``?``, NUL is removed, and it is cut to ``limit``."""
+    """``value`` as every backend stores it: a lone surrogate (e.g. from bytes decoded with
+    surrogateescape) becomes U+FFFD, NUL is removed, and it is cut to ``limit``. The same rule as
+    the capture's ``spendlog.capture.clean_text``, so a value is stored alike whoever cleaned it."""
     if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
+        value = _SURROGATE.sub("\ufffd", value)
     if "\x00" in value:
         value = value.replace("\x00", "")
     return value if limit is None else value[:limit]

@@ -4,8 +4,8 @@
 when the capture asked for the usage chunk on the caller's behalf (``dropping``) does that differ
 from the input: the usage-only SSE event (``choices: []`` with ``usage``) is removed, and so is the
 ``"usage":null`` member the option adds to every chunk; a partial event may be held back until its
-end arrives. Compressed answers (gzip, deflate, br when installed) are passed on raw and read from
-a decoded copy; bytes already decoded by the client are recognised.
+end arrives. Compressed answers are passed on raw and read from a decoded copy
+(``spendlog.decoders``); bytes already decoded by the client are recognised.
 
 Streams are not JSON-parsed chunk by chunk. A network read is cut at its last event boundary
 (``spendlog.sse.EventSplitter``) and the complete events are searched as one block with C-level
@@ -14,25 +14,29 @@ objects, errors, ``[DONE]``); ``finish_reason`` is read with a regex only when o
 CR line ends take the event-by-event path, which gives the same results.
 
 Nothing here raises: a failure stops the reading (the bytes flow on untouched) and is noted in
-``problems`` and warned about once per kind.
+``problems`` and warned about once per kind. So does a memory cap, and the record says why, usage
+unknown: a non-streamed answer is read to ``MAX_BODY_BYTES`` (32 MiB) decoded, 64 KiB for an error
+(``body_too_large``), by decoders whose output per call is bounded (a gzip bomb never gets past the
+cap); a stream holds at most 16 MiB of an unfinished event (``spendlog.sse.MAX_EVENT_BYTES``,
+``event_too_large``) and a compressed one is decoded 1 MiB at a time.
 """
 
 from __future__ import annotations
 
 import re
 import time
-import zlib
 from collections.abc import Sequence
 
 from spendlog.db.writer import warn_once
+from spendlog.decoders import decoder_for
 from spendlog.headers import scrub, text
-from spendlog.sse import EventSplitter, parse_event, split_events
+from spendlog.sse import EventSplitter, EventTooLarge, parse_event, split_events
 from spendlog.usage import Usage, error_message, loads_answer, loads_exact, parse_usage
 
-__all__ = ["AnswerReader"]
+__all__ = ["AnswerReader", "MAX_BODY_BYTES"]
 
-_MAX_BODY = 32 * 1024 * 1024  # non-streamed answers above this are passed on but not parsed
-_MAX_ERROR_BODY = 64 * 1024
+MAX_BODY_BYTES = 32 * 1024 * 1024  # non-streamed answers above this, decoded, are passed on but not parsed
+_MAX_ERROR_BODY, _DECODE_PIECE = 64 * 1024, 1024 * 1024  # an error answer read; a compressed stream decoded at a time
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.){1,64})"')
 _USAGE_SET = re.compile(rb'"usage"\s*:\s*(?!null\b)')  # usage that is set: an object, or garbage to flag
 _ERROR = re.compile(rb'"error"\s*:\s*(?!null)')  # an error member that is set
@@ -67,7 +71,7 @@ class AnswerReader:
         self._sniff = False
         self._body_parts: list[bytes] = []
         self._body_size = 0
-        self._body_limit = _MAX_BODY
+        self._body_limit = MAX_BODY_BYTES
         self._need_first = True
 
     # -- what the capture calls -------------------------------------------------------------------
@@ -89,7 +93,7 @@ class AnswerReader:
             if self.status_code >= 400:
                 self._body_limit = _MAX_ERROR_BODY
             if encoding and encoding != "identity" and not decoded:
-                self._decoder = _decoder_for(encoding)
+                self._decoder = decoder_for(encoding)
                 self._sniff = True
                 self._dropping = False  # cannot cut an event out of compressed bytes: pass them as they are
                 if self._decoder is None:
@@ -102,7 +106,7 @@ class AnswerReader:
         if self.passthrough or not chunk:
             return chunk
         if self._dropping:  # no decoder here: the bytes we read are the bytes we deliver
-            before = self._splitter.pending
+            region = None
             try:
                 region = self._splitter.take_complete(chunk)
                 if not region:
@@ -111,15 +115,16 @@ class AnswerReader:
                     return self._scan(region)
                 return b"".join([self._on_event(raw) for raw in split_events(region)])
             except Exception as exc:  # noqa: BLE001 - stop reading, deliver everything held
-                self._splitter.take_pending()
+                rest = self._splitter.take_pending()
                 self._fail(exc)
-                return before + chunk
+                return rest + chunk if region is None else region + rest
         try:
-            data = self._decode(chunk) if self._decoder is not None else chunk
-            if self.sse:
-                self._feed_events(data)
+            if not self.sse:
+                self._collect(chunk)
+            elif self._decoder is None:
+                self._feed_events(chunk)
             else:
-                self._collect(data)
+                self._feed_decoded_events(chunk)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
         return chunk
@@ -138,7 +143,7 @@ class AnswerReader:
                     if self.sse:
                         self._feed_events(tail)
                     else:
-                        self._collect(tail)
+                        self._keep(tail)
             rest = self._splitter.take_pending()
             if rest and self.sse:
                 out = self._on_event(rest)  # an unterminated last event
@@ -151,10 +156,12 @@ class AnswerReader:
     def outcome(self) -> tuple[str | None, str | None]:
         """``(error_type, message)`` the answer itself shows (None, None when fine), reading the
         collected body of a non-streamed answer."""
-        if self.status_code is None or self.passthrough:
+        if self.status_code is None:
             return None, None
         if self.status_code >= 400:
             return f"http_{self.status_code}", error_message(b"".join(self._body_parts))
+        if self.passthrough:
+            return None, None
         if not self.sse:
             if not self.eof or self._body_size > self._body_limit:
                 return None, None
@@ -316,22 +323,37 @@ class AnswerReader:
             msg = err.get("message") if isinstance(err, dict) else err
             self.stream_error = str(msg if msg else err)
 
-    def _decode(self, chunk: bytes) -> bytes:
+    def _decode(self, chunk: bytes, most: int) -> bytes:
+        """At most ``most`` decoded bytes of ``chunk`` (the decoder keeps the rest of its input)."""
         if self._sniff:
             self._sniff = False
             if chunk[0] in _TEXTUAL_FIRST_BYTES:  # already decoded (the client did it)
                 self._decoder = None
                 return chunk
-        return self._decoder.decompress(chunk)
+        return self._decoder.decode(chunk, most)
 
-    def _collect(self, data: bytes) -> None:
+    def _feed_decoded_events(self, chunk: bytes) -> None:
+        """A compressed stream's read, decoded and read piece by piece (a bomb never decodes whole)."""
+        self._feed_events(self._decode(chunk, _DECODE_PIECE))
+        decoder = self._decoder
+        while decoder is not None and decoder.pending:
+            self._feed_events(decoder.decode(b"", _DECODE_PIECE))
+
+    def _collect(self, chunk: bytes) -> None:
+        """Keep a non-streamed answer's bytes (decoded) for ``outcome``, up to the body cap."""
+        self._keep(chunk if self._decoder is None else self._decode(chunk, self._body_limit - self._body_size + 1))
+
+    def _keep(self, data: bytes) -> None:
+        room = self._body_limit - self._body_size
         self._body_size += len(data)
-        if self._body_size <= self._body_limit:
+        if len(data) <= room:
             self._body_parts.append(data)
-        elif self._body_parts:
+            return
+        self.passthrough = True  # stop reading; an error answer keeps its first part, for the message
+        if self.status_code is not None and self.status_code < 400:
             self._body_parts = []
-            if self.status_code is not None and self.status_code < 400:
-                self._problem("body_too_large", f"answer larger than {self._body_limit} bytes; usage not read")
+            self._problem("body_too_large", f"answer larger than {self._body_limit} bytes decoded; "
+                                            "usage not read, the bytes passed on untouched")
 
     def _describe(self, exc: BaseException) -> str:
         return f"{type(exc).__name__}: {scrub(str(exc), self._secret)[:200]}"
@@ -343,6 +365,10 @@ class AnswerReader:
     def _fail(self, exc: BaseException) -> None:
         self.passthrough = True
         self._dropping = False
+        if isinstance(exc, EventTooLarge):
+            self._problem("event_too_large", f"a stream event passed {exc.limit} bytes; usage not read, "
+                                             "the bytes passed on untouched")
+            return
         self._problem("capture_error", f"stopped reading an answer: {self._describe(exc)}")
 
 
@@ -372,25 +398,3 @@ def _without_null_usage(data: bytes) -> bytes:
     if b'"usage"' in data and _NULL_USAGE.search(data):
         data = _NULL_USAGE.sub(b"", data)
     return data
-
-
-def _decoder_for(encoding: str):
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
-    if encoding == "br":
-        try:
-            import brotli  # type: ignore[import-not-found]
-        except ImportError:
-            try:
-                import brotlicffi as brotli  # type: ignore[import-not-found,no-redef]
-            except ImportError:
-                return None
-        return _Brotli(brotli.Decompressor())
-    return None
-
-
-class _Brotli:
-    """``brotli`` and ``brotlicffi`` name their method differently."""
-
-    def __init__(self, inner):
-        self.decompress = getattr(inner, "process", None) or inner.decompress

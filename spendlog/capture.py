@@ -12,11 +12,17 @@ Fail-open: nothing here raises into the caller's request. An internal failure wa
 
 Key handling: the full key is read once, to make the hint (``sr_...abcd``) and to scrub error
 messages; it is never part of a record or a log line.
+
+Text: every text column of a record (ids, models, error type and message, finish reason, app,
+user, the key hint, tag keys and values) goes through one function, ``clean_text``, before the
+record exists, so that no database refuses it: lone surrogates (what invalid UTF-8 becomes when
+read with ``surrogateescape``) become U+FFFD, NUL is removed, and the value is cut to its column.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -29,26 +35,34 @@ from spendlog.db.ids import uuid7
 from spendlog.headers import hint_for, key_hint, parse_tags, read_headers, scrub, split_attribution, with_content_length
 from spendlog.usage import Usage
 
-__all__ = ["CallCapture", "split_attribution", "parse_tags", "key_hint", "hint_for", "scrub", "TRACKED_PATHS"]
+__all__ = ["CallCapture", "split_attribution", "parse_tags", "key_hint", "hint_for", "scrub", "clean_text",
+           "TRACKED_PATHS"]
 
 TRACKED_PATHS = ("/chat/completions", "/completions", "/embeddings", "/responses")
 _USAGE_OPTION_PATHS = ("/chat/completions", "/completions")  # endpoints that know stream_options
 _build_lock = threading.RLock()  # see CallCapture.build; re-entrant: a SIGTERM flush may interrupt a build
-_COLUMN_LIMITS = {
+# every text column of a record and its length (the model's String(n); error_message is Text, kept short)
+_TEXT_COLUMNS = {
     "request_id": 255, "endpoint": 255, "upstream": 255, "requested_model": 255, "model": 255,
-    "provider": 255, "error_type": 64, "finish_reason": 64, "app": 255, "user": 255,
+    "provider": 255, "error_type": 64, "error_message": 1000, "finish_reason": 64, "app": 255, "user": 255,
+    "api_key_hint": 32,
 }
+_TAG_KEY_LIMIT, _TAG_VALUE_LIMIT = 255, 1000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _clean(value: str | None, limit: int) -> str | None:
-    """A string safe for every backend: valid UTF-8, no NUL, within the column's length."""
+def clean_text(value: object, limit: int) -> str | None:
+    """``value`` as text every backend takes: no lone surrogate (U+FFFD instead), no NUL, at most
+    ``limit`` characters. None stays None."""
     if value is None:
         return None
+    if type(value) is not str:
+        value = str(value)
     if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
+        value = _SURROGATE.sub("\ufffd", value)
     if "\x00" in value:
         value = value.replace("\x00", "")
-    return value[:limit]
+    return value if len(value) <= limit else value[:limit]
 
 
 def _submit(record, db_url: str | None) -> None:
@@ -277,18 +291,17 @@ class CallCapture:
             "stream": stream,
             "status_code": status,
             "error_type": error_type,
-            "error_message": _clean(scrub(str(error_message), self._secret), 1000) if error_message else None,
+            "error_message": scrub(str(error_message), self._secret) if error_message else None,
             **usage.as_record(),
             "finish_reason": answer.finish_reason,
             "latency_ms": (t_end - self._t0) // 1_000_000,
             "ttft_ms": (t_first - self._t0) // 1_000_000 if stream and t_first else None,
             "app": self.app,
             "user": self.user,
-            "tags": {_clean(k, 255): _clean(v, 1000) for k, v in self.tags.items()} if self.tags else None,
+            "tags": {clean_text(k, _TAG_KEY_LIMIT): clean_text(v, _TAG_VALUE_LIMIT) for k, v in self.tags.items()}
+                    if self.tags else None,
             "api_key_hint": hint_for(self._secret) if self._secret else None,
         }
-        for name, limit in _COLUMN_LIMITS.items():
-            value = record[name]
-            if value is not None and (len(value) > limit or not value.isascii() or "\x00" in value):
-                record[name] = _clean(value, limit)
+        for name, limit in _TEXT_COLUMNS.items():
+            record[name] = clean_text(record[name], limit)
         return record

@@ -6,7 +6,9 @@
             ...
 
 ``Client`` / ``AsyncClient`` are ``httpx`` clients with the logging transport inside. Answers are
-the parsed JSON (dicts); numbers with a fraction are ``Decimal``, so ``usage["cost"]`` is exact.
+the parsed JSON (dicts); numbers with a fraction are ``Decimal``, so ``usage["cost"]`` is exact (a
+number no ``Decimal`` or ``int`` can hold, such as ``1e-99999999999999999999``, arrives as its text,
+a ``spendlog.usage.Unreadable``, rather than failing the whole answer).
 ``stream=True`` returns an iterator (async iterator) of chunk dicts, already open: an error status
 raises from ``create``. Errors: see ``spendlog.errors``.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -35,7 +36,7 @@ from spendlog.errors import (
 )
 from spendlog.sse import EventSplitter, parse_event
 from spendlog.transport import AsyncLoggingTransport, LoggingTransport
-from spendlog.usage import error_message
+from spendlog.usage import error_message, loads_exact
 
 __all__ = ["Client", "AsyncClient", "ChunkStream", "AsyncChunkStream", "DEFAULT_BASE_URL"]
 
@@ -55,7 +56,7 @@ def _settings(base_url: str | None, api_key: str | None) -> tuple[str, str]:
 
 def _loads(data: bytes, status: int) -> Any:
     try:
-        return json.loads(data, parse_float=Decimal)
+        return loads_exact(data)
     except ValueError:
         raise APIError(f"the answer is not JSON ({len(data)} bytes)", status=status, body=data[:1000]) from None
 

@@ -8,6 +8,12 @@ events (plus ``pending``) gives back the input byte for byte. Boundaries are fou
 ``bytes.find`` for LF streams and one regex scan when CRs appear; nothing is decoded or
 JSON-parsed here.
 
+Memory: an unfinished event is held at most ``MAX_EVENT_BYTES`` (16 MiB) long; past that,
+``take_complete`` raises ``EventTooLarge`` (keeping what it held) instead of buffering a stream
+that never ends an event. The check is one length comparison, made only when a tail is kept. An
+unfinished event past 64 KiB grows in place (a ``bytearray``) rather than being joined again with
+every read; whatever is handed out is ``bytes``.
+
 ``parse_event`` reads one raw event per the SSE spec (``event:``/``data:`` fields, multi-line
 data joined with ``\\n``, ``:`` comment lines, ``\\n``, ``\\r\\n`` or ``\\r`` line ends). Callers use
 it only on the few events they care about.
@@ -17,32 +23,50 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EventSplitter", "split_events", "parse_event"]
+__all__ = ["EventSplitter", "EventTooLarge", "split_events", "parse_event", "MAX_EVENT_BYTES"]
 
 # An event ends at an empty line: LF LF, LF CR LF (covers CRLF CRLF), or CR CR.
 _BOUNDARY = re.compile(rb"\n\r?\n|\r\r")
+# The largest unfinished event held. Real events are small; the largest are whole answers repeated
+# in a final event (Responses API) or base64 images, a few MiB.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+_GATHER = 64 * 1024  # an unfinished event longer than this is held in a bytearray that grows in place
+
+
+class EventTooLarge(ValueError):
+    """More than ``limit`` bytes arrived without an event boundary."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"more than {limit} bytes without an event boundary")
+        self.limit = limit
 
 
 class EventSplitter:
-    """Cuts a byte stream at event boundaries; keeps the unfinished tail."""
+    """Cuts a byte stream at event boundaries; keeps the unfinished tail (at most ``limit`` bytes)."""
 
-    __slots__ = ("pending",)
+    __slots__ = ("pending", "limit")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
         self.pending = b""
+        self.limit = limit
 
     def take_complete(self, chunk: bytes) -> bytes:
         """The complete events ``chunk`` finishes, as one bytes object (b"" when none); the rest
-        is kept for the next call."""
+        is kept for the next call. Raises ``EventTooLarge`` (``pending`` left as it was) when the
+        rest would pass ``limit``."""
         pending = self.pending
         if not pending and chunk.endswith(b"\n\n"):  # a read of whole events, the usual case
             return chunk
         if pending:
-            data = pending + chunk
             scan = max(len(pending) - 2, 0)  # earlier bytes held no boundary; one may straddle
+            if type(pending) is bytearray:  # a long unfinished event: grown in place, not joined again
+                pending += chunk
+                data = pending
+            else:
+                data = pending + chunk
         else:
             data, scan = chunk, 0
-        if b"\r" not in data:  # the common case: LF line ends, the only boundary is LF LF
+        if data.find(b"\r", scan) < 0:  # the common case: LF line ends, the only boundary is LF LF
             end = data.rfind(b"\n\n", scan)
             end = end + 2 if end >= 0 else 0
         else:
@@ -51,10 +75,17 @@ class EventSplitter:
                 end = m.end()
         if end == len(data):
             self.pending = b""
-            return data
-        self.pending = data[end:]
-        return data[:end]
-
+            return data if type(data) is bytes else bytes(data)
+        if len(data) - end > self.limit:
+            if data is pending:
+                del pending[len(pending) - len(chunk):]
+            raise EventTooLarge(self.limit)
+        if end == 0:
+            self.pending = data if len(data) <= _GATHER or data is pending else bytearray(data)
+            return b""
+        rest = data[end:]
+        self.pending = rest if len(rest) <= _GATHER or type(rest) is bytearray else bytearray(rest)
+        return bytes(data[:end]) if data is pending else data[:end]
     def split(self, chunk: bytes) -> list[bytes]:
         """The events completed by ``chunk``, in order."""
         return split_events(self.take_complete(chunk))
@@ -62,7 +93,7 @@ class EventSplitter:
     def take_pending(self) -> bytes:
         """The unfinished tail (at end of stream), and forget it."""
         data, self.pending = self.pending, b""
-        return data
+        return data if type(data) is bytes else bytes(data)
 
 
 def split_events(data: bytes) -> list[bytes]:

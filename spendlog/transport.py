@@ -90,15 +90,19 @@ def _untracked(request):
                          extensions=request.extensions)
 
 
+_CHECK_LIMIT = 64 * 1024  # of an error body, decoded, enough to find the option's name
+
+
 def _check_body(raw: bytes, headers) -> bytes:
-    """A decoded copy of a small error body, to look for the name of the refused option."""
+    """A decoded copy of the start of an error body (64 KiB at most, a gzip bomb included), to
+    look for the name of the refused option."""
     encoding = headers.get("content-encoding", "").lower()
     if encoding in ("gzip", "x-gzip", "deflate"):
         try:
-            return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress(raw)
+            return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress(raw, _CHECK_LIMIT)
         except zlib.error:
             pass
-    return raw
+    return raw[:_CHECK_LIMIT]
 
 
 # -- the response stream wrappers --------------------------------------------------------------

@@ -14,7 +14,10 @@ Shapes understood:
 - ``cost`` (USD) as SolRouter and OpenRouter send it.
 
 ``loads_answer`` parses a whole (non-streamed) answer so that ``cost`` arrives as ``Decimal``;
-``error_message`` pulls the message out of an error body.
+``error_message`` pulls the message out of an error body. A number Python cannot hold at all (an
+exponent beyond Decimal's range such as ``1e-99999999999999999999``, which raises
+``InvalidOperation``; an integer past ``int``'s 4,300-digit limit) does not make the answer
+unreadable: it arrives as ``Unreadable`` (its text), so that field alone is reported unusable.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-__all__ = ["Usage", "parse_usage", "loads_exact", "loads_answer", "error_message", "MAX_COST_USD", "MAX_TOKENS"]
+__all__ = ["Usage", "Unreadable", "parse_usage", "loads_exact", "loads_answer", "error_message", "MAX_COST_USD",
+           "MAX_TOKENS"]
 
 # Beyond these, one call's figures are not usage but a bug, refused as unusable: they also keep the
 # ledger's sums exact (an hour's rollup row on SQLite holds at most 2**63 tokens and 9.2 million USD).
@@ -125,21 +129,56 @@ def parse_usage(usage: object) -> Usage | None:
 _DECIMAL_PARSE_LIMIT = 256 * 1024
 _USAGE_KEY = re.compile(rb'"usage"\s*:\s*\{')
 _DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal)
+_FLOAT_JSON = json.JSONDecoder()
+
+
+class Unreadable(str):
+    """A JSON number that neither ``Decimal`` nor ``int`` can hold, kept as its text (its repr is
+    the literal, as ``Usage.problems`` shows it)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+
+def _or_unreadable(parse):
+    def read(literal: str):
+        try:
+            return parse(literal)
+        except (ValueError, ArithmeticError):
+            return Unreadable(literal)
+    return read
+
+
+# Used only after the fast decoder failed on a number (rare): every number goes through Python.
+_TOLERANT_JSON = json.JSONDecoder(parse_float=_or_unreadable(Decimal), parse_int=_or_unreadable(int))
+
+
+def _decode(decoder: json.JSONDecoder, text: str) -> object:
+    try:
+        return decoder.decode(text)
+    except json.JSONDecodeError:
+        raise  # not JSON
+    except (ValueError, ArithmeticError):  # JSON, with a number Python cannot hold
+        return _TOLERANT_JSON.decode(text)
 
 
 def loads_exact(data: bytes) -> object:
-    """JSON (UTF-8) with fractions as ``Decimal``. Raises ``ValueError`` when it is not JSON."""
-    return _DECIMAL_JSON.decode(data.decode("utf-8"))
+    """JSON (UTF-8) with fractions as ``Decimal`` (numbers beyond ``Decimal`` or ``int`` as
+    ``Unreadable``). Raises ``ValueError`` when it is not JSON."""
+    return _decode(_DECIMAL_JSON, data.decode("utf-8"))
 
 
 def loads_answer(body: bytes) -> object:
-    """A JSON answer with every number that could be money parsed as ``Decimal``.
+    """A JSON answer with every number that could be money parsed as ``Decimal`` (numbers beyond
+    ``Decimal`` or ``int`` as ``Unreadable``).
 
     Raises ``ValueError`` when the body is not JSON."""
     text = body.decode("utf-8")  # JSON is UTF-8 (RFC 8259); UnicodeDecodeError is a ValueError
     if len(body) <= _DECIMAL_PARSE_LIMIT:
-        return _DECIMAL_JSON.decode(text)
-    obj = json.loads(text)
+        return _decode(_DECIMAL_JSON, text)
+    obj = _decode(_FLOAT_JSON, text)
     if isinstance(obj, dict) and isinstance(obj.get("usage"), dict):
         obj["usage"] = _exact_usage(body)
     return obj
@@ -154,8 +193,10 @@ def _exact_usage(body: bytes) -> object:
     text = body[matches[-1].end() - 1 :].decode("utf-8", "replace")
     try:
         usage, _ = _DECIMAL_JSON.raw_decode(text)
-    except ValueError:
+    except json.JSONDecodeError:
         return None
+    except (ValueError, ArithmeticError):
+        usage, _ = _TOLERANT_JSON.raw_decode(text)
     return usage
 
 

@@ -5,6 +5,9 @@
   `.url(path)`, `.config`. Stopped (gracefully) after the test.
 - `proxy_factory`: `proxy_factory(upstream_url, **ProxyConfig options)` starts more, each stopped
   after the test.
+- `proxy_process`: `proxy_process(*cli_args, env=..., nofile=...)` runs `spendlog proxy --port 0 ...`
+  as the user does, in a child process (``ProxyProcess``: `.base_url`, `.port`, `.banner`,
+  `.peak_rss_mb()`, `.stop()`); killed after the test if still running.
 
 Helpers for the proxy tests live here too (``from fixture_proxy import rows, normalise, ...``):
 reading the ledger, raw HTTP on a socket, normalising the fake's volatile fields, and
@@ -16,7 +19,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -109,8 +115,9 @@ class Recorder:
     """A plain HTTP server on 127.0.0.1 that records every request it gets and answers with a
     canned response: the 'other host' SSRF attempts must never reach, or a custom upstream."""
 
-    def __init__(self, respond=None):
+    def __init__(self, respond=None, *, timeout: float = 2.0):
         self.hits: list[bytes] = []
+        self._timeout = timeout  # for reading each request and sending its whole answer
         self._respond = respond or (lambda req: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -130,7 +137,7 @@ class Recorder:
             except OSError:
                 continue
             with conn:
-                conn.settimeout(2)
+                conn.settimeout(self._timeout)
                 data = b""
                 try:
                     while b"\r\n\r\n" not in data:
@@ -162,6 +169,56 @@ def json_response(status: int, obj, *, headers: dict | None = None) -> bytes:
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return (f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"{extra}Connection: close\r\n\r\n").encode() + body
+
+
+class ProxyProcess:
+    """``spendlog proxy --port 0 *args`` in a child process, its banner read. ``env`` is added to this
+    process's environment (without SPENDLOG_PROXY_TOKEN unless given); ``nofile`` runs it under
+    ``ulimit -n nofile``."""
+
+    def __init__(self, *args: str, env: dict | None = None, nofile: int | None = None):
+        cmd = [sys.executable, "-m", "spendlog", "proxy", "--port", "0", *args]
+        if nofile is not None:
+            cmd = ["sh", "-c", f'ulimit -n {int(nofile)} && exec "$@"', "sh", *cmd]
+        full_env = {k: v for k, v in os.environ.items() if k != "SPENDLOG_PROXY_TOKEN"}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+        banner = self.proc.stdout.readline()
+        match = re.search(r"listening on (http://127\.0\.0\.1:(\d+)/v1) -> (\S+)", banner)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no banner: {banner!r} {self.proc.stderr.read()}")
+        self.banner, self.base_url, self.port = banner, match.group(1), int(match.group(2))
+        self.origin = self.base_url[: -len("/v1")]
+
+    def peak_rss_mb(self) -> float:
+        """The most memory the process has held so far (VmHWM, Linux)."""
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> tuple[int, str, str]:
+        """Signal it and wait: ``(exit code, stdout after the banner, stderr)``."""
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def proxy_process():
+    procs: list[ProxyProcess] = []
+
+    def start(*args: str, **options) -> ProxyProcess:
+        procs.append(ProxyProcess(*args, **options))
+        return procs[-1]
+
+    yield start
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.communicate()
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Fixtures that run the fake upstream (see spendlog/fake_upstream/).
 
 - `fake_upstream`: a running fake (real HTTP on 127.0.0.1, a free port) with `.base_url`
-  ("http://127.0.0.1:PORT/v1"), `.api_key` (a valid `sr_test_...` key), `.url(path)`, and
-  `.requests` (what it received; emptied before each test). One server is shared by the session;
-  its options are reset before each test.
-- `fake_upstream_factory`: `fake_upstream_factory(latency_ms=..., chunk_delay_ms=...)` starts a
-  private fake with those options, stopped after the test.
+  ("http://127.0.0.1:PORT/v1"), `.api_key` (a valid `sr_test_...` key), `.management_key` (reads
+  `GET /v1/activity`), `.url(path)`, `.requests` (what it received) and `.activity()` (what it
+  billed); both emptied before each test. One server is shared by the session; its options are
+  reset before each test.
+- `fake_upstream_factory`: `fake_upstream_factory(latency_ms=..., no_cost=..., management_key=...)`
+  starts a private fake with those options, stopped after the test.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def fake_upstream(_fake_upstream_session) -> FakeUpstream:
     state = fake.state
     state.latency_ms = state.chunk_delay_ms = 0
     state.keepalive_every, state.retry_after = 4, 1
+    state.no_cost, state.management_key = False, None
     fake.clear_requests()
+    fake.clear_activity()
     return fake
 
 
@@ -65,6 +68,15 @@ def post(fake, path, body, *, key=True, headers=None, timeout=10):
         _client = httpx.Client()  # building a client per call costs ~30 ms (its SSL context)
     h = {"Authorization": f"Bearer {fake.api_key}"} if key else {}
     return _client.post(fake.url(path), json=body, headers={**h, **(headers or {})}, timeout=timeout)
+
+
+def get_activity(fake, key=None, **params):
+    """GET /v1/activity with the fake's management key (or `key`), query `params`."""
+    global _client
+    if _client is None:
+        _client = httpx.Client()
+    return _client.get(fake.url("activity"), params=params,
+                       headers={"Authorization": f"Bearer {key or fake.management_key}"}, timeout=10)
 
 
 def jdec(data):

@@ -199,3 +199,81 @@ def test_dashboard_in_a_real_browser(chromium, dashboard, tmp_path):
     after = only["cost_usd"] + Decimal("1.000000000001")
     page.get_by_text(f"Total spend, exact: {format_money_exact(after)}").wait_for(timeout=30_000)
     page.close()
+
+
+@pytest.fixture
+def hit_counter():
+    """A real HTTP server on 127.0.0.1 port 0 that records the path of every request it gets."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server hook name
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], hits
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_hostile_text_in_a_real_browser(chromium, hit_counter, sqlite_url, tmp_path, dashboard_factory):
+    """Markdown and HTML in URL values and ledger values fetch nothing and make no link or image;
+    the page asks nothing of any host but 127.0.0.1 (no usage statistics)."""
+    from urllib.parse import urlencode
+
+    port, hits = hit_counter
+    target = f"http://127.0.0.1:{port}"
+    engine = make_engine(sqlite_url, pool=False)
+    upgrade(engine)
+    with engine.begin() as conn:
+        insert_records(conn, [
+            make_record(created_at=datetime.now(UTC), app=f"![m]({target}/ledger-image)", user=f"[u]({target}/u)"),
+            make_record(created_at=datetime.now(UTC), app=f'<img src="{target}/ledger-html">'),
+        ])
+    engine.dispose()
+    url = dashboard_factory(sqlite_url, cwd=tmp_path)
+    query = urlencode({"range": f"![x]({target}/p)", "tz": "[a](javascript:alert(1))",
+                       "by": "[b](/b)", "app": f"![y]({target}/chip)"})
+    made_by = """(target) => [...document.querySelectorAll('a, img')]
+        .filter(e => (e.href || e.src || '').startsWith(target) || (e.href || '').startsWith('javascript:')
+                     || ['a', 'b', 'u', 'x', 'y', 'm'].includes(e.textContent.trim()) || e.alt)
+        .map(e => e.outerHTML)"""
+    page = chromium.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(30_000)
+    foreign: list[str] = []  # nothing may leave 127.0.0.1 (usage statistics included): recorded, never sent
+    page.route(lambda u: not u.startswith("http://127.0.0.1:"),
+               lambda route: (foreign.append(route.request.url), route.abort()))
+    page.goto(f"{url}?{query}")  # the URL's values: notes and a chosen app
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("unknown timezone", exact=False).wait_for()
+    page.get_by_text("Total spend, exact:").wait_for()
+    page.wait_for_timeout(1000)  # time for any image to be fetched
+    made = page.evaluate(made_by, target)
+    notes = [sidebar.get_by_text(note, exact=False).count() for note in (
+        "unknown timezone '[a](javascript:alert(1))'", f"unknown range '![x]({target}/p)'",
+        "unknown granularity '[b](/b)'")]
+
+    page.goto(url)  # the ledger's values: sidebar choices, charts, tables
+    page.get_by_text("Total spend, exact:").wait_for()
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
+                           "[data-testid=\"stVegaLiteChart\"] svg.marks').length >= 7")
+    page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").filter(has_text="App").click()
+    page.get_by_role("option", name=f"![m]({target}/ledger-image)").wait_for()
+    page.wait_for_timeout(1000)
+    made += page.evaluate(made_by, target)
+    page.close()
+    assert hits == [] and foreign == []
+    assert made == []
+    assert notes == [1, 1, 1]  # each note shows its value as typed

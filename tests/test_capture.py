@@ -126,8 +126,9 @@ def test_headers_override_arguments_and_tags_merge():
     ([("Authorization", f"Bearer {KEY}")], "sr_...4567"),
     ([("api-key", "sr_live_zzzzzzzzzzzz9876")], "sr_...9876"),
     ([("X-Api-Key", "sk-proj-aaaaaaaaaaaa1234")], "sk-...1234"),
+    ([("x-goog-api-key", "AIzaSyA0123456789abcdefghij")], "...ghij"),
     ([("Authorization", "Basic dXNlcjpwYXNz")], None),
-    ([("Authorization", "Bearer short_1")], "short_..."),
+    ([("Authorization", "Bearer short_1")], "..._1"),
     ([], None),
 ])
 def test_key_hint(headers, hint):
@@ -138,6 +139,26 @@ def test_hint_never_shows_more_than_prefix_and_last_four():
     hint = hint_for(KEY)
     assert hint == "sr_...4567"
     assert KEY[3:-4] not in hint
+
+
+@pytest.mark.parametrize("key", ["sr_" + "a" * n for n in range(0, 40)] + ["k" * n for n in range(1, 40)]
+                         + ["abcdefg_hijk", "sk-1234", "short_1", "x_y", "sk-proj-abcdefghijkl"])
+def test_a_hint_shows_at_most_a_third_of_a_key_and_four_characters_of_a_short_one(key):
+    """Issue 12, finding 10: keys under ~12 characters were mostly shown by their hint (the prefix
+    up to the first ``_`` or ``-`` may be 8 characters)."""
+    hint = hint_for(key)
+    shown = len(hint) - len("...")
+    assert "..." in hint and shown <= len(key) // 3, (key, hint)
+    if len(key) < 20:
+        assert shown <= 4, (key, hint)
+    prefix, _, tail = hint.partition("...")
+    assert key.startswith(prefix) and key.endswith(tail)
+
+
+def test_normal_keys_keep_their_prefix_and_last_four():
+    assert hint_for("sr_live_" + "0" * 24 + "abcd") == "sr_...abcd"
+    assert hint_for("sr_test_0123456789abcd") == "sr_...abcd"  # 22 characters: 7 shown is under a third
+    assert hint_for("sk-proj-" + "z" * 40 + "wxyz") == "sk-...wxyz"
 
 
 def test_scrub_replaces_keys():

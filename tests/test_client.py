@@ -155,3 +155,25 @@ def test_error_hierarchy():
         assert issubclass(cls, spendlog.SpendlogError)
     exc = spendlog.APIError("boom", status=418, body={"x": 1})
     assert str(exc) == "418: boom" and exc.body == {"x": 1}
+
+
+def test_a_cost_beyond_decimal_is_kept_as_text_and_recorded_as_bad_usage():
+    """Issue 12, finding 4: ``1e-99999999999999999999`` raises InvalidOperation in Decimal. The
+    caller still gets the answer (that number as its text) and the call is recorded as bad_usage."""
+    from fixture_proxy import Recorder
+
+    literal = "1e-99999999999999999999"
+    body = ('{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"openai/gpt-4o-mini",'
+            '"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+            f'"usage":{{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"cost":{literal}}}}}').encode()
+    upstream = Recorder(lambda request: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                        + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    try:
+        with spendlog.Client(base_url=upstream.origin + "/v1", api_key="sr_test_" + "c" * 24) as client:
+            answer = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+    finally:
+        upstream.stop()
+    assert answer["choices"][0]["message"]["content"] == "hi"
+    assert answer["usage"]["cost"] == literal and answer["usage"]["total_tokens"] == 4
+    [row] = records()
+    assert (row.error_type, row.cost_usd, row.total_tokens) == ("bad_usage", None, 4)

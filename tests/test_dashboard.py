@@ -230,7 +230,7 @@ def test_injection_value_next_to_a_real_one_adds_nothing(monkeypatch, ledger, re
 def test_bad_url_values_are_ignored_with_a_note(monkeypatch, ledger, records):
     at = open_app(monkeypatch, ledger, {**RANGE, "tz": "Mars/Olympus", "by": "hour", "status": "nope"})
     assert_shows(at, expect(records))
-    notes = [c.value for c in at.sidebar.caption if c.value.startswith("Ignored in the link")]
+    notes = [c.value for c in at.sidebar.text if c.value.startswith("Ignored in the link")]
     assert len(notes) == 3
 
 
@@ -284,7 +284,7 @@ def test_unreachable_database_names_the_url_without_the_password(monkeypatch):
     assert len(at.error) == 1
     message = at.error[0].value
     assert f"postgresql+psycopg://spender:***@127.0.0.1:{port}/ledger" in message
-    everything = " ".join(str(e.value) for e in [*at.error, *at.caption, *at.markdown, *at.info])
+    everything = " ".join(str(e.value) for e in [*at.error, *at.caption, *at.markdown, *at.info, *at.text])
     assert "Sup3rS3cret" not in everything
 
 

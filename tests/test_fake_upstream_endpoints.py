@@ -188,8 +188,8 @@ def test_cli_port_in_use_is_a_clean_error(fake_upstream):
 def test_public_names():
     import spendlog.fake_upstream as fu
 
-    assert {"expected_usage", "create_app", "run_fake_upstream", "start_fake_upstream", "FakeUpstream",
-            "PRICES", "FAKE_MODELS"} <= set(fu.__all__)
+    assert {"expected_usage", "expected_bill", "create_app", "run_fake_upstream", "start_fake_upstream",
+            "FakeUpstream", "new_management_key", "PRICES", "FAKE_MODELS"} <= set(fu.__all__)
     assert all(hasattr(fu, n) for n in fu.__all__)
 
 

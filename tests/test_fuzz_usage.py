@@ -42,6 +42,10 @@ TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_to
 SPECIAL = ["NaN", "Infinity", "-Infinity", "-0", "0", "0.0", "-0.0", "1e400", "-1e400", "1E-400", "1e-7", "15.0",
            "null", "true", "false", "[]", "{}", "[1]", '{"value":5}', '"15"', '"0.001"', '""', '"NaN"',
            str(MAX_TOKENS), str(MAX_TOKENS + 1), str(2**64), "-1", str(-(2**63))]
+# numbers Decimal or int() cannot take at all: exponents beyond Decimal's range (InvalidOperation, not
+# ValueError), integers past Python's 4,300-digit limit, and huge digit strings (issue 12, finding 4)
+BEYOND = ["1e-99999999999999999999", "1e99999999999999999999", "-1e-99999999999999999999", "1E+999999999999999999",
+          "1e-999999999999999999", "9" * 5000, "1" * 4300, "0." + "0" * 5000 + "1", "1" + "0" * 5000 + ".5"]
 
 number_literals = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
@@ -50,14 +54,15 @@ number_literals = st.one_of(
         lambda d: format(d, "f") if d.as_tuple().exponent < 0 else format(d, "f") + ".0"),
     st.tuples(st.integers(-999, 999), st.integers(-30, 30)).map(lambda t: f"{t[0]}e{t[1]}"),
 )
-literals = st.one_of(number_literals, st.sampled_from(SPECIAL), st.text(max_size=8).map(json.dumps))
+literals = st.one_of(number_literals, st.sampled_from(SPECIAL), st.sampled_from(BEYOND),
+                     st.text(max_size=8).map(json.dumps))
 
 
 def oracle_tokens(text: str) -> int | None:
     """A token count is right only as a JSON integer literal in [0, MAX_TOKENS]."""
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(text, parse_float=Decimal)
+    except (ValueError, ArithmeticError):
         return None
     if type(value) is int and 0 <= value <= MAX_TOKENS and not any(c in text for c in ".eE"):
         return value
@@ -68,7 +73,7 @@ def oracle_cost(text: str) -> Decimal | None:
     """A cost is right only as a finite JSON number in [0, MAX_COST_USD], read exactly."""
     try:
         value = json.loads(text, parse_float=Decimal)
-    except ValueError:
+    except (ValueError, ArithmeticError):
         return None
     if type(value) is bool or not isinstance(value, (int, Decimal)):
         return None
@@ -207,6 +212,30 @@ def test_any_usage_shape_is_stored_exactly_right_or_as_null_and_flagged(ledger_e
         assert getattr(row, name) == expected[name]
     want = expected["cost_usd"]
     assert row.cost_usd == (None if want is None else quantize_money(want))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("field", ["cost", "prompt_tokens"])
+@pytest.mark.parametrize("literal", BEYOND[:3] + BEYOND[5:7], ids=lambda t: t if len(t) < 30 else f"{len(t)} digits")
+def test_numbers_beyond_decimal_are_bad_usage_never_a_lost_call(ledger_engine, literal, field, stream):
+    """A usage number that cannot be parsed (``1e-99999999999999999999`` raises InvalidOperation,
+    a 5,000-digit integer ValueError) is one unusable field: the call is recorded, the field is
+    null, the rest of the usage is kept, and the record says ``bad_usage``."""
+    other = "completion_tokens"
+    usage = f'{{"{field}":{literal},"{other}":7}}'
+    capture = _capture(stream, asked=True)
+    answer = _stream_answer(usage) if stream else _whole_answer(usage)
+    capture.response_started(200, [("content-type", "text/event-stream" if stream else "application/json")])
+    delivered = capture.feed(answer) + capture.end_of_body()
+    assert delivered == answer
+    capture.finish  # noqa: B018 - built below, by the writer's own entry point
+    record = capture.build()
+    assert record is not None, "the call was not recorded"
+    assert record["error_type"] == "bad_usage", (record["error_type"], record["error_message"])
+    assert record["cost_usd"] is None and record["prompt_tokens"] is None  # the bad one, and the one not sent
+    assert record[other] == 7 and record["model"] == "openai/gpt-4o-mini"
+    row = _stored(ledger_engine, record)
+    assert row.error_type == "bad_usage" and row.completion_tokens == 7
 
 
 def test_stream_usage_that_is_not_an_object_is_flagged():

@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 from fixture_proxy import CHAT, rows
-
-
-class _Proc:
-    def __init__(self, *args: str):
-        env = {k: v for k, v in os.environ.items() if k != "SPENDLOG_PROXY_TOKEN"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "spendlog", "proxy", "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        banner = self.proc.stdout.readline()
-        match = re.search(r"listening on (http://127\.0\.0\.1:(\d+)/v1) -> (\S+)", banner)
-        if not match:
-            self.proc.kill()
-            raise AssertionError(f"no banner: {banner!r} {self.proc.stderr.read()}")
-        self.banner, self.base_url, self.port = banner, match.group(1), int(match.group(2))
-
-    def stop(self, sig=signal.SIGTERM, timeout=20) -> tuple[int, str, str]:
-        self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
-
-
-@pytest.fixture
-def started():
-    procs: list[_Proc] = []
-
-    def start(*args: str) -> _Proc:
-        procs.append(_Proc(*args))
-        return procs[-1]
-
-    yield start
-    for p in procs:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
 
 
 def _slow_call(base_url: str, key: str, latency_ms: int, out: dict) -> None:
@@ -59,8 +22,8 @@ def _slow_call(base_url: str, key: str, latency_ms: int, out: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_stop_lets_requests_in_flight_finish_and_flushes(fake_upstream, started, sqlite_url, sig):
-    proc = started("--upstream", fake_upstream.base_url, "--db", sqlite_url)
+def test_stop_lets_requests_in_flight_finish_and_flushes(fake_upstream, proxy_process, sqlite_url, sig):
+    proc = proxy_process("--upstream", fake_upstream.base_url, "--db", sqlite_url)
     assert fake_upstream.base_url in proc.banner and "ledger sqlite:///" in proc.banner
     ok = httpx.post(proc.base_url + "/chat/completions", json=CHAT,
                     headers={"Authorization": f"Bearer {fake_upstream.api_key}"})
@@ -82,8 +45,8 @@ def test_stop_lets_requests_in_flight_finish_and_flushes(fake_upstream, started,
 
 
 @pytest.mark.slow
-def test_the_wait_for_requests_in_flight_is_bounded(fake_upstream, started, sqlite_url):
-    proc = started("--upstream", fake_upstream.base_url, "--db", sqlite_url, "--shutdown-timeout", "1")
+def test_the_wait_for_requests_in_flight_is_bounded(fake_upstream, proxy_process, sqlite_url):
+    proc = proxy_process("--upstream", fake_upstream.base_url, "--db", sqlite_url, "--shutdown-timeout", "1")
     result: dict = {}
     t = threading.Thread(target=_slow_call, args=(proc.base_url, fake_upstream.api_key, 8000, result))
     t.start()
@@ -105,7 +68,7 @@ def test_help_names_every_option():
 
     result = CliRunner().invoke(cli, ["proxy", "--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--upstream", "--allow-remote", "--max-body-bytes", "--db"):
+    for option in ("--host", "--port", "--upstream", "--allow-remote", "--max-body-bytes", "--header-timeout", "--db"):
         assert option in result.output
     assert "SPENDLOG_UPSTREAM" in result.output and "SPENDLOG_PROXY_TOKEN" in result.output
 

@@ -52,6 +52,19 @@ def test_absolute_form_targets_are_refused(proxy, fake_upstream, other_host, tar
     ("/v1/%2e%2e/x", 400),
     ("/v1/chat/%2E/completions", 400),
     ("/v1\\..\\x", 404),
+    # encoded and double-encoded dot segments, slashes and backslashes (issue 12, finding 10)
+    ("/v1/..%2fadmin", 400),
+    ("/v1/..%2Fadmin", 400),
+    ("/v1/chat/..%2f..%2fadmin", 400),
+    ("/v1/%2e%2e%2fadmin", 400),
+    ("/v1/.%2e/admin", 400),
+    ("/v1/..%5cadmin", 400),
+    ("/v1/chat%5c..%5cadmin", 400),
+    ("/v1/%5c", 400),
+    ("/v1/%252e%252e/admin", 400),
+    ("/v1/..%252fadmin", 400),
+    ("/v1/%25252e%25252e%25252fadmin", 400),
+    ("/v1/..;/admin", 400),
     ("/v1@127.0.0.1:{port}/chat/completions", 404),
     ("/v2/chat/completions", 404),
     ("/", 404),
@@ -103,13 +116,17 @@ def test_redirects_are_returned_not_followed(proxy_factory, other_host):
     ("/v1/models?limit=2&key=a%20b", "/models?limit=2&key=a%20b"),
     ("/v1", ""),
     ("/v1/files/file-abc/content", "/files/file-abc/content"),
+    # what the openai SDK sends for models.retrieve("openai/gpt-4o-mini"): an encoded slash, no traversal
+    ("/v1/models/openai%2Fgpt-4o-mini", "/models/openai%2Fgpt-4o-mini"),
+    ("/v1/files/file-..abc", "/files/file-..abc"),
 ])
 def test_target_url_keeps_path_and_query_under_the_upstream(raw, tail):
     upstream = URL("https://api.solrouter.io/v1")
     assert str(target_url(raw, upstream)) == "https://api.solrouter.io/v1" + tail
 
 
-@pytest.mark.parametrize("raw", ["http://evil/v1/x", "evil:443", "*", "//evil/v1", "/v1/../x", "/v1/./x"])
+@pytest.mark.parametrize("raw", ["http://evil/v1/x", "evil:443", "*", "//evil/v1", "/v1/../x", "/v1/./x",
+                                 "/v1/..%2fx", "/v1/%2E%2E/x", "/v1/..%5Cx", "/v1/%252E%252E%252Fx", "/v1/..;x/y"])
 def test_target_url_refuses(raw):
     with pytest.raises(BadTarget):
         target_url(raw, URL("https://api.solrouter.io/v1"))

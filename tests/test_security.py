@@ -19,16 +19,12 @@ every formula prefix and the header row (test_export.py::test_every_injection_pr
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import logging
-import os
-import re
 import secrets
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -113,23 +109,6 @@ def _echo(request_head: bytes) -> bytes:
                                          "type": "invalid_request_error"}})
 
 
-class _ProxyProcess:
-    def __init__(self, upstream: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "spendlog", "proxy", "--port", "0", "--upstream", upstream,
-                                      "--shutdown-timeout", "2"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-        banner = self.proc.stdout.readline()
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+/v1)", banner)
-        assert match, (banner, self.proc.stderr.read() if self.proc.poll() is not None else "")
-        self.base_url = match.group(1)
-        self.banner = banner
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=30)
-        return self.banner + out + err
-
-
 # -- sinks --------------------------------------------------------------------------------------------
 
 def _walk(node):
@@ -154,7 +133,7 @@ def _cli(*args: str) -> str:
 
 @pytest.mark.slow
 def test_keys_never_appear_in_the_ledger_logs_exports_proxy_output_or_dashboard(
-        fake_upstream, monkeypatch, caplog, _isolated_data_dir):
+        fake_upstream, proxy_process, monkeypatch, caplog, _isolated_data_dir):
     caplog.set_level(logging.DEBUG)
     keys = _keys()
     statuses = {}
@@ -164,13 +143,13 @@ def test_keys_never_appear_in_the_ledger_logs_exports_proxy_output_or_dashboard(
     try:
         statuses["hook, echoing upstream"] = _calls(echo.origin + "/v1", keys, hooked=True)
         # the proxy, as the user runs it
-        proxy = _ProxyProcess(fake_upstream.base_url)
-        echo_proxy = _ProxyProcess(echo.origin + "/v1")
+        proxy = proxy_process("--upstream", fake_upstream.base_url, "--shutdown-timeout", "2")
+        echo_proxy = proxy_process("--upstream", echo.origin + "/v1", "--shutdown-timeout", "2")
         try:
             statuses["proxy"] = _calls(proxy.base_url, keys, hooked=False)
             statuses["proxy, echoing upstream"] = _calls(echo_proxy.base_url, keys, hooked=False)
         finally:
-            proxy_output = proxy.stop() + echo_proxy.stop()
+            proxy_output = "".join(p.banner + "".join(p.stop()[1:]) for p in (proxy, echo_proxy))
     finally:
         echo.stop()
     assert statuses["hook"] == statuses["proxy"] == [200, 200, 429, 401, 401, 401, 401, 401]
@@ -307,3 +286,58 @@ def test_keys_never_appear_in_a_hook_apps_log_output(tmp_path, db):
         recorded = rows(env["SPENDLOG_DB_URL"], expect=2)
         assert [r.error_type for r in recorded] == ["http_401", "bad_usage"]
         assert recorded[0].error_message.startswith("denied: http://upstream.test/v1/chat/completions")
+
+
+# -- every auth scheme, echoed back by an upstream (issue 12, finding 7) -------------------------------
+
+# (where it goes, its name, its value): values short enough that no "looks like a key" pattern finds
+# them; only the header or parameter name gives them away
+CREDENTIALS = [
+    ("header", "Authorization", "Basic " + base64.b64encode(b"alice:Pw9xQz7Lm2").decode()),
+    ("header", "Authorization", "Token tK4nR8vW2pY6"),
+    ("header", "Authorization", "Bearer bR3aXw9Kq2Lm"),
+    ("header", "Authorization", "bAre7Hq2Lx9Cv"),  # no scheme at all
+    ("header", "x-goog-api-key", "AIzaG00gK3yQ7w"),
+    ("header", "api-key", "az9Key4Wq7Lp"),
+    ("header", "x-api-key", "xK7eyQ2Wn8Pz"),
+    ("query", "api_key", "qA9pIk3yW7zL"),
+    ("query", "key", "qK3yV4lu9Wx"),
+    ("query", "token", "qT0k3nV8lWx"),
+    ("query", "access_token", "qAcc3ssT8kW"),
+]
+
+
+def _echo_credentials(request: bytes) -> bytes:
+    """An upstream that quotes the request line and the headers that may carry a credential in its
+    error message, as ``Name: value`` and as a JSON object (both are seen in the wild)."""
+    line, *headers = request.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    quoted = [h for h in headers if h.lower().startswith(("authorization:", "x-goog-api-key:", "api-key:", "x-api-key:"))]
+    as_json = json.dumps(dict(h.split(": ", 1) for h in quoted))
+    return json_response(401, {"error": {"message": f"denied {line} {' '.join(quoted)} {as_json}"}})
+
+
+@pytest.mark.parametrize("path", ["hook", "proxy"])
+def test_credentials_of_every_scheme_echoed_by_an_upstream_are_scrubbed(path, proxy_factory):
+    echo = Recorder(_echo_credentials)
+    try:
+        base = echo.origin + "/v1" if path == "hook" else proxy_factory(echo.origin + "/v1").base_url
+        inner = httpx2.HTTPTransport()
+        with httpx2.Client(transport=LoggingTransport(inner) if path == "hook" else inner) as client:
+            for where, name, value in CREDENTIALS:
+                headers, params = ({name: value}, {}) if where == "header" else ({}, {name: value})
+                r = client.post(base + "/chat/completions", json={"model": "m", "messages": MESSAGES},
+                                headers=headers, params=params)
+                assert r.status_code == 401 and value.split()[-1] in r.text  # the caller sees the echo as sent
+    finally:
+        echo.stop()
+    recorded = rows(expect=len(CREDENTIALS))
+    assert len(recorded) == len(CREDENTIALS)
+    assert all(r.error_message.startswith("denied POST /v1/chat/completions") for r in recorded)
+    secrets_sent = [value.split()[-1] for _, _, value in CREDENTIALS] + ["Pw9xQz7Lm2"]
+    leaks = []
+    for row in recorded:
+        for secret in secrets_sent:  # any 5 characters in a row give too much away: a hint shows 4 at most
+            stored = f"{row.error_message} {row.api_key_hint}"
+            if any(secret[i:i + 5] in stored for i in range(len(secret) - 4)):
+                leaks.append((secret, stored))
+    assert not leaks, leaks

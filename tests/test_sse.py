@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spendlog.sse import EventSplitter, parse_event
+from spendlog.sse import EventSplitter, EventTooLarge, parse_event
 
 STREAM = (
     b": keep-alive\n\n"
@@ -82,3 +83,27 @@ def test_arbitrary_bytes_round_trip(data, points):
     assert b"".join(events) + rest == data
     for raw in events:
         parse_event(raw)  # never raises
+
+
+# long events: past 64 KiB an unfinished event grows in place (issue 12, finding 5)
+BIG = [b"data: " + b"x" * 100_000 + b"\n\n", b"data: " + b"y" * 70_000 + b"\r\n\r\n", b"data: small\n\n",
+       b"data: " + b"z" * 200_000 + b"\r\r", b": " + b"c" * 65_536 + b"\n\n"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.permutations(BIG), st.lists(st.integers(min_value=0, max_value=500_000), max_size=40))
+def test_long_events_split_anywhere_come_out_whole_and_as_bytes(events, points):
+    data = b"".join(events)
+    out, rest = split_all(cut(data, points))
+    assert out == list(events) and rest == b""
+    assert all(type(raw) is bytes for raw in out)
+
+
+def test_an_event_past_the_limit_raises_and_keeps_what_was_held():
+    splitter = EventSplitter(limit=100_000)
+    assert splitter.take_complete(b"data: a\n\ndata: " + b"x" * 70_000) == b"data: a\n\n"
+    assert splitter.take_complete(b"x" * 20_000) == b""  # grown in place, still under the limit
+    with pytest.raises(EventTooLarge):
+        splitter.take_complete(b"x" * 20_000)
+    rest = splitter.take_pending()
+    assert type(rest) is bytes and rest == b"data: " + b"x" * 90_000

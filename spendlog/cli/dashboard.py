@@ -2,14 +2,25 @@
 
 It starts ``python -m streamlit run <installed spendlog/dashboard/app.py>`` with the packaged theme
 (``dashboard/config.toml`` as ``--theme.*`` options) and the database URL in ``SPENDLOG_DB_URL``,
-so it works the same from a wheel as from a checkout.
+so it works the same from a wheel as from a checkout, from any folder.
+
+Streamlit always runs headless: a non-headless first run stops at Streamlit's "Email:" prompt
+until someone answers it. The browser is opened by us, with Python's ``webbrowser``, once the
+server answers (where there is no ``os.fork``, as on Windows, the URL is only printed). Usage
+statistics are always off (``browser.gatherUsageStats=false`` on the command line, which no
+config file overrides).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
+import time
 import tomllib
+import urllib.request
+import webbrowser
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +28,17 @@ import click
 
 from ._common import db_option, fail
 
-__all__ = ["dashboard_cmd", "streamlit_command"]
+__all__ = ["dashboard_cmd", "streamlit_command", "dashboard_url", "port_free", "open_when_ready", "OPEN_TIMEOUT"]
+
+OPEN_TIMEOUT = 60.0  # seconds the browser waits for the server's first answer (a cold Streamlit import is slow)
+# What `streamlit run` always gets, whatever config files the user or the folder hold
+FIXED_OPTIONS = (
+    "--server.headless=true",
+    "--server.runOnSave=false",
+    "--server.fileWatcherType=none",
+    "--browser.gatherUsageStats=false",
+    "--client.toolbarMode=minimal",
+)
 
 
 def _package_file(name: str) -> Path:
@@ -37,23 +58,86 @@ def _theme_options() -> list[str]:
     return args
 
 
-def streamlit_command(*, host: str, port: int, open_browser: bool, db_url: str | None) -> tuple[list[str], dict]:
+def streamlit_command(*, host: str, port: int, db_url: str | None) -> tuple[list[str], dict]:
     """The argv and environment that run the dashboard (separate from the exec, for tests)."""
     argv = [
         sys.executable, "-m", "streamlit", "run", str(_package_file("app.py")),
         f"--server.address={host}",
         f"--server.port={port}",
-        f"--server.headless={'false' if open_browser else 'true'}",
-        "--server.runOnSave=false",
-        "--server.fileWatcherType=none",
-        "--browser.gatherUsageStats=false",
-        "--client.toolbarMode=minimal",
+        *FIXED_OPTIONS,
         *_theme_options(),
     ]
     env = dict(os.environ)
     if db_url:
         env["SPENDLOG_DB_URL"] = db_url
     return argv, env
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The page's address from this machine (a wildcard address is reached on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` (a closed connection's TIME_WAIT does not count).
+    Other bind errors (an address of another machine, a privileged port) are left to the server
+    to report."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno != errno.EADDRINUSE
+    return True
+
+
+def _has_a_browser() -> bool:
+    """Without $BROWSER or a display, Python's webbrowser would start a text browser (w3m, lynx)
+    in the user's terminal; on Linux and BSD that counts as no browser."""
+    if os.environ.get("BROWSER") or sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_when_ready(url: str, timeout: float = OPEN_TIMEOUT) -> bool:
+    """Open ``url`` in the browser once it answers; False when it never did or no browser opened."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via $http_proxy
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with direct.open(url, timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
+
+
+def _open_in_background(url: str) -> None:
+    """Run ``open_when_ready`` in a detached grandchild process: this process becomes Streamlit
+    (exec) right after, which no thread survives, and a grandchild is nobody's child to reap."""
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)  # it exits at once, leaving the grandchild to init
+        return
+    try:
+        if os.fork() == 0:
+            os.setsid()
+            stderr = os.dup(2)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # the browser's own chatter stays out of the user's terminal
+                os.dup2(devnull, fd)
+            if not open_when_ready(url):
+                os.write(stderr, f"spendlog dashboard: could not open a browser; open {url}\n".encode())
+    finally:
+        os._exit(0)
 
 
 @click.command("dashboard")
@@ -69,8 +153,14 @@ def dashboard_cmd(db_url: str | None, host: str, port: int, no_browser: bool) ->
     resolved = resolve_url(db_url)  # a bad URL ends here with one line and exit code 2
     if not _package_file("app.py").is_file():
         fail("the dashboard files are missing from this installation; reinstall spendlog")
-    argv, env = streamlit_command(host=host, port=port, open_browser=not no_browser, db_url=db_url)
-    click.echo(f"spendlog dashboard: http://{host}:{port}  (database {mask_url(resolved)}; Ctrl+C stops)", err=True)
+    if not port_free(host, port):
+        fail(f"port {port} on {host} is in use; pass --port with a free one")
+    argv, env = streamlit_command(host=host, port=port, db_url=db_url)
+    url = dashboard_url(host, port)
+    where = "" if url == f"http://{host}:{port}/" else f"listening on {host}; "
+    click.echo(f"spendlog dashboard: {url}  ({where}database {mask_url(resolved)}; Ctrl+C stops)", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
+    if not no_browser and _has_a_browser() and hasattr(os, "fork"):
+        _open_in_background(url)
     os.execve(sys.executable, argv, env)

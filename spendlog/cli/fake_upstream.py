@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 
@@ -13,7 +15,12 @@ import click
               help="Wait this long before answering each request (X-Fake-Latency-Ms overrides).")
 @click.option("--chunk-delay-ms", default=0.0, show_default=True, type=click.FloatRange(0),
               help="Wait this long between streamed events (X-Fake-Chunk-Delay-Ms overrides).")
-def fake_upstream_cmd(host: str, port: int, latency_ms: float, chunk_delay_ms: float) -> None:
+@click.option("--no-cost", is_flag=True,
+              help="Answer like OpenAI itself: usage without `cost` (X-Fake-No-Cost: 0/1 overrides per request).")
+@click.option("--management-key", envvar="SOLROUTER_MANAGEMENT_KEY", show_envvar=True, metavar="KEY",
+              help="The only key GET /v1/activity accepts (default: any 'sr_mgmt_...' key). Never printed.")
+def fake_upstream_cmd(host: str, port: int, latency_ms: float, chunk_delay_ms: float, no_cost: bool,
+                      management_key: str | None) -> None:
     """Run a local fake SolRouter (OpenAI-compatible, exact usage and cost) for tests and demos."""
     import socket
 
@@ -21,7 +28,11 @@ def fake_upstream_cmd(host: str, port: int, latency_ms: float, chunk_delay_ms: f
 
     from spendlog.fake_upstream import FAKE_MODELS, PRICES, create_app, new_test_key
 
-    app = create_app(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+    if management_key is not None and not re.fullmatch(r"\S{8,}", management_key):
+        raise click.UsageError("the management key (--management-key or SOLROUTER_MANAGEMENT_KEY) must be "
+                               "at least 8 characters without spaces")
+    app = create_app(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, no_cost=no_cost,
+                     management_key=management_key)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -33,5 +44,8 @@ def fake_upstream_cmd(host: str, port: int, latency_ms: float, chunk_delay_ms: f
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Fake SolRouter at http://{shown}:{bound}/v1 (any 'Bearer sr_...' key works, e.g. {new_test_key()})")
     click.echo(f"Models: {', '.join(PRICES)}; test models: {', '.join(FAKE_MODELS)}. Ctrl+C stops.")
+    who = "the management key it was given" if management_key else "any 'sr_mgmt_...' key"
+    click.echo(f"GET /v1/activity: what it billed, per UTC day and model ({who})."
+               + (" Answers carry no cost (--no-cost)." if no_cost else ""))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none", backlog=4096)
     uvicorn.Server(config).run(sockets=[sock])

@@ -21,9 +21,11 @@ from ._common import db_option, fail
               help="Largest request body forwarded; bigger ones get 413.")
 @click.option("--shutdown-timeout", default=10.0, show_default=True, type=float, metavar="SECONDS",
               help="On SIGTERM/Ctrl+C, how long requests in flight may take to finish.")
+@click.option("--header-timeout", default=10.0, show_default=True, type=float, metavar="SECONDS",
+              help="Deadline for each request's headers; slower clients get 408 and are disconnected.")
 @db_option
 def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, max_body_bytes: int,
-              shutdown_timeout: float, db_url: str | None) -> None:
+              shutdown_timeout: float, header_timeout: float, db_url: str | None) -> None:
     """Run the local OpenAI-compatible proxy that records every call (base URL http://127.0.0.1:8787/v1)."""
     from spendlog.db.engine import resolve_url
     from spendlog.proxy import ProxyConfig, ProxyConfigError, default_upstream, is_loopback, serve
@@ -33,7 +35,8 @@ def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, ma
     try:
         config = ProxyConfig(upstream=upstream or default_upstream(), host=host, port=port,
                              allow_remote=allow_remote, token=os.environ.get("SPENDLOG_PROXY_TOKEN") or None,
-                             max_body_bytes=max_body_bytes, db_url=db_url, shutdown_timeout=shutdown_timeout)
+                             max_body_bytes=max_body_bytes, db_url=db_url, shutdown_timeout=shutdown_timeout,
+                             header_timeout=header_timeout)
     except ProxyConfigError as exc:
         fail(str(exc))
     upstream_url = config.upstream_url

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -113,19 +112,10 @@ def backfill(url: str, days: int, *, per_day: float = 400, seed: int = 7, end: d
     return count
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _start_dashboard(url: str, host: str, port: int, log_path: Path) -> subprocess.Popen:
     from spendlog.cli.dashboard import streamlit_command
 
-    argv, env = streamlit_command(host=host, port=port, open_browser=False, db_url=url)
+    argv, env = streamlit_command(host=host, port=port, db_url=url)
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it until it ends
     try:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -169,12 +159,13 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 def run_demo(options: DemoOptions) -> int:
     """Run the demo until SIGINT/SIGTERM; returns the exit code (0 after a clean stop)."""
+    from spendlog.cli.dashboard import port_free
     from spendlog.fake_upstream import start_fake_upstream
     from spendlog.proxy import start_proxy
 
     url = options.db_url or demo_db_url()
     resolve_url(url)  # a bad --db fails here, before anything starts
-    if not _port_free(options.host, options.port):
+    if not port_free(options.host, options.port):
         raise DemoError(f"port {options.port} on {options.host} is in use; pass --port with a free one")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -1,4 +1,5 @@
-"""The fake SolRouter as a Starlette app: auth, routing, error modes, latency and streaming.
+"""The fake SolRouter as a Starlette app: auth, routing, error modes, latency, streaming, and the
+bill it keeps of what it answered (`GET /v1/activity`, see billing.py).
 
 Per request it does only cheap work (a CRC, a few json.dumps); benchmarks hit it hard.
 """
@@ -9,8 +10,8 @@ import asyncio
 import collections
 import json
 import logging
-import re
 import time
+from datetime import datetime
 from typing import NamedTuple
 
 from starlette.applications import Starlette
@@ -19,12 +20,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import shapes
+from .billing import BadQuery, Ledger, activity_json, activity_range
+from .keys import inference_refusal, management_refusal
 from .pricing import PRICES, compute, resolve_model
 
 __all__ = ["CutConnection", "FakeState", "SeenRequest", "create_app"]
 
-_KEY = re.compile(r"^Bearer (sr_[A-Za-z0-9_\-]{8,})$")
 _JSON = "application/json"
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class SeenRequest(NamedTuple):
@@ -40,15 +43,21 @@ class SeenRequest(NamedTuple):
 
 
 class FakeState:
-    """Options and the record of recent requests (the last `keep` of them)."""
+    """Options, the record of recent requests (the last `keep` of them) and the bill (`ledger`).
+
+    `no_cost`: answers carry usage without `cost`. `management_key`: the one key `GET /v1/activity`
+    accepts (None: any `sr_mgmt_...` key)."""
 
     def __init__(self, *, latency_ms: float = 0, chunk_delay_ms: float = 0, keepalive_every: int = 4,
-                 retry_after: int = 1, keep: int = 1000):
+                 retry_after: int = 1, keep: int = 1000, no_cost: bool = False, management_key: str | None = None):
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms
         self.keepalive_every = keepalive_every
         self.retry_after = retry_after
+        self.no_cost = no_cost
+        self.management_key = management_key
         self.requests: collections.deque[SeenRequest] = collections.deque(maxlen=keep)
+        self.ledger = Ledger()
 
 
 class CutConnection(Exception):
@@ -128,6 +137,26 @@ class _Truncated:
         raise CutConnection("fake/cut-stream: dropping the connection")
 
 
+def _refused(refusal: tuple[int, str]) -> Response:
+    status, message = refusal
+    code = "invalid_api_key" if status == 401 else "insufficient_permissions"
+    return error(status, message, "invalid_request_error", code)
+
+
+def _test_clock(value: str | None) -> float | None:
+    """X-Fake-Time (test-only): an ISO 8601 instant with a zone, e.g. 2026-11-30T23:59:59Z."""
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        t = None
+    if t is None or t.tzinfo is None:
+        raise ValueError(f"Invalid X-Fake-Time {value!r}: expected an ISO 8601 instant with a zone, "
+                         "e.g. 2026-11-30T23:59:59Z.")
+    return t.timestamp()
+
+
 def _ms(value: str | None, default: float) -> float:
     try:
         return max(0.0, float(value)) if value is not None else default
@@ -145,12 +174,22 @@ def _finish(a_capped: bool, model: str, tools) -> str:
 
 async def _handle(request: Request, endpoint: str):
     fake: FakeState = request.app.state.fake
+    now = time.time()
     raw = await request.body()
     headers = dict(request.headers)  # lower-cased names; one pass instead of a scan per lookup
     fake.requests.append(SeenRequest(request.method, request.scope["path"], headers, raw))
-    if not _KEY.match(headers.get("authorization", "")):
-        return error(401, "Missing or invalid API key. Send 'Authorization: Bearer sr_...'.",
-                     "invalid_request_error", "invalid_api_key")
+    refusal = inference_refusal(headers, fake.management_key)
+    if refusal is not None:
+        return _refused(refusal)
+    try:
+        clock = _test_clock(headers.get("x-fake-time"))
+    except ValueError as exc:
+        return error(400, str(exc), "invalid_request_error")
+    now = now if clock is None else clock
+    flag = headers.get("x-fake-no-cost")
+    no_cost = fake.no_cost if flag is None else _FLAGS.get(flag.strip().lower())
+    if no_cost is None:
+        return error(400, f"Invalid X-Fake-No-Cost {flag!r}: expected 1 or 0.", "invalid_request_error")
     try:
         body = json.loads(raw)
     except ValueError:
@@ -197,9 +236,10 @@ async def _handle(request: Request, endpoint: str):
     prefix = {"chat": "chatcmpl-", "completions": "cmpl-", "responses": "resp_"}.get(endpoint, "emb-")
     a = shapes.Answer(
         id="chatcmpl-repeated" if model == "fake/repeat-id" else shapes.new_id(prefix, 24 if prefix == "resp_" else 12),
-        created=int(time.time()), model=resolved[0], u=u, finish=_finish(u.capped, model, tools), mode=model,
+        created=int(now), model=resolved[0], u=u, finish=_finish(u.capped, model, tools), mode=model,
         include_usage=opts.get("include_usage") is True, tools=tools or None,
-        n_chunks=int(_ms(headers.get("x-fake-chunks"), 0)))
+        n_chunks=int(_ms(headers.get("x-fake-chunks"), 0)), no_cost=no_cost)
+    fake.ledger.bill(now, a.model, u, no_cost=a.no_cost)  # billed even if the answer never arrives whole
     out_headers = {"x-request-id": shapes.new_id("req_")}
     cut = model == "fake/cut-stream"
     if not stream or endpoint == "embeddings":
@@ -250,16 +290,34 @@ async def responses(request: Request):
     return await _handle(request, "responses")
 
 
-async def models(request: Request):
+def _admit_get(request: Request, refusal_of) -> tuple[FakeState, Response | None]:
+    """Record a GET and check its key with `refusal_of`: (state, None) or (state, the refusal)."""
     fake: FakeState = request.app.state.fake
     fake.requests.append(SeenRequest(request.method, request.url.path, dict(request.headers), b""))
-    if not _KEY.match(request.headers.get("authorization", "")):
-        return error(401, "Missing or invalid API key. Send 'Authorization: Bearer sr_...'.",
-                     "invalid_request_error", "invalid_api_key")
+    refusal = refusal_of(request.headers, fake.management_key)
+    return fake, None if refusal is None else _refused(refusal)
+
+
+async def models(request: Request):
+    _, refused = _admit_get(request, inference_refusal)
+    if refused is not None:
+        return refused
     data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": m.split("/")[0],
              "pricing": {"prompt": format(p.input / 1_000_000, "f"), "completion": format(p.output / 1_000_000, "f")}}
             for m, p in PRICES.items()]
     return Response(json.dumps({"object": "list", "data": data}), media_type=_JSON)
+
+
+async def activity(request: Request):
+    """The router's own activity from what the fake billed (OpenRouter's `GET /api/v1/activity`)."""
+    fake, refused = _admit_get(request, management_refusal)
+    if refused is not None:
+        return refused
+    try:
+        first, last = activity_range(request.query_params)
+    except BadQuery as exc:
+        return error(400, str(exc), "invalid_request_error", param=exc.param)
+    return Response(activity_json(fake.ledger.rows(first, last)), media_type=_JSON)
 
 
 async def not_found(request: Request, exc):
@@ -269,8 +327,10 @@ async def not_found(request: Request, exc):
 
 
 def create_app(*, latency_ms: float = 0, chunk_delay_ms: float = 0, keepalive_every: int = 4,
-               retry_after: int = 1, keep: int = 1000) -> Starlette:
-    """The fake upstream app. Its `app.state.fake` (a FakeState) holds options and recent requests."""
+               retry_after: int = 1, keep: int = 1000, no_cost: bool = False,
+               management_key: str | None = None) -> Starlette:
+    """The fake upstream app. Its `app.state.fake` (a FakeState) holds options, recent requests and
+    the bill."""
     _install_quiet_cuts()
     app = Starlette(routes=[
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -278,7 +338,9 @@ def create_app(*, latency_ms: float = 0, chunk_delay_ms: float = 0, keepalive_ev
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/activity", activity, methods=["GET"]),
     ], exception_handlers={404: not_found, 405: not_found})
     app.state.fake = FakeState(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms,
-                               keepalive_every=keepalive_every, retry_after=retry_after, keep=keep)
+                               keepalive_every=keepalive_every, retry_after=retry_after, keep=keep,
+                               no_cost=no_cost, management_key=management_key)
     return app

@@ -266,16 +266,17 @@ def format_cost(d: Decimal) -> str:
     return format(d, "f")
 
 
-def expected_usage(model: str, body: dict, endpoint: str | None = None) -> dict | None:
+def expected_usage(model: str, body: dict, endpoint: str | None = None, *, no_cost: bool = False) -> dict | None:
     """The usage the fake will report for this request, as {prompt_tokens, completion_tokens,
     total_tokens, cached_tokens, reasoning_tokens, cost: Decimal}.
 
     `endpoint` is 'chat', 'completions', 'embeddings' or 'responses' (default: guessed from the body,
     see `endpoint_for`). Responses API input/output tokens are returned as prompt/completion tokens.
-    A field the fake's answer does not carry is None: cost for `fake/no-cost`; completion, cached
-    and reasoning tokens for embeddings; cached and reasoning tokens for legacy completions. Models
-    whose answer carries no usage at all (`fake/no-usage`, the error modes, `fake/cut-stream`)
-    give None. Unknown models raise KeyError.
+    A field the fake's answer does not carry is None: cost for `fake/no-cost` and for a no-cost
+    answer (`no_cost=True`: the fake runs with `--no-cost` or the request sent `X-Fake-No-Cost: 1`;
+    the token counts stay the same); completion, cached and reasoning tokens for embeddings; cached
+    and reasoning tokens for legacy completions. Models whose answer carries no usage at all
+    (`fake/no-usage`, the error modes, `fake/cut-stream`) give None. Unknown models raise KeyError.
     """
     endpoint = endpoint or endpoint_for(model, body)
     u = compute(model, body, endpoint)
@@ -287,7 +288,7 @@ def expected_usage(model: str, body: dict, endpoint: str | None = None) -> dict 
         "total_tokens": u.total_tokens,
         "cached_tokens": u.cached_tokens,
         "reasoning_tokens": u.reasoning_tokens,
-        "cost": None if model == "fake/no-cost" else u.cost,
+        "cost": None if no_cost or model == "fake/no-cost" else u.cost,
     }
     if endpoint == "embeddings":
         out.update(completion_tokens=None, cached_tokens=None, reasoning_tokens=None)

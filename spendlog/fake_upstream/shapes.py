@@ -38,12 +38,13 @@ def new_id(prefix: str, n: int = 12) -> str:
 class Answer:
     """What one request gets back, decided once: ids, served model, usage, finish reason, mode."""
 
-    __slots__ = ("id", "created", "model", "u", "finish", "mode", "include_usage", "tools", "n_chunks")
+    __slots__ = ("id", "created", "model", "u", "finish", "mode", "include_usage", "tools", "n_chunks", "no_cost")
 
-    def __init__(self, *, id, created, model, u, finish, mode, include_usage, tools, n_chunks):
+    def __init__(self, *, id, created, model, u, finish, mode, include_usage, tools, n_chunks, no_cost=False):
         self.id, self.created, self.model, self.u = id, created, model, u
         self.finish, self.mode, self.include_usage = finish, mode, include_usage
         self.tools, self.n_chunks = tools, n_chunks
+        self.no_cost = no_cost or mode == "fake/no-cost"  # usage without `cost`, as OpenAI itself answers
 
     def usage(self, kind: str = "chat") -> dict | None:
         """The usage object for `kind` ('chat', 'completions', 'embeddings', 'responses')."""
@@ -63,7 +64,7 @@ class Answer:
             if kind == "chat":
                 d["prompt_tokens_details"] = {"cached_tokens": u.cached_tokens}
                 d["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
-        if self.mode == "fake/no-cost":
+        if self.no_cost:
             del d["cost"]
         return d
 

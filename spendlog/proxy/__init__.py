@@ -12,7 +12,8 @@ Tracked calls are recorded by the same builder the httpx hook uses (``spendlog.c
     proxy.stop()
 
 Modules: ``config`` (settings and their checks), ``safety`` (targets, headers, token, error
-bodies), ``forward`` (one request), ``app`` (serving, shutdown, the thread runner).
+bodies), ``forward`` (one request), ``connections`` (head deadline, connection cap, parser errors),
+``app`` (serving, shutdown, the thread runner).
 """
 
 from .app import ProxyServer, serve, start_proxy

@@ -5,6 +5,9 @@ SIGTERM/SIGINT stops accepting, gives in-flight requests ``config.shutdown_timeo
 then flushes the ledger writer. ``ProxyServer`` runs the same server in a background thread on
 port 0 (tests, the demo, benchmarks).
 
+Connections are held to account by ``spendlog.proxy.connections`` (a head deadline, a cap derived
+from the open-file limit, JSON answers for what aiohttp cannot parse).
+
 Why aiohttp for both sides (measured: docs/benchmarks.md, "The proxy"): the aiohttp client keeps its latency
 at 64+ concurrent requests where httpx's AsyncClient does not (encode/httpx#3215; 8x the CPU per
 call), and the aiohttp low-level server costs less CPU per call than uvicorn + Starlette while
@@ -26,8 +29,8 @@ from aiohttp import web
 from spendlog.db import writer as ledger
 
 from .config import ProxyConfig
+from .connections import GuardedServer, connection_budget
 from .forward import Forwarder
-from .safety import error_body
 
 __all__ = ["ProxyServer", "serve", "start_proxy", "open_socket"]
 
@@ -55,35 +58,6 @@ def _quiet_aiohttp_logs() -> None:
             logger.addFilter(_NoRequestDetails())
 
 
-class _JSONErrorHandler(web.RequestHandler):
-    """aiohttp answers a request it cannot parse (bad framing, oversized headers, TLS on the plain
-    port...) itself, in plain text quoting the request. Answer like every other proxy error:
-    OpenAI-style JSON, quoting nothing (the request may hold a key)."""
-
-    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, None)  # aiohttp's logging and already-sent check
-        if status >= 500:
-            text, type_, code = "spendlog proxy: internal error", "server_error", "proxy_error"
-        else:
-            kind = type(exc).__name__ if exc is not None else "bad request"
-            text, type_, code = f"spendlog proxy: malformed HTTP request ({kind})", "invalid_request_error", "bad_request"
-        resp = web.Response(status=status, body=error_body(text, type_, code), content_type="application/json")
-        resp.force_close()
-        return resp
-
-
-class _Server(web.Server):
-    """``web.Server`` whose connections use ``_JSONErrorHandler``."""
-
-    def __init__(self, handler, *, handler_cancellation: bool = False, **kwargs):
-        super().__init__(handler, handler_cancellation=handler_cancellation, **kwargs)
-        self._handler_options = kwargs
-
-    def __call__(self) -> web.RequestHandler:
-        return _JSONErrorHandler(self, loop=asyncio.get_running_loop(), **self._handler_options)
-
-
 def open_socket(host: str, port: int) -> socket.socket:
     """A listening-ready socket bound to ``host:port`` (port 0: a free port)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -104,13 +78,15 @@ class _Running:
     def __init__(self, config: ProxyConfig, sock: socket.socket):
         self.config = config
         self.sock = sock
-        self.forwarder = Forwarder(config)
+        self.max_connections = connection_budget()  # before the pool and the runner open anything
+        self.forwarder = Forwarder(config, pool_limit=min(config.pool_size, self.max_connections))
         self.runner: web.ServerRunner | None = None
 
     async def start(self) -> None:
         _quiet_aiohttp_logs()
         await self.forwarder.open()
-        server = _Server(self.forwarder, handler_cancellation=True, access_log=None)
+        server = GuardedServer(self.forwarder, header_timeout=self.config.header_timeout,
+                               max_connections=self.max_connections, handler_cancellation=True, access_log=None)
         self.runner = web.ServerRunner(server, shutdown_timeout=self.config.shutdown_timeout)
         await self.runner.setup()
         await web.SockSite(self.runner, self.sock, backlog=4096).start()
@@ -155,7 +131,8 @@ def serve(config: ProxyConfig, *, sock: socket.socket | None = None, out=None) -
             loop.add_signal_handler(sig, stop.set)
         host, port = _address(sock)
         print(f"spendlog proxy: listening on {_base_url(host, port)} -> {config.upstream} "
-              f"(ledger {ledger.get_writer(config.db_url).status()['url']})", file=out, flush=True)
+              f"(ledger {ledger.get_writer(config.db_url).status()['url']}; "
+              f"up to {running.max_connections} connections at once)", file=out, flush=True)
         loop.run_until_complete(stop.wait())
         print(f"spendlog proxy: stopping (waiting up to {config.shutdown_timeout:g} s for requests in flight)",
               file=out, flush=True)

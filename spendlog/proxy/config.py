@@ -81,6 +81,7 @@ class ProxyConfig:
     connect_timeout: float = 30.0
     read_timeout: float = 600.0  # longest silence between two bytes of an answer (reasoning models think)
     shutdown_timeout: float = 10.0
+    header_timeout: float = 10.0  # deadline for each request head (spendlog.proxy.connections)
     pool_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -102,6 +103,8 @@ class ProxyConfig:
             raise ProxyConfigError(f"--port must be between 0 and 65535, got {self.port}")
         if self.max_body_bytes < 1:
             raise ProxyConfigError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
+        if not self.header_timeout > 0:
+            raise ProxyConfigError(f"--header-timeout must be positive, got {self.header_timeout:g}")
         if self.shutdown_timeout < 0:
             raise ProxyConfigError(f"--shutdown-timeout must not be negative, got {self.shutdown_timeout:g}")
 

@@ -51,15 +51,16 @@ class _TooLarge(Exception):
 class Forwarder:
     """The request handler: holds the configuration and the upstream connection pool."""
 
-    def __init__(self, config: ProxyConfig):
+    def __init__(self, config: ProxyConfig, *, pool_limit: int | None = None):
         self.config = config
+        self.pool_limit = pool_limit or config.pool_size
         self.upstream = config.upstream_url
         self.session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout,
                                               sock_read=config.read_timeout)
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.config.pool_size, limit_per_host=0, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=self.pool_limit, limit_per_host=0, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -77,9 +78,9 @@ class Forwarder:
     # -- the handler ----------------------------------------------------------------------------
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        if not token_ok(request.headers.get(TOKEN_HEADER), self.config.token):
+        if not token_ok(request.headers.get(TOKEN_HEADER), self.config.token):  # first: nothing else is read
             return json_error(401, f"spendlog proxy: missing or wrong {TOKEN_HEADER} header",
-                              "authentication_error", "proxy_token_required")
+                              "authentication_error", "proxy_token_required", close=True)
         raw_target = request.raw_path
         if raw_target == "/healthz" or raw_target.startswith("/healthz?"):
             return await self.healthz(request)

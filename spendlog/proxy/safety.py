@@ -3,6 +3,13 @@
 The upstream is fixed at start. Nothing in a request (its target, Host, X-Forwarded-*, a
 ``base_url`` in the body) can choose another host: only the path after ``/v1`` and the query are
 taken from the request, and the URL built from them is checked to still point at the upstream.
+
+Paths are forwarded as they were sent (percent-encoding kept), so they are checked as every
+server on the way might read them: the path is percent-decoded again and again (up to 8 times)
+and refused if any reading has a dot segment (``.``, ``..``, also ``..;x`` as Tomcat reads it) with
+``/`` or ``\\`` as separator, or a backslash at all: ``/v1/..%2fadmin``, ``/v1/%2e%2e/x``,
+``/v1/..%5cadmin`` and ``/v1/%252e%252e/x`` are all refused. An encoded slash alone is kept: the
+openai SDK sends ``models.retrieve("openai/gpt-4o-mini")`` as ``/v1/models/openai%2Fgpt-4o-mini``.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from urllib.parse import unquote
 
 from yarl import URL
 
@@ -33,7 +41,8 @@ HOP_BY_HOP = frozenset({
 })
 # Set again for the upstream hop by the client library (Host, Content-Length) or answered here (Expect).
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
-_DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
+_DOT_SEGMENT = re.compile(r"(?:^|[/\\])\.{1,2}(?:;[^/\\]*)?(?:[/\\]|$)")
+_DECODINGS = 8  # a path still changing after this many percent-decodings is refused
 
 
 class BadTarget(Exception):
@@ -70,8 +79,8 @@ def target_url(raw_target: str, upstream: URL) -> URL:
     path, sep, query = raw_target.partition("?")
     if path != "/v1" and not path.startswith("/v1/"):
         raise BadTarget(404, "unknown_url", f"spendlog proxy only forwards /v1/... paths, not {path[:200]!r}")
-    if _DOT_SEGMENT.search(path) or "\\" in path:
-        raise BadTarget(400, "bad_path", "dot segments and backslashes are not allowed in the path")
+    if _traverses(path):
+        raise BadTarget(400, "bad_path", "dot segments and backslashes are not allowed in the path, encoded or not")
     tail = path[3:]
     try:
         url = URL(f"{upstream}{tail}{sep}{query}", encoded=True)
@@ -80,6 +89,21 @@ def target_url(raw_target: str, upstream: URL) -> URL:
     if (url.scheme, url.host, url.port) != (upstream.scheme, upstream.host, upstream.port) or url.user:
         raise BadTarget(400, "absolute_target_refused", "the request target would leave the configured upstream")
     return url
+
+
+def _traverses(path: str) -> bool:
+    """True when any percent-decoding of ``path`` (see the module docstring) has a dot segment or a
+    backslash, or it keeps changing past ``_DECODINGS``."""
+    for _ in range(_DECODINGS):
+        if "\\" in path or _DOT_SEGMENT.search(path):
+            return True
+        if "%" not in path:
+            return False
+        decoded = unquote(path, errors="surrogateescape")
+        if decoded == path:
+            return False
+        path = decoded
+    return True
 
 
 def _connection_listed(headers) -> set[str]:

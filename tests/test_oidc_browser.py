@@ -1,0 +1,184 @@
+"""The dashboard's sign-in in real Chromium against a real OpenID provider (tests/oidc/).
+
+A minimal Streamlit page (tests/oidc/app.py) calls ``spendlog.dashboard.auth.gate()`` and then
+shows a fake figure. Chromium signs in through the provider's own login and consent pages, sees
+the figure, signs out through the provider's logout page; a user outside the allow-list, a forged
+cookie and an expired one see no figure anywhere in the DOM. Requests to anything but 127.0.0.1
+are aborted (the provider's pages link a web font).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from conftest import IN_CI
+from fixture_dashboard import _stop as stop_server
+from fixture_dashboard import wait_healthy
+from fixture_oidc import OIDC_DIR, secrets_toml
+from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+FIGURE = "TOTAL $123.45"  # what tests/oidc/app.py shows past the gate
+COOKIE_SECRET = "spendlog-test-cookie-secret-0123456789"
+USER_COOKIE = "_streamlit_user"  # streamlit/web/server/starlette/starlette_server_config.py
+ALLOWED = ["alice@example.com", "@team.example.org"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        if IN_CI:
+            pytest.fail(f"CI=true and Chromium is missing at {CHROMIUM}")
+        pytest.skip(f"Chromium not installed at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def app(oidc_provider, tmp_path_factory):
+    """tests/oidc/app.py under Streamlit, signing in with ``oidc_provider``; its URL."""
+    home = tmp_path_factory.mktemp("oidc-app")
+    secrets = home / "secrets.toml"
+    secrets.write_text(secrets_toml(oidc_provider, cookie_secret=COOKIE_SECRET, allowed=ALLOWED))
+    env = {k: v for k, v in os.environ.items() if k != "SPENDLOG_ALLOWED"}
+    argv = [sys.executable, "-m", "streamlit", "run", str(OIDC_DIR / "app.py"), "--server.address=127.0.0.1",
+            f"--server.port={oidc_provider.app_port}", "--server.headless=true", f"--secrets.files={secrets}",
+            "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"]
+    proc = subprocess.Popen(argv, cwd=home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(oidc_provider.app_port, proc)
+        yield oidc_provider.app_url
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1:")
+                  else route.abort())
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def settled(page) -> str:
+    """The DOM once Streamlit has finished running the script."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+    return page.content()
+
+
+def sign_in(page, app_url: str, issuer: str, login: str) -> None:
+    """From the app's sign-in page through the provider's login (and, the first time, consent) forms."""
+    page.goto(app_url)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{issuer}/interaction/**")
+    page.locator("input[name=login]").fill(login)
+    page.locator("input[name=password]").fill("any password")
+    page.get_by_role("button", name="Sign-in").click()
+    consent = page.locator("form:has(input[name=prompt][value=consent])").get_by_role("button", name="Continue")
+    consent.or_(page.get_by_test_id("stApp")).first.wait_for()
+    if consent.count():  # the first sign-in of an account asks to share its e-mail and profile
+        consent.click()
+    page.wait_for_url(f"{app_url}**")
+
+
+def test_sign_in_see_the_figure_then_sign_out(app, oidc_provider, page):
+    sign_in(page, app, oidc_provider.issuer, "alice@example.com")
+    page.get_by_text(FIGURE).wait_for()
+    assert "Signed in as alice@example.com" in page.get_by_test_id("stSidebar").inner_text()
+    assert any(c["name"] == USER_COOKIE for c in page.context.cookies())
+
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{oidc_provider.issuer}/session/end**")  # the provider's own logout page
+    page.get_by_role("button", name="Yes, sign me out").click()
+    page.wait_for_url(f"{app}**")
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert FIGURE not in settled(page)
+    assert not any(c["name"] == USER_COOKIE for c in page.context.cookies())
+
+    page.reload()
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert FIGURE not in settled(page)
+
+
+def test_a_user_outside_the_allow_list_sees_no_figure(app, oidc_provider, page):
+    sign_in(page, app, oidc_provider.issuer, "mallory@evil-example.com")
+    page.get_by_role("heading", name="Not allowed").wait_for()
+    dom = settled(page)
+    assert "You are signed in as mallory@evil-example.com, which may not see this dashboard." in page.inner_text("body")
+    assert FIGURE not in dom and "123.45" not in dom
+    assert page.get_by_role("button", name="Sign out").is_visible()
+
+
+def _cookie(secret: str, claims: dict, *, age_seconds: float = 0) -> str:
+    """A ``_streamlit_user`` value as Streamlit signs it (itsdangerous, the cookie name as salt),
+    dated ``age_seconds`` ago."""
+    class Dated(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - age_seconds)
+
+    return URLSafeTimedSerializer(secret, salt=USER_COOKIE, signer=Dated).dumps(json.dumps(claims))
+
+
+def _claims(app_url: str, email: str, *, iat_age: float = 0) -> dict:
+    now = int(time.time())
+    return {"sub": email, "email": email, "email_verified": True, "iat": now - int(iat_age), "exp": now + 300,
+            "origin": app_url.rstrip("/"), "is_logged_in": True, "provider": "default"}
+
+
+def _visit_with(page, app_url: str, value: str, expect) -> str:
+    """The settled DOM of the app opened with only ``value`` as the identity cookie, once
+    ``expect`` (a locator on the page) is visible."""
+    page.context.clear_cookies()
+    page.context.add_cookies([{"name": USER_COOKIE, "value": value, "url": app_url, "httpOnly": True,
+                               "sameSite": "Lax"}])
+    page.goto(app_url)
+    expect(page).wait_for()
+    return settled(page)
+
+
+def sign_in_button(page):
+    return page.get_by_role("button", name="Sign in")
+
+
+def test_a_forged_or_expired_cookie_is_refused(app, page):
+    month = 32 * 86400  # Streamlit signs a timestamp into the cookie and refuses it after 30 + 1 days
+    alice, mallory = _claims(app, "alice@example.com"), _claims(app, "mallory@evil-example.com")
+    signed_mallory = _cookie(COOKIE_SECRET, mallory)
+    alice_payload = _cookie(COOKIE_SECRET, alice).rsplit(".", 2)[0]  # payload.timestamp.signature
+    refused = {
+        "signed with another secret": _cookie("not-the-dashboard-secret-0123456789", alice),
+        "not signed at all": json.dumps(alice),
+        "mallory's signature on alice's claims": ".".join([alice_payload, *signed_mallory.rsplit(".", 2)[1:]]),
+        "signed 32 days ago": _cookie(COOKIE_SECRET, alice, age_seconds=month),
+    }
+    for case, value in refused.items():
+        assert FIGURE not in _visit_with(page, app, value, sign_in_button), case
+
+    # spendlog's own limit: an ID token issued more than sign_in_hours (default 12) ago
+    old = _cookie(COOKIE_SECRET, _claims(app, "alice@example.com", iat_age=13 * 3600))
+    assert FIGURE not in _visit_with(page, app, old, sign_in_button)
+    assert "Your sign-in is more than 12 hours old: sign in again." in page.inner_text("body")
+
+    # the controls: the same recipe with the right secret and fresh dates is let in, so the
+    # refusals above are the signature's and the dates' doing
+    assert FIGURE not in _visit_with(page, app, signed_mallory, lambda p: p.get_by_role("heading", name="Not allowed"))
+    fresh = _cookie(COOKIE_SECRET, _claims(app, "alice@example.com", iat_age=3600))
+    assert FIGURE in _visit_with(page, app, fresh, lambda p: p.get_by_text(FIGURE))
