@@ -22,6 +22,7 @@ from spendlog.db.engine import mask_url
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
 from spendlog.db.insights import LATENCY_SAMPLE
 from spendlog.db.queries import Filters, date_bounds
+from spendlog.db.status import ledger_warnings
 
 __all__ = ["main", "filters_for", "LIVE_SECONDS"]
 
@@ -54,7 +55,9 @@ def main() -> None:
     url = data.db_url()
     try:
         masked = mask_url(url)
-        if data.state(url) == "empty":
+        state = data.state(url)
+        _warnings(url)
+        if state == "empty":
             show_empty(masked)
             return
         view = sidebar(lambda start, end, tz: _choices(url, start, end, tz))
@@ -63,6 +66,13 @@ def main() -> None:
         return
     run_every = LIVE_SECONDS if view.live else None
     st.fragment(_live_overview, run_every=run_every)(url, view)
+
+
+def _warnings(url: str) -> None:
+    """One line when the ledger lacks records (rejected, spooled, dropped) or is newer than us."""
+    lines = ledger_warnings(url, data.engine(url))
+    if lines:
+        st.warning(" · ".join(lines), icon=":material/warning:")
 
 
 def _unreadable(exc: Exception) -> None:

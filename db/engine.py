@@ -7,13 +7,23 @@ dir), so the hook, the proxy, the dashboard and the export all find the same fil
 SQLite engines run in WAL mode with a 10 s busy timeout; writer engines open every transaction
 with ``BEGIN IMMEDIATE`` so that many processes share one file without "database is locked".
 Read-only engines open SQLite with ``mode=ro`` and PostgreSQL sessions as read-only transactions.
+
+Every wait is bounded. ``SPENDLOG_LOCK_TIMEOUT`` (seconds, default 60) is the longest the writer
+waits for ``<db>.write.lock`` or a migration's lock (``flock_within``) and, on PostgreSQL, for a
+lock in the database: the background writer's engine (``make_engine(bounded=True)``) sets
+``lock_timeout`` to it and ``statement_timeout`` to 120 s on its connections. A wait that runs out
+is the database being unavailable for now: the writer spools and retries later. (The exit does
+not wait for any of these: see ``db.writer``.)
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,10 +46,98 @@ __all__ = [
     "sqlite_path",
     "check_sqlite_path",
     "file_lock",
+    "flock_within",
+    "lock_timeout",
+    "LockTimeout",
     "write_lock_path",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+LOCK_TIMEOUT_SECONDS = 60.0  # eight writers on two busy cores can queue ten seconds and more
+PG_STATEMENT_TIMEOUT_MS = 120_000
+
+
+class LockTimeout(TimeoutError):
+    """A lock was not free within the wait allowed (another process holds it, perhaps frozen)."""
+
+
+def lock_timeout() -> float:
+    """``SPENDLOG_LOCK_TIMEOUT`` in seconds (default 60): how long the writer waits for a lock."""
+    try:
+        value = float(os.environ.get("SPENDLOG_LOCK_TIMEOUT") or LOCK_TIMEOUT_SECONDS)
+    except ValueError:
+        return LOCK_TIMEOUT_SECONDS
+    return value if value > 0 and math.isfinite(value) else LOCK_TIMEOUT_SECONDS
+
+
+_helpers_lock = threading.Lock()
+_abandoned_waits = 0  # helper threads still blocked for a caller that gave up (a frozen holder)
+_MAX_ABANDONED = 4
+
+
+def flock_within(fd: int, timeout: float | None) -> None:
+    """An exclusive ``flock`` on ``fd``, waiting at most ``timeout`` seconds (None: no bound),
+    else ``LockTimeout``.
+
+    A blocking ``flock`` cannot be given up, and polling loses the kernel's queue (under eight
+    writers the longest wait grew tenfold). So the blocking call runs on a helper thread, on a
+    duplicate of ``fd`` (the same open file, so the lock is the caller's), and the caller waits
+    for it with the timeout. A helper whose caller gave up releases the lock as soon as it gets it.
+    While helpers are still blocked for callers that gave up (a frozen holder), callers poll."""
+    global _abandoned_waits
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if timeout is None else fcntl.LOCK_NB))
+        return
+    except BlockingIOError:
+        if timeout <= 0:
+            raise LockTimeout("a lock was not free") from None
+    if _abandoned_waits >= _MAX_ABANDONED:
+        return _poll(fd, timeout)
+    state = {"done": False, "abandoned": False, "error": None}
+    cond = threading.Condition()
+    dup = os.dup(fd)
+
+    def wait() -> None:
+        global _abandoned_waits
+        try:
+            fcntl.flock(dup, fcntl.LOCK_EX)
+        except OSError as exc:
+            state["error"] = exc
+        with cond:
+            state["done"] = True
+            abandoned = state["abandoned"]
+            cond.notify_all()
+        if abandoned:
+            if state["error"] is None:
+                fcntl.flock(dup, fcntl.LOCK_UN)
+            with _helpers_lock:
+                _abandoned_waits -= 1
+        os.close(dup)
+
+    threading.Thread(target=wait, name="spendlog-flock", daemon=True).start()
+    with cond:
+        if not cond.wait_for(lambda: state["done"], timeout):
+            state["abandoned"] = True
+            with _helpers_lock:
+                _abandoned_waits += 1
+            raise LockTimeout(f"a lock was not free within {timeout:g} s")
+    if state["error"] is not None:
+        raise state["error"]
+
+
+def _poll(fd: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(f"a lock was not free within {timeout:g} s") from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.01)
 
 
 def data_dir() -> Path:
@@ -102,27 +200,31 @@ def check_sqlite_path(path: Path, url: URL) -> None:
 
 
 @contextmanager
-def file_lock(path: Path | None, *, optional: bool = False) -> Iterator[None]:
+def file_lock(path: Path | None, *, optional: bool = False, timeout: float | None = None) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` for the block (``None``: no lock). The kernel
-    releases it if the holder dies. ``optional``: carry on without it when the file cannot be
-    opened or locked; otherwise that error is raised. No state is kept, so threads may share
+    releases it if the holder dies. ``timeout``: wait at most that long, else ``LockTimeout``
+    (raised even when ``optional``). ``optional``: carry on without the lock when the file cannot
+    be opened or locked; otherwise that error is raised. No state is kept, so threads may share
     a path."""
     fh = None
     if path is not None:
         try:
             fh = open(path, "a+b")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        except OSError:
+            flock_within(fh.fileno(), timeout)
+        except OSError as exc:
             if fh is not None:
                 fh.close()
                 fh = None
-            if not optional:
+            if not optional or isinstance(exc, LockTimeout):
                 raise
     try:
         yield
     finally:
         if fh is not None:
-            fh.close()  # closing the descriptor releases the lock
+            try:
+                fcntl.flock(fh, fcntl.LOCK_UN)  # explicit: a forked child may hold a copy of the descriptor
+            finally:
+                fh.close()
 
 
 def write_lock_path(url: URL) -> Path | None:
@@ -134,8 +236,10 @@ def write_lock_path(url: URL) -> Path | None:
     return None if path is None else Path(f"{path}.write.lock")
 
 
-def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: bool = True) -> Engine:
-    """An engine for ``url`` with spendlog's settings (see module docstring)."""
+def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: bool = True,
+                bounded: bool = False) -> Engine:
+    """An engine for ``url`` with spendlog's settings (see module docstring). ``bounded``: the
+    background writer's, whose PostgreSQL connections give up waiting on locks and statements."""
     parsed = resolve_url(url)
     kwargs: dict = {}
     if not pool:
@@ -160,11 +264,16 @@ def make_engine(url: str | URL | None = None, *, readonly: bool = False, pool: b
         )
         _configure_sqlite(engine, readonly=readonly)
         return engine
-    connect_args = {"connect_timeout": 5}
-    if readonly:  # keep the URL's own options (e.g. -csearch_path=...) and add read-only to them
+    connect_args: dict = {"connect_timeout": 5}
+    extra = []
+    if readonly:
+        extra.append("-c default_transaction_read_only=on")
+    if bounded:
+        extra.append(f"-c lock_timeout={int(lock_timeout() * 1000)} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}")
+    if extra:  # keep the URL's own options (e.g. -csearch_path=...) and add ours to them
         own = parsed.query.get("options", "")
         own = own[-1] if isinstance(own, tuple) else own
-        connect_args["options"] = f"{own} -c default_transaction_read_only=on".strip()
+        connect_args["options"] = " ".join([own, *extra]).strip()
     return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 

@@ -1,6 +1,6 @@
 """Storage errors shown to users. Inside the writer, storage failures are warnings, never raised."""
 
-__all__ = ["StorageError", "DatabaseURLError", "DatabaseUnavailableError"]
+__all__ = ["StorageError", "DatabaseURLError", "DatabaseUnavailableError", "NewerSchemaError"]
 
 
 class StorageError(Exception):
@@ -13,3 +13,8 @@ class DatabaseURLError(StorageError, ValueError):
 
 class DatabaseUnavailableError(StorageError):
     """The database could not be reached or opened. The message names the URL, password masked."""
+
+
+class NewerSchemaError(StorageError):
+    """The database was migrated by a newer spendlog: its schema revision is unknown to this one.
+    The writer spools until spendlog is upgraded; ``spendlog db upgrade`` refuses to downgrade."""

@@ -2,7 +2,9 @@
 
 ``completions`` is a public interface (finance and BI tools query it); the README documents it.
 ``rollup_hourly`` is derived: the writer maintains it in the same transaction as the raw insert,
-and ``spendlog db rebuild-rollups`` rebuilds it from ``completions``.
+and ``spendlog db rebuild-rollups`` rebuilds it from ``completions``. An hour whose sums for one key
+would pass a column's range (int64 on SQLite: 9,223,372 USD) continues in another row for that
+key, with ``bucket`` = the hour + 1 µs (+ 2 µs, ...): sum the rows, and floor a bucket to its hour.
 """
 
 from __future__ import annotations

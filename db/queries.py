@@ -12,9 +12,13 @@ How ``grouped_totals`` reads (``plan_grouped`` shows it): SQL groups by UTC time
 requested dimensions, Python maps each bucket to its local period (``db.periods``) and adds up.
 Whole hours come from ``rollup_hourly``; the only raw ``completions`` read are partial hours at
 the range's ends and, in :30/:45 zones such as Asia/Kolkata, the one hour a day that a local
-midnight cuts, grouped by 15-minute UTC buckets. Money is summed as exact ``Decimal`` (integer
-pico-dollars on SQLite), so every path gives the same figures to the last digit. Filter values
-are bound parameters, never SQL text (``db.filters``); per-call rows live in ``db.calls``.
+midnight cuts, grouped by 15-minute UTC buckets. Money is summed as exact ``Decimal``, so every
+path gives the same figures to the last digit. On SQLite money is integer pico-dollars, whose
+``SUM`` would overflow int64 past 9,223,372 USD: it is summed as two parts that cannot (the high
+and the low 32 bits of each value, over up to 2^31 rows per group), put together exactly in
+Python. Rollup rows for one hour and key may be several (``db.store``: bucket = hour + n µs);
+they are summed like any others. Filter values are bound parameters, never SQL text
+(``db.filters``); per-call rows live in ``db.calls``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import Integer, case, cast, func, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, Integer, case, cast, func, literal_column, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from .calls import iter_call_chunks, iter_calls
@@ -41,7 +45,7 @@ from .periods import (
     period_keys,
 )
 from .store import is_error_clause
-from .types import UTCDateTime
+from .types import UTCDateTime, from_pico
 
 __all__ = [
     "GROUPS",
@@ -98,6 +102,23 @@ def _raw_bucket(dialect: str, minutes: int):
     return type_coerce(expr, UTCDateTime())
 
 
+def _money_sums(dialect: str, column) -> list:
+    """``SUM(column)``; on SQLite two sums that cannot overflow (see the module docstring)."""
+    if dialect != "sqlite":
+        return [func.sum(column)]
+    pico = type_coerce(column, BigInteger)
+    return [func.sum(pico.op(">>")(literal_column("32"))), func.sum(pico.op("&")(literal_column("4294967295")))]
+
+
+def _measures(dialect: str, values: Sequence) -> list:
+    """A result row's measure columns as ``MEASURES`` (SQLite's two money sums joined)."""
+    if dialect != "sqlite":
+        return list(values)
+    high, low = values[_COST], values[_COST + 1]
+    cost = None if high is None and low is None else from_pico((high or 0) * 2**32 + (low or 0))
+    return [*values[:_COST], cost, *values[_COST + 2 :]]
+
+
 def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[str]):
     raw = part.source == "raw"
     keys = []
@@ -111,7 +132,7 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
         measures = [
             func.count(),
             *(func.sum(getattr(c, t)) for t in _TOKENS),
-            func.sum(c.cost_usd),
+            *_money_sums(dialect, c.cost_usd),
             func.sum(case((c.cost_usd.is_(None), 1), else_=0)),
             func.sum(case((is_error_clause(), 1), else_=0)),
             func.sum(c.latency_ms),
@@ -122,7 +143,7 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
         measures = [
             func.sum(r.requests),
             *(func.sum(getattr(r, t)) for t in _TOKENS),
-            func.sum(r.cost_usd),
+            *_money_sums(dialect, r.cost_usd),
             func.sum(r.calls_missing_cost),
             func.sum(case((r.is_error.is_(True), r.requests), else_=0)),
             func.sum(r.latency_ms_sum),
@@ -140,7 +161,8 @@ def _data_span(conn: Connection) -> tuple[datetime | None, datetime | None]:
     if lo is None:  # no rollup rows: ask the raw table (indexed)
         lo = conn.scalar(select(func.min(Completion.created_at)))
         hi = conn.scalar(select(func.max(Completion.created_at)))
-    return lo, (hi + timedelta(hours=1) if hi is not None else None)
+        return lo, (hi + timedelta(hours=1) if hi is not None else None)
+    return lo, floor_hour(hi) + timedelta(hours=1)  # a bucket may be its hour + n µs (db.store)
 
 
 def plan_grouped(
@@ -259,15 +281,16 @@ def grouped_totals(
             for (h, b), (lo, _) in zip(part.split, part.ranges):
                 other_side[h] = b if lo == h else h
         for row in conn.execute(stmt):
+            values = _measures(dialect, row[nkeys:])
             if timed:
                 dkeys = tuple(row[1:nkeys])
                 if cut_hours:
-                    hour = row[0] if part.source == "rollup" else floor_hour(row[0])
+                    hour = floor_hour(row[0])
                     if hour in cut_hours:
                         if part.source == "rollup":
-                            add(held.setdefault((hour, dkeys), _zero()), row[nkeys:])
+                            add(held.setdefault((hour, dkeys), _zero()), values)
                             continue
-                        add(held.setdefault((hour, dkeys), _zero()), row[nkeys:], -1)
+                        add(held.setdefault((hour, dkeys), _zero()), values, -1)
                 pkeys = to_periods(row[0])
             else:
                 pkeys, dkeys = (), tuple(row[:nkeys])
@@ -275,7 +298,7 @@ def grouped_totals(
             acc = sums.get(key)
             if acc is None:
                 acc = sums[key] = _zero()
-            add(acc, row[nkeys:])
+            add(acc, values)
     for (hour, dkeys), rest in held.items():  # the unread side of each cut hour: rollup minus raw
         if any(rest):
             key = group_key(to_periods(other_side[hour]), dkeys)

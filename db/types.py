@@ -3,8 +3,10 @@
 Money: ``cost_usd`` is exact. PostgreSQL stores ``NUMERIC(30, 12)``. SQLite has no decimal type,
 so it stores an INTEGER count of pico-dollars (USD x 10^12): integer ``SUM()`` is exact there, and
 the type converts back to ``Decimal`` on the way out, also for ``func.sum(column)``. Values are
-kept to 12 decimal places (ROUND_HALF_EVEN beyond that). A SQLite ``SUM`` is exact up to
-9,223,372 USD per query (int64 pico-dollars); PostgreSQL has no such bound.
+kept to 12 decimal places (ROUND_HALF_EVEN beyond that). A plain SQLite ``SUM`` of the column
+overflows past 9,223,372 USD (int64 pico-dollars): the read layer sums it in two parts
+(``db.queries``) and the rollup keeps each of its rows within int64 (``db.store``), so figures stay
+exact past it. PostgreSQL has no such bound.
 
 Time: ``UTCDateTime`` takes and returns timezone-aware UTC datetimes. PostgreSQL stores
 ``timestamptz``; SQLite stores naive UTC text (``YYYY-MM-DD HH:MM:SS.ffffff``), which sorts in

@@ -5,15 +5,25 @@ is a dict, or a deferred record: an object whose ``build()`` returns the dict (t
 every call, or None when it cannot be built), so that the capture's parsing runs on the writer's thread, not the caller's
 (``spendlog.capture.CallCapture``). A daemon thread writes batches, one transaction per batch (``db.store.insert_records``), at least every
 100 ms. If a batch cannot be written (database unreachable, locked past the busy timeout,
-read-only, disk full) it goes to an append-only JSON-lines spool file in the data dir, and the
-spool is replayed, without duplicates, on the next successful write and on start. If even the
-spool cannot be written, the records are counted as dropped, warned about, and the count is shown
-by ``spendlog db status``: never silent.
+read-only, disk full, a lock not free within ``SPENDLOG_LOCK_TIMEOUT``) it goes to an append-only
+JSON-lines spool file in the data dir (``db.spool``), and the spool is replayed, without
+duplicates, on the next successful write and on start. If even the spool cannot be written, the
+records are counted as dropped, warned about, and the count is kept on disk and shown by
+``spendlog db status``: never silent.
 
-Memory is bounded: past ``max_pending`` queued records, ``submit`` spools directly.
-After ``os.fork()`` the child gets fresh writers and never touches the parent's connections.
-At interpreter exit every writer is flushed with a bounded wait (``SPENDLOG_EXIT_TIMEOUT``, 5 s);
-what is still queued or in flight after it (a database that stopped answering) is spooled.
+One bad record never costs the others: a batch that fails because of a record (a value no
+column takes) is written without it (``db.store.insert_isolating``), and the record is
+quarantined on its own in ``<spool>.rejected`` with the reason; so are spool lines that cannot
+be read back. A database migrated by a newer spendlog is said so once, and records are spooled
+(the schema is looked at again every minute, not per batch) until spendlog is upgraded.
+
+Memory is bounded and ``submit`` never blocks: past ``max_pending`` queued records, records go to
+an overflow queue (``max_overflow``) that a second thread spools; past that they are dropped and
+counted (the last resort). After ``os.fork()`` the child gets fresh writers and never touches
+the parent's connections. At interpreter exit every writer is flushed with a bounded wait
+(``SPENDLOG_EXIT_TIMEOUT``, 5 s); what is still queued or in flight after it (a database that
+stopped answering, a lock held by a frozen process) is spooled, waiting at most half a second
+for the spool's lock (then into a file of its own).
 SIGTERM normally kills Python without running ``atexit``: when the first writer starts on the main
 thread and SIGTERM still has its default action, a handler is installed that flushes the same way
 and then dies by SIGTERM as before. An application's own SIGTERM handler is never replaced.
@@ -24,24 +34,23 @@ write transaction, so none starves on the busy timeout.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import signal
 import threading
 import time
 from collections import deque
-from datetime import datetime
-from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
 
-from .engine import data_dir, file_lock, make_engine, mask_url, resolve_url, url_key, write_lock_path
+from .engine import file_lock, lock_timeout, make_engine, mask_url, resolve_url, write_lock_path
+from .errors import NewerSchemaError
 from .migrate import ensure_schema
-from .store import insert_records
+from .spool import DroppedCounter, QuarantineError, Spool, dropped_count, rejected_count, spool_path, spooled_count
+from .store import insert_isolating, insert_records, is_record_error
 
-__all__ = ["Writer", "get_writer", "submit", "flush", "spool_path", "dropped_count", "spooled_count"]
+__all__ = ["Writer", "get_writer", "submit", "flush", "spool_path", "dropped_count", "spooled_count",
+           "rejected_count"]
 
 log = logging.getLogger("spendlog")
 
@@ -49,6 +58,10 @@ FLUSH_INTERVAL = 0.1
 BATCH_SIZE = 2000
 MAX_PENDING = 100_000
 REPLAY_RETRY_SECONDS = 2.0
+NEWER_SCHEMA_RETRY_SECONDS = 60.0
+SPOOL_LOCK_SECONDS = 1.0  # held for an append's instant: past this, records go to a file of their own
+SPILL_LOCK_SECONDS = 0.2  # the overflow's thread drains faster than that
+EXIT_SPOOL_LOCK_SECONDS = 0.5
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -63,33 +76,8 @@ def warn_once(kind: str, message: str) -> None:
     log.warning("spendlog: %s", message)
 
 
-# -- spool ---------------------------------------------------------------------------------------
-
-def spool_path(url: URL) -> Path:
-    return data_dir() / f"spool-{url_key(url)}.jsonl"
-
-
-def _dropped_path(url: URL) -> Path:
-    return data_dir() / f"dropped-{url_key(url)}.count"
-
-
-def _encode(record: dict) -> str:
-    out = {}
-    for k, v in record.items():
-        if isinstance(v, Decimal):
-            v = str(v)
-        elif isinstance(v, datetime):
-            v = v.isoformat()
-        out[k] = v
-    return json.dumps(out, separators=(",", ":"))
-
-
-def _decode(line: str) -> dict:
-    r = json.loads(line)
-    if r.get("cost_usd") is not None:
-        r["cost_usd"] = Decimal(r["cost_usd"])
-    r["created_at"] = datetime.fromisoformat(r["created_at"])
-    return r
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
 def _materialize(items) -> list[dict]:
@@ -108,113 +96,68 @@ def _materialize(items) -> list[dict]:
     return out
 
 
-def spooled_count(url: URL) -> int:
-    try:
-        with open(spool_path(url), "rb") as fh:
-            return sum(1 for line in fh if line.strip())
-    except FileNotFoundError:
-        return 0
-
-
-def dropped_count(url: URL) -> int:
-    try:
-        return int(_dropped_path(url).read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
-
-
-class _Spool:
-    """Append-only JSON lines, shared by every process that writes to one database."""
-
-    def __init__(self, url: URL):
-        self.url = url
-        self.path = spool_path(url)
-        self.lock_path = self.path.with_suffix(".lock")
-
-    def append(self, records: list[dict]) -> None:
-        data = "".join(_encode(r) + "\n" for r in records).encode()
-        with file_lock(self.lock_path), open(self.path, "ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def has_records(self) -> bool:
-        try:
-            return self.path.stat().st_size > 0
-        except FileNotFoundError:
-            return False
-
-    def replay(self, engine: Engine, write_lock: Path | None) -> int:
-        """Insert every spooled record not stored yet, then empty the spool. Returns rows added."""
-        with file_lock(self.lock_path):
-            try:
-                with open(self.path, encoding="utf-8") as fh:
-                    lines = [line for line in fh if line.strip()]
-            except FileNotFoundError:
-                return 0
-            records = []
-            for line in lines:
-                try:
-                    records.append(_decode(line))
-                except (ValueError, KeyError, TypeError):
-                    warn_once("spool-corrupt", f"skipped an unreadable line in {self.path}")
-            added = 0
-            for i in range(0, len(records), BATCH_SIZE):
-                with file_lock(write_lock, optional=True), engine.begin() as conn:
-                    added += insert_records(conn, records[i : i + BATCH_SIZE])
-            with open(self.path, "wb"):
-                pass  # truncate only after every line is stored
-            return added
-
-
-# -- the writer ----------------------------------------------------------------------------------
-
 class Writer:
     """One background writer for one database URL."""
 
     def __init__(self, url: str | URL | None = None, *, flush_interval: float = FLUSH_INTERVAL,
-                 batch_size: int = BATCH_SIZE, max_pending: int = MAX_PENDING):
+                 batch_size: int = BATCH_SIZE, max_pending: int = MAX_PENDING, max_overflow: int = MAX_PENDING):
         self.url = resolve_url(url)
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_pending = max_pending
+        self.max_overflow = max_overflow
         self._pending: deque[dict] = deque()
+        self._overflow: deque[dict] = deque()  # past max_pending: spooled by the spiller thread
         self._inflight: list[dict] = []  # the batch being written: spooled too if exit comes first
         self._first_at = 0.0  # when the oldest queued record arrived
         self._flushing = 0  # callers waiting in flush()
         self._cond = threading.Condition()
-        self._submitted = 0
-        self._done = 0
+        self._submitted = self._done = 0  # through the queue
+        self._spill_in = self._spill_done = 0  # through the overflow
         self._thread: threading.Thread | None = None
+        self._spiller: threading.Thread | None = None
+        self._spill_wake = threading.Event()
         self._closing = False
         self._engine: Engine | None = None
         self._schema_ready = False
-        self._spool = _Spool(self.url)
+        self._spool = Spool(self.url, lambda: min(lock_timeout(), SPOOL_LOCK_SECONDS))
         self._write_lock = write_lock_path(self.url)
+        self._db_retry_at = 0.0  # after a failure, batches are spooled at once until then
         self._next_replay = 0.0
+        self._dropped_file = DroppedCounter(self.url)  # opened now: a process out of descriptors still counts
+        self._unsaved_drops = 0
+        self._drop_lock = threading.RLock()  # re-entrant: a SIGTERM flush may interrupt a save
         self.written = 0
         self.spooled = 0
         self.dropped = 0
+        self.rejected = 0
         self.last_error: str | None = None
 
-    # caller side: cheap and never raising
+    # caller side: cheap, never blocking, never raising
     def submit(self, record: dict) -> None:
         try:
             with self._cond:
                 if self._thread is None:
                     self._start()
-                if len(self._pending) >= self.max_pending:
-                    overflow = True
-                else:
-                    overflow = False
-                    if not self._pending:
+                n = len(self._pending)
+                if n < self.max_pending:
+                    if not n:
                         self._first_at = time.monotonic()  # the batch's deadline runs from here
                     self._pending.append(record)
                     self._submitted += 1
-                    if len(self._pending) >= self.batch_size:
+                    if n + 1 >= self.batch_size:
                         self._cond.notify_all()
-            if overflow:
-                self._to_spool([record], reason="the queue is full")
+                    return
+                if len(self._overflow) < self.max_overflow:
+                    self._overflow.append(record)
+                    self._spill_in += 1
+                else:  # the last resort: counted, saved and warned about by the spiller
+                    self.dropped += 1
+                    self._unsaved_drops += 1
+                if self._spiller is None:
+                    self._spiller = threading.Thread(target=self._spill, name="spendlog-spiller", daemon=True)
+                    self._spiller.start()
+                self._spill_wake.set()
         except Exception as exc:  # noqa: BLE001 - a logging failure must never reach the caller
             self.dropped += 1
             warn_once("submit", f"could not queue a record: {exc!r}")
@@ -223,11 +166,11 @@ class Writer:
         """Wait until every record submitted so far is written or spooled. False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            target = self._submitted
+            target, spill_target = self._submitted, self._spill_in
             self._flushing += 1  # the writer stops gathering and writes now
             try:
                 self._cond.notify_all()
-                while self._done < target:
+                while self._done < target or self._spill_done < spill_target:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
@@ -241,15 +184,20 @@ class Writer:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._spill_wake.set()
+        threads = [t for t in (self._thread, self._spiller) if isinstance(t, threading.Thread)]
+        for thread in threads:
+            thread.join(timeout)
         if self._engine is not None:
             self._engine.dispose()
+        self._save_drops()
+        if not any(t.is_alive() for t in threads):  # a thread still running may still count with it
+            self._dropped_file.close()
         return ok
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._overflow)
 
     def status(self) -> dict:
         return {
@@ -258,6 +206,7 @@ class Writer:
             "pending": self.pending,
             "written": self.written,
             "spooled": self.spooled,
+            "rejected": self.rejected,
             "dropped": self.dropped,
             "last_error": self.last_error,
         }
@@ -300,61 +249,150 @@ class Writer:
                     self._inflight = []
                     self._done += len(batch)
                     self._cond.notify_all()
-            elif self._spool.has_records() and time.monotonic() >= self._next_replay:
+            elif time.monotonic() >= self._next_replay and self._spool.has_records():
                 self._replay()
+
+    def _spill(self) -> None:
+        """The overflow's thread: spools what ``submit`` could not queue, so the caller never waits."""
+        while True:
+            self._spill_wake.wait(1.0)
+            self._spill_wake.clear()
+            with self._cond:
+                chunk = [self._overflow.popleft() for _ in range(min(len(self._overflow), self.batch_size))]
+                closing = self._closing
+            if chunk:
+                self._to_spool(chunk, reason="the queue is full", timeout=SPILL_LOCK_SECONDS)
+                with self._cond:
+                    self._spill_done += len(chunk)
+                    self._cond.notify_all()
+                self._spill_wake.set()  # there may be more
+            if self._unsaved_drops:
+                warn_once("dropped-full", "the queue and its overflow are full; counting further records as dropped")
+                self._save_drops()
+            if closing and not chunk:
+                return
 
     def _engine_ready(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url)
+            self._engine = make_engine(self.url, bounded=True)
         if not self._schema_ready:
-            ensure_schema(self._engine)
+            ensure_schema(self._engine, lock_timeout=lock_timeout())
             self._schema_ready = True
         return self._engine
 
+    def _insert(self, records: list[dict]) -> tuple[int, list[tuple[dict, str]]]:
+        """Store ``records`` in one transaction; returns (rows added, [(record, reason)] refused).
+        Raises when the database (or its lock) is unavailable."""
+        engine = self._engine_ready()
+        with file_lock(self._write_lock, optional=True, timeout=lock_timeout()):
+            try:
+                with engine.begin() as conn:
+                    return insert_records(conn, records), []
+            except Exception as exc:  # noqa: BLE001 - the record's fault: isolate it below; else raised
+                if not is_record_error(exc):
+                    raise
+            refused: list[tuple[dict, str]] = []
+            with engine.begin() as conn:
+                added = insert_isolating(conn, records, refused, failed=True)
+            return added, refused
+
     def _write(self, batch: list[dict]) -> None:
-        if self.last_error and time.monotonic() < self._next_replay:
+        if self.last_error and time.monotonic() < self._db_retry_at:
             # The database failed moments ago: spool at once instead of waiting out another timeout.
             self._to_spool(batch, reason=self.last_error)
             return
         try:
-            engine = self._engine_ready()
-            with file_lock(self._write_lock, optional=True), engine.begin() as conn:
-                insert_records(conn, batch)
-            self.written += len(batch)
-            self.last_error = None
+            _, refused = self._insert(batch)
         except Exception as exc:  # noqa: BLE001 - storage failures are warnings, never raised
-            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            self._db_failed(exc)
             self._to_spool(batch, reason=self.last_error)
-            self._next_replay = time.monotonic() + REPLAY_RETRY_SECONDS
             return
-        if self._spool.has_records() and time.monotonic() >= self._next_replay:
-            self._replay()
+        self.written += len(batch) - len(refused)
+        self.last_error = None
+        self._quarantine(refused)
+        self._save_drops()
+        if time.monotonic() >= self._next_replay and self._spool.has_records():
+            self._replay()  # before the batch counts as done: a flush() after an outage finds the ledger whole
+
+    def _db_failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if isinstance(exc, NewerSchemaError):
+            self.last_error = str(exc)
+            self._db_retry_at = now + NEWER_SCHEMA_RETRY_SECONDS
+            warn_once("newer-schema", f"{exc}; until then records are spooled to {self._spool.path}")
+        else:
+            self.last_error = _describe(exc)
+            self._db_retry_at = now + REPLAY_RETRY_SECONDS
+        self._next_replay = max(self._next_replay, self._db_retry_at)
 
     def _replay(self) -> None:
         try:
-            added = self._spool.replay(self._engine_ready(), self._write_lock)
-            if added:
-                log.info("spendlog: replayed %d spooled records into %s", added, mask_url(self.url))
-            self.last_error = None
-        except Exception as exc:  # noqa: BLE001
-            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            added, quarantined = self._spool.replay(self._insert)
+        except QuarantineError as exc:  # the database is fine: new records keep going to it
             self._next_replay = time.monotonic() + REPLAY_RETRY_SECONDS
-            warn_once("replay", f"could not replay the spool {self._spool.path} yet ({self.last_error}); will retry")
-
-    def _to_spool(self, records: list, *, reason: str) -> None:
-        records = _materialize(records)
-        try:
-            self._spool.append(records)
-            self.spooled += len(records)
-            warn_once("spool", f"database {mask_url(self.url)} not writable ({reason}); records spooled to {self._spool.path}")
+            warn_once("quarantine", f"could not set bad spool lines aside ({exc}); will retry")
+            return
         except Exception as exc:  # noqa: BLE001
-            self.dropped += len(records)
-            warn_once("dropped", f"could not write or spool {len(records)} records ({exc!r}); counting them as dropped")
+            self._db_failed(exc)
+            if not isinstance(exc, NewerSchemaError):
+                warn_once("replay", f"could not replay the spool {self._spool.path} yet ({self.last_error}); will retry")
+            return
+        self.last_error = None
+        self._next_replay = time.monotonic() + (0 if added else 1.0)  # nothing there: look again in a second
+        if added:
+            log.info("spendlog: replayed %d spooled records into %s", added, mask_url(self.url))
+        if quarantined:
+            self.rejected += quarantined
+            warn_once("rejected", f"{quarantined} spooled records or lines could not be stored; "
+                                  f"set aside in {self._spool.rejected_path}")
+
+    def _quarantine(self, refused: list[tuple[dict, str]], *, spool_on_failure: bool = True) -> None:
+        """Set records no column takes aside, with the reason (``<spool>.rejected``)."""
+        if not refused:
+            return
+        try:
+            self._spool.reject_records(refused)
+        except Exception as exc:  # noqa: BLE001 - cannot set them aside: spool them, the replay tries again
+            if spool_on_failure:
+                self._to_spool([r for r, _ in refused], reason=f"could not be set aside ({_describe(exc)})")
+            else:
+                self._drop(len(refused), exc)
+            return
+        self.rejected += len(refused)
+        warn_once("rejected", f"{len(refused)} records could not be stored ({refused[0][1][:120]}); "
+                              f"set aside in {self._spool.rejected_path}")
+
+    def _to_spool(self, records: list, *, reason: str, timeout: float | None = None) -> None:
+        records = _materialize(records)
+        kept, unencodable, error = self._spool.append_records(records, timeout=timeout)
+        self._quarantine(unencodable, spool_on_failure=False)
+        self.spooled += kept
+        if kept and "newer spendlog" not in reason:  # that one was said already, in its own words
+            warn_once("spool", f"database {mask_url(self.url)} not writable ({reason}); records spooled to {self._spool.path}")
+        if error is not None:
+            self._drop(len(records) - len(unencodable) - kept, error)
+
+    def _drop(self, n: int, error: BaseException) -> None:
+        if not n:
+            return
+        with self._cond:
+            self.dropped += n
+            self._unsaved_drops += n
+        warn_once("dropped", f"could not write or spool {n} records ({error!r}); counting them as dropped")
+        self._save_drops()
+
+    def _save_drops(self) -> None:
+        """Add the drops not on disk yet to ``dropped-<key>.count``; kept for the next try on failure."""
+        with self._drop_lock:
+            with self._cond:
+                n, self._unsaved_drops = self._unsaved_drops, 0
+            if not n:
+                return
             try:
-                path = _dropped_path(self.url)
-                path.write_text(str(dropped_count(self.url) + len(records)))
-            except Exception:  # noqa: BLE001 - best effort: the in-memory counter still has it
-                pass
+                self._dropped_file.add(n, SPOOL_LOCK_SECONDS)
+            except Exception:  # noqa: BLE001 - kept in memory: retried after the next write
+                with self._cond:
+                    self._unsaved_drops += n
 
 
 # -- process-wide registry -----------------------------------------------------------------------
@@ -423,10 +461,12 @@ def _flush_at_exit() -> None:
         return
     for w in list(_writers.values()):  # still queued or in flight after the wait: spool, never lose
         with w._cond:
-            rest = list(w._inflight) + list(w._pending)  # a replay skips any that did get stored
+            rest = list(w._inflight) + list(w._pending) + list(w._overflow)  # a replay skips any stored
             w._pending.clear()
+            w._overflow.clear()
         if rest:
-            w._to_spool(rest, reason=f"still pending at exit after {timeout:.1f} s")
+            w._to_spool(rest, reason=f"still pending at exit after {timeout:.1f} s", timeout=EXIT_SPOOL_LOCK_SECONDS)
+        w._save_drops()
 
 
 _sigterm_installed = False

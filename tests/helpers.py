@@ -77,3 +77,59 @@ def install_wheel(tmp_path: Path) -> Path:
                              capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr[-2000:]
     return venv
+
+
+# -- the ledger and its side files, as the tests of the writer read them --------------------------
+
+def stored(url: str) -> dict[str, dict]:
+    """Every ``completions`` row of ``url`` as ``{id: row dict}`` (empty before the schema exists)."""
+    from sqlalchemy import inspect, select
+
+    from spendlog.db.engine import make_engine
+    from spendlog.db.models import Completion
+
+    engine = make_engine(url, pool=False)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(Completion.__tablename__):
+                return {}
+            return {r["id"]: dict(r) for r in conn.execute(select(Completion.__table__)).mappings()}
+    finally:
+        engine.dispose()
+
+
+def spool_line(record: dict) -> str:
+    """``record`` as one line of the spool (JSON; money and times as text), newline included."""
+    import json
+
+    def plain(value):
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return value
+
+    return json.dumps({k: plain(v) for k, v in record.items()}, separators=(",", ":")) + "\n"
+
+
+def rejected(url: str) -> list[dict]:
+    """The quarantine file beside the spool of ``url`` (``<spool>.rejected``), one dict a line."""
+    import json
+
+    from spendlog.db.engine import resolve_url
+    from spendlog.db.writer import spool_path
+
+    path = Path(f"{spool_path(resolve_url(url))}.rejected")
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "the condition") -> None:
+    """Poll ``predicate`` every 50 ms until it holds; AssertionError naming ``what`` after ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.05)

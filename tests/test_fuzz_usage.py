@@ -263,7 +263,8 @@ def test_extreme_accepted_values_never_poison_the_ledger(db_url, what):
     """Calls reporting the largest token count (or cost) the usage reader accepts as right, in one
     hour for one model, then an ordinary call: each is stored, and the sums the dashboard reads are
     exact (or such values are refused up front, as unusable usage). A sum that overflows must not
-    turn the rollup into floats (SQLite) or make every later batch fail (PostgreSQL)."""
+    turn the rollup into floats (SQLite) or make every later batch fail (PostgreSQL). The cost case
+    passes SQLite's int64 pico-dollars in that one rollup row (930 calls at 10,000 USD: 9.3M USD)."""
     from helpers import make_record
 
     engine = make_engine(db_url)
@@ -273,13 +274,15 @@ def test_extreme_accepted_values_never_poison_the_ledger(db_url, what):
         big = [make_record(created_at=now, prompt_tokens=MAX_TOKENS, total_tokens=MAX_TOKENS) for _ in range(2)]
         want = ("prompt_tokens", 2 * MAX_TOKENS + 15)
     else:
-        big = [make_record(created_at=now, cost_usd=MAX_COST_USD) for _ in range(10)]
-        want = ("cost_usd", 10 * MAX_COST_USD + Decimal("0.0000148"))
+        big = [make_record(created_at=now, cost_usd=MAX_COST_USD) for _ in range(930)]
+        want = ("cost_usd", 930 * MAX_COST_USD + Decimal("0.0000148"))
     failures = []
-    for record in [*big, make_record(created_at=now)]:  # one batch each, as separate calls would be
+    calls = [*big, make_record(created_at=now)]
+    step = max(1, len(calls) // 10)  # ten batches or so, as a writer would make of separate calls
+    for i in range(0, len(calls), step):
         try:
             with engine.begin() as conn:
-                insert_records(conn, [record])
+                insert_records(conn, calls[i : i + step])
         except Exception as exc:  # noqa: BLE001 - collected: the test reports every failing batch
             failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     totals = None

@@ -183,8 +183,29 @@ def test_full_queue_spills_to_the_spool_instead_of_growing(sqlite_url):
     writer._thread = "held"  # no writer thread drains the queue, as if the database were stuck
     for _ in range(25):
         writer.submit(make_record())
-    assert writer.pending == 10
+    deadline = time.monotonic() + 10  # the overflow is spooled by a thread of its own, not the caller's
+    while spooled_count(writer.url) < 15 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert spooled_count(writer.url) == 15
+    assert writer.pending == 10
+
+
+def test_past_the_overflow_records_are_counted_never_silent(sqlite_url):
+    """The last resort: a queue and an overflow both full. Every record is spooled or counted as
+    dropped (in the status and on disk), none vanishes."""
+    writer = Writer(sqlite_url, max_pending=10, max_overflow=10)
+    writer._thread = "held"  # as above: the database is stuck
+    for _ in range(500):
+        writer.submit(make_record())
+    dropped = writer.status()["dropped"]
+    assert dropped > 0
+    deadline = time.monotonic() + 10  # the overflow's thread spools its records and saves the count
+    while (spooled_count(writer.url) + dropped < 490 or dropped_count(writer.url) < dropped) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.pending == 10
+    assert spooled_count(writer.url) + dropped == 490, "records neither queued, spooled nor counted"
+    assert dropped_count(writer.url) == dropped
 
 
 def test_forked_child_gets_its_own_writer(sqlite_url):

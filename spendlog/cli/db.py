@@ -18,7 +18,7 @@ def db_group() -> None:
 @db_option
 @click.option("--revision", default="head", show_default=True, help="Target Alembic revision.")
 def upgrade_cmd(db_url: str | None, revision: str) -> None:
-    """Migrate the database to the newest schema (or --revision)."""
+    """Migrate the database to the newest schema (or --revision); never downgrades."""
     from spendlog.db.engine import make_engine, mask_url
     from spendlog.db.migrate import current_revision, upgrade
 
@@ -37,9 +37,10 @@ def upgrade_cmd(db_url: str | None, revision: str) -> None:
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status_cmd(db_url: str | None, as_json: bool) -> None:
-    """Show the database URL, schema revision, row count, and spooled or dropped records."""
+    """Show the database URL, schema revision, row count, and spooled, rejected or dropped records."""
     import json
 
+    from spendlog.db.migrate import newer_schema_message
     from spendlog.db.status import database_status
 
     info = database_status(db_url)
@@ -47,13 +48,21 @@ def status_cmd(db_url: str | None, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2))
         return
     rev = info["revision"] or "(none: run `spendlog db upgrade`)"
-    if info["revision"] and info["revision"] != info["head"]:
-        rev += f" (newest is {info['head']})"
+    if info["schema"] == "older":
+        rev += f" (newest is {info['head']}: run `spendlog db upgrade`)"
+    elif info["schema"] == "newer":
+        rev += f" (upgraded by a newer spendlog; this one knows up to {info['head']})"
     click.echo(f"database:  {info['url']}")
     click.echo(f"revision:  {rev}")
     click.echo(f"rows:      {info['rows'] if info['rows'] is not None else 0:,}")
     click.echo(f"spooled:   {info['spooled']:,} waiting in {info['spool']}")
+    click.echo(f"rejected:  {info['rejected']:,}" + (f" set aside in {info['rejected_file']}" if info["rejected"] else ""))
     click.echo(f"dropped:   {info['dropped']:,}")
+    if info["schema"] == "newer":
+        click.echo(f"warning: {newer_schema_message(db_url or info['url'], info['revision'])}; until then "
+                   "records are spooled", err=True)
+    if info["rejected"]:
+        click.echo("warning: records no column could take were set aside; they are not in the totals", err=True)
     if info["dropped"]:
         click.echo("warning: records were dropped because neither the database nor the spool could be written", err=True)
 

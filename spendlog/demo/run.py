@@ -28,6 +28,7 @@ import httpx
 
 from spendlog.db import writer
 from spendlog.db.engine import data_dir, mask_url, resolve_url, sqlite_path
+from spendlog.db.spool import dropped_path, rejected_path, spool_files, spool_path
 from spendlog.db.status import database_status
 
 from .traffic import demo_keys, generate_records
@@ -56,13 +57,14 @@ def _say(message: str) -> None:
 
 
 def _fresh_demo_db(url: str) -> None:
-    """Remove the previous run's demo database (ours alone) and its spool."""
+    """Remove the previous run's demo database (ours alone), its spool files and their counts."""
     resolved = resolve_url(url)
     path = sqlite_path(resolved)
     if path is not None:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(str(path) + suffix).unlink(missing_ok=True)
-    writer.spool_path(resolved).unlink(missing_ok=True)
+    for leftover in (*spool_files(spool_path(resolved)), rejected_path(resolved), dropped_path(resolved)):
+        leftover.unlink(missing_ok=True)
 
 
 class _Progress:
