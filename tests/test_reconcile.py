@@ -14,14 +14,14 @@ from decimal import Decimal
 import httpx
 import pytest
 from fixture_proxy import rows as ledger_rows
-from helpers import make_record
+from helpers import make_record, spool_line
 from reconcile_helpers import (MESSAGES, activity_csv, activity_json, away_from_midnight, billed, chat,
                                hooked_client, plain_client, reconcile, reconcile_json, rows_by_key)
 
-from spendlog.db.engine import make_engine
+from spendlog.db.engine import make_engine, resolve_url
 from spendlog.db.migrate import upgrade
 from spendlog.db.store import insert_records
-from spendlog.db.writer import Writer
+from spendlog.db.writer import spool_path
 from spendlog.export import format_money
 
 MINI, SONNET, GPT4O, R1 = "openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "openai/gpt-4o", "deepseek/deepseek-r1"
@@ -222,12 +222,10 @@ def test_likely_causes_from_the_ledger(db_url, fake_upstream, tmp_path):
 def test_records_still_in_the_spool_are_a_likely_cause(db_url, tmp_path):
     at = datetime(2025, 6, 3, 12, 0, tzinfo=timezone.utc)
     _seed(db_url, [make_record(created_at=at, model=GPT4O, cost_usd=Decimal("0.01"))])
-    # a writer whose database took nothing yet: its queue holds none, so the record goes to the spool
-    # (and stays there: it would replay on its next write, in an hour)
-    writer = Writer(db_url, max_pending=0, flush_interval=3600)
+    # a record waiting in the spool (no writer runs in this process to replay it)
+    spool = spool_path(resolve_url(db_url))
+    spool.write_text(spool_line(make_record(created_at=at, model=GPT4O, cost_usd=Decimal("0.01"))))
     try:
-        writer.submit(make_record(created_at=at, model=GPT4O, cost_usd=Decimal("0.01")))
-        assert writer.spooled == 1
         (tmp_path / "a.csv").write_text("date,model,requests,usage,prompt_tokens,completion_tokens\n"
                                         "2025-06-03,openai/gpt-4o,2,0.02,30,166\n")
         code, report = reconcile_json(str(tmp_path / "a.csv"), "--db", db_url)
@@ -237,7 +235,7 @@ def test_records_still_in_the_spool_are_a_likely_cause(db_url, tmp_path):
         code, out, _ = reconcile(str(tmp_path / "a.csv"), "--db", db_url)
         assert "1 spooled records not yet in the database" in out
     finally:
-        writer.close()
+        spool.unlink(missing_ok=True)
 
 
 def test_csv_output_file_holds_every_row_and_the_month_totals(sqlite_url, tmp_path):
