@@ -228,7 +228,8 @@ def test_an_append_after_a_torn_line_starts_on_a_fresh_line(tmp_path):
     assert writer.flush(30)
     wait_for(lambda: spooled_count(writer.url) == 0, what="the replay")
     rows = stored(url)
-    assert {r["id"] for r in records + [last]} <= set(rows), f"{len(rows)} of 11 stored"
+    assert {r["id"] for r in records + [last]} <= set(rows), (
+        f"{len(rows)} of 11 stored; writer {writer.status()}; rejected {rejected(url)}")
     assert len(rejected(url)) == 1 and "line" in rejected(url)[0]
     writer.close()
 
