@@ -6,7 +6,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import URL, Engine
 
 from .engine import make_engine, mask_url, resolve_url, sqlite_path
-from .errors import DatabaseUnavailableError
+from .errors import DatabaseUnavailableError, first_line
 from .migrate import current_revision, head_revision, newer_schema_message, schema_state
 from .models import Completion
 from .spool import dropped_count, rejected_count, rejected_path, spool_path, spooled_count
@@ -44,7 +44,7 @@ def database_status(url: str | URL | None = None) -> dict:
         if "unable to open database file" in str(exc) and path is not None and not path.exists():
             info["rows"] = 0  # no file yet: a new ledger
             return info
-        raise DatabaseUnavailableError(f"cannot open {mask_url(resolved)}: {str(exc).splitlines()[0]}") from exc
+        raise DatabaseUnavailableError(f"cannot open {mask_url(resolved)}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
     return info
