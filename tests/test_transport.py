@@ -16,12 +16,9 @@ import httpx
 import httpx2
 import openai
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from helpers import ledger_rows
 
 import spendlog
-from spendlog.db.engine import make_engine
-from spendlog.db.migrate import ensure_schema
 from spendlog.db.models import Completion
 from spendlog.fake_upstream import expected_usage
 from spendlog.transport import AsyncLoggingTransport, LoggingTransport
@@ -31,14 +28,7 @@ USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_to
 
 
 def records() -> list[Completion]:
-    assert spendlog.flush(15)
-    engine = make_engine(os.environ["SPENDLOG_DB_URL"])
-    ensure_schema(engine)  # nothing recorded yet: an empty ledger, not a missing table
-    try:
-        with Session(engine) as session:
-            return list(session.scalars(select(Completion).order_by(Completion.id)))
-    finally:
-        engine.dispose()
+    return ledger_rows()  # nothing recorded yet: []
 
 
 def assert_usage(record: Completion, expected: dict | None) -> None:
