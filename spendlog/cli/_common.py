@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["db_option", "fail", "output_file", "parse_date", "printable", "reading", "storage_errors",
+__all__ = ["db_option", "fail", "need_demo_extra", "output_file", "parse_date", "printable", "reading", "storage_errors",
            "text_table"]
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -34,6 +34,17 @@ def db_option(f):
 def fail(message: str) -> None:
     """Stop with a one-line usage error (exit code 2)."""
     raise click.UsageError(message)
+
+
+def need_demo_extra(command: str) -> None:
+    """``spendlog demo`` and ``spendlog fake-upstream`` serve the fake SolRouter, whose ASGI server
+    (starlette, uvicorn) comes with the ``demo`` extra: without it, one line saying what to install."""
+    import importlib.util
+
+    missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        fail(f"`spendlog {command}` needs {' and '.join(missing)}, which come with the demo extra: "
+             "pip install 'spendlog[demo]'")
 
 
 @contextmanager
