@@ -39,7 +39,7 @@ def database_status(url: str | URL | None = None) -> dict:
             info["schema"] = schema_state(info["revision"])
             if inspect(conn).has_table(Completion.__tablename__):
                 info["rows"] = conn.scalar(select(func.count()).select_from(Completion))
-    except Exception as exc:  # noqa: BLE001 - translated once, here, for the user
+    except Exception as exc:  # translated once, here, for the user
         path = sqlite_path(resolved)
         if "unable to open database file" in str(exc) and path is not None and not path.exists():
             info["rows"] = 0  # no file yet: a new ledger

@@ -281,7 +281,7 @@ class Writer:
             try:
                 with engine.begin() as conn:
                     return insert_records(conn, records), []
-            except Exception as exc:  # noqa: BLE001 - the record's fault: isolate it below; else raised
+            except Exception as exc:  # the record's fault: isolate it below; else raised
                 if not is_record_error(exc):
                     raise
             refused: list[tuple[dict, str]] = []

@@ -210,7 +210,7 @@ def hit_counter():
     hits: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server hook name
+        def do_GET(self):  # the http.server hook name
             hits.append(self.path)
             self.send_response(204)
             self.end_headers()

@@ -173,7 +173,7 @@ def test_httpx_bytes_identical_and_usage_chunk_removed(fake_upstream):
     assert r.content == b"".join(
         e.replace(b',"usage":null', b"") for e in upstream.split(b"\n\n")[:-1] if b'"choices":[]' not in e
         for e in [e + b"\n\n"])
-    assert all(not (b'"usage"' in line) for line in r.content.splitlines())
+    assert all(b'"usage"' not in line for line in r.content.splitlines())
     recs = records()
     assert len(recs) == 2
     for rec in recs:

@@ -57,7 +57,7 @@ def storage_errors(action: str, url) -> Iterator[None]:
         yield
     except (StorageError, click.ClickException):
         raise
-    except Exception as exc:  # noqa: BLE001 - e.g. OperationalError, OSError: shown as one line
+    except Exception as exc:  # e.g. OperationalError, OSError: shown as one line
         raise DatabaseUnavailableError(f"cannot {action} {mask_url(url)}: {first_line(exc)}") from exc
 
 
