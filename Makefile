@@ -2,9 +2,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo
+RUFF_TARGETS := spendlog db dashboard migrations tests bench
+# setuptools says in a box that an editable install maps the spendlog.db / .dashboard / .migrations
+# packages to folders of other names (pyproject's package-dir): expected here, so not shown
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
-.PHONY: help venv demo test test-fast soak bench dashboard clean
+.PHONY: help venv demo lint test test-fast soak bench dashboard clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -14,15 +19,24 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	@echo "Installing spendlog with its test extra into $(VENV) (takes a few minutes the first time)..."
+	$(QUIET_EDITABLE) $(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP) $(DEMO_STAMP)
+
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	@echo "Installing spendlog and what the demo needs into $(VENV) (takes a minute or two the first time)..."
+	$(QUIET_EDITABLE) $(BIN)/pip install --quiet -e ".[demo]"
+	touch $(DEMO_STAMP)
 
 venv: $(STAMP)  ## Create .venv and install spendlog with its test extra
 
-demo: $(STAMP)  ## Run the dashboard on live demo data (Ctrl+C stops)
+demo: $(DEMO_STAMP)  ## Run the dashboard on live demo data (Ctrl+C stops)
 	$(BIN)/spendlog demo
 
-test: $(STAMP)  ## Run the whole test suite
+lint: $(STAMP)  ## Check the code with ruff (configured in pyproject.toml)
+	$(BIN)/ruff check $(RUFF_TARGETS)
+
+test: lint  ## Run ruff, then the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## Run the suite without the slow tests

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from helpers import make_record  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from helpers import make_record
+from sqlalchemy import create_engine, text
 
-from spendlog.db.writer import Writer  # noqa: E402
+from spendlog.db.writer import Writer
 
 PG = os.environ.get("SPENDLOG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

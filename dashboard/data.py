@@ -93,7 +93,7 @@ def read(url: str, fn: Callable[..., T], *args) -> T:
             return fn(conn, *args)
     except (DatabaseURLError, ValueError):
         raise
-    except Exception as exc:  # noqa: BLE001 - translated once, here, for the page
+    except Exception as exc:  # translated once, here, for the page
         raise DatabaseUnavailableError(f"cannot read {mask_url(url)}: {_scrub(str(exc), url)}") from exc
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import URL, Engine
 
 from .engine import make_engine, mask_url, resolve_url, sqlite_path
-from .errors import DatabaseUnavailableError
+from .errors import DatabaseUnavailableError, first_line
 from .migrate import current_revision, head_revision, newer_schema_message, schema_state
 from .models import Completion
 from .spool import dropped_count, rejected_count, rejected_path, spool_path, spooled_count
@@ -39,12 +39,12 @@ def database_status(url: str | URL | None = None) -> dict:
             info["schema"] = schema_state(info["revision"])
             if inspect(conn).has_table(Completion.__tablename__):
                 info["rows"] = conn.scalar(select(func.count()).select_from(Completion))
-    except Exception as exc:  # noqa: BLE001 - translated once, here, for the user
+    except Exception as exc:  # translated once, here, for the user
         path = sqlite_path(resolved)
         if "unable to open database file" in str(exc) and path is not None and not path.exists():
             info["rows"] = 0  # no file yet: a new ledger
             return info
-        raise DatabaseUnavailableError(f"cannot open {mask_url(resolved)}: {str(exc).splitlines()[0]}") from exc
+        raise DatabaseUnavailableError(f"cannot open {mask_url(resolved)}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
     return info

@@ -348,7 +348,7 @@ def insert_isolating(conn: Connection, records: Sequence[dict], rejected: list[t
         try:
             with conn.begin_nested():
                 return insert_records(conn, records)
-        except Exception as exc:  # noqa: BLE001 - sorted below: the record's fault, or raised
+        except Exception as exc:  # sorted below: the record's fault, or raised
             if not is_record_error(exc):
                 raise
             if len(records) == 1:

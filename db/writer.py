@@ -19,40 +19,32 @@ be read back. A database migrated by a newer spendlog is said so once, and recor
 
 Memory is bounded and ``submit`` never blocks: past ``max_pending`` queued records, records go to
 an overflow queue (``max_overflow``) that a second thread spools; past that they are dropped and
-counted (the last resort). After ``os.fork()`` the child gets fresh writers and never touches
-the parent's connections. At interpreter exit every writer is flushed with a bounded wait
-(``SPENDLOG_EXIT_TIMEOUT``, 5 s); what is still queued or in flight after it (a database that
-stopped answering, a lock held by a frozen process) is spooled, waiting at most half a second
-for the spool's lock (then into a file of its own).
-SIGTERM normally kills Python without running ``atexit``: when the first writer starts on the main
-thread and SIGTERM still has its default action, a handler is installed that flushes the same way
-and then dies by SIGTERM as before. An application's own SIGTERM handler is never replaced.
+counted (the last resort). The process's writers, one per database, and what becomes of them at
+fork, exit and SIGTERM (flushed with a bounded wait, the rest spooled) are ``db.registry``'s job;
+``get_writer`` and ``submit`` go through it.
 SQLite writers in every process queue for one ``flock`` (``db.engine.write_lock_path``) around each
 write transaction, so none starves on the busy timeout.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
 
 from sqlalchemy.engine import URL, Engine
 
+from . import registry
 from .engine import file_lock, lock_timeout, make_engine, mask_url, resolve_url, write_lock_path
-from .errors import NewerSchemaError
+from .errors import NewerSchemaError, describe
+from .log import log, warn_once
 from .migrate import ensure_schema
+from .registry import flush
 from .spool import DroppedCounter, QuarantineError, Spool, dropped_count, rejected_count, spool_path, spooled_count
 from .store import insert_isolating, insert_records, is_record_error
 
 __all__ = ["Writer", "get_writer", "submit", "flush", "spool_path", "dropped_count", "spooled_count",
            "rejected_count"]
-
-log = logging.getLogger("spendlog")
 
 FLUSH_INTERVAL = 0.1
 BATCH_SIZE = 2000
@@ -61,23 +53,6 @@ REPLAY_RETRY_SECONDS = 2.0
 NEWER_SCHEMA_RETRY_SECONDS = 60.0
 SPOOL_LOCK_SECONDS = 1.0  # held for an append's instant: past this, records go to a file of their own
 SPILL_LOCK_SECONDS = 0.2  # the overflow's thread drains faster than that
-EXIT_SPOOL_LOCK_SECONDS = 0.5
-
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
-
-
-def warn_once(kind: str, message: str) -> None:
-    """Log a warning the first time a kind of failure happens in this process."""
-    with _warned_lock:
-        if kind in _warned:
-            return
-        _warned.add(kind)
-    log.warning("spendlog: %s", message)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
 def _materialize(items) -> list[dict]:
@@ -211,9 +186,27 @@ class Writer:
             "last_error": self.last_error,
         }
 
+    # for the registry: exit and fork
+    def spool_unwritten(self, *, reason: str, timeout: float | None = None) -> None:
+        """Spool every record still queued or in flight (a replay skips any that get stored after
+        all) and save the dropped count: the last step at exit, after the bounded wait."""
+        with self._cond:
+            rest = list(self._inflight) + list(self._pending) + list(self._overflow)
+            self._pending.clear()
+            self._overflow.clear()
+        if rest:
+            self._to_spool(rest, reason=reason, timeout=timeout)
+        self._save_drops()
+
+    def forget_connections(self) -> None:
+        """In a forked child: drop the inherited pool without closing the parent's connections
+        (SQLAlchemy's fork recipe). The writer is not used again."""
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+
     # writer thread
     def _start(self) -> None:
-        _install_sigterm_flush()
+        registry.install_sigterm_flush()
         self._thread = threading.Thread(target=self._run, name="spendlog-writer", daemon=True)
         self._thread.start()
 
@@ -288,7 +281,7 @@ class Writer:
             try:
                 with engine.begin() as conn:
                     return insert_records(conn, records), []
-            except Exception as exc:  # noqa: BLE001 - the record's fault: isolate it below; else raised
+            except Exception as exc:  # the record's fault: isolate it below; else raised
                 if not is_record_error(exc):
                     raise
             refused: list[tuple[dict, str]] = []
@@ -321,7 +314,7 @@ class Writer:
             self._db_retry_at = now + NEWER_SCHEMA_RETRY_SECONDS
             warn_once("newer-schema", f"{exc}; until then records are spooled to {self._spool.path}")
         else:
-            self.last_error = _describe(exc)
+            self.last_error = describe(exc)
             self._db_retry_at = now + REPLAY_RETRY_SECONDS
         self._next_replay = max(self._next_replay, self._db_retry_at)
 
@@ -354,7 +347,7 @@ class Writer:
             self._spool.reject_records(refused)
         except Exception as exc:  # noqa: BLE001 - cannot set them aside: spool them, the replay tries again
             if spool_on_failure:
-                self._to_spool([r for r, _ in refused], reason=f"could not be set aside ({_describe(exc)})")
+                self._to_spool([r for r, _ in refused], reason=f"could not be set aside ({describe(exc)})")
             else:
                 self._drop(len(refused), exc)
             return
@@ -395,36 +388,9 @@ class Writer:
                     self._unsaved_drops += n
 
 
-# -- process-wide registry -----------------------------------------------------------------------
-
-_writers: dict[str, Writer] = {}
-_registry_lock = threading.Lock()
-_orphans: list[Writer] = []  # a forked child's inherited writers: kept, never used, never closed
-
-
-_fast: dict = {}  # (argument, environment) -> writer: skips parsing and rendering URLs per call
-
-
 def get_writer(url: str | URL | None = None) -> Writer:
     """The process's writer for ``url`` (default: the configured database)."""
-    try:
-        fast_key = (url, os.environ.get("SPENDLOG_DB_URL"), os.environ.get("SPENDLOG_DATA_DIR"))
-        writer = _fast.get(fast_key)
-    except TypeError:  # an unhashable URL: take the slow path
-        fast_key = writer = None
-    if writer is not None:
-        return writer
-    resolved = resolve_url(url)
-    key = resolved.render_as_string(hide_password=False)
-    with _registry_lock:
-        writer = _writers.get(key)
-        if writer is None:
-            writer = _writers[key] = Writer(resolved)
-        if fast_key is not None:  # also when another spelling of the URL made the writer first
-            if len(_fast) >= 64:
-                _fast.clear()
-            _fast[fast_key] = writer
-    return writer
+    return registry.lookup(url, Writer)
 
 
 def submit(record: dict, url: str | URL | None = None) -> None:
@@ -432,66 +398,3 @@ def submit(record: dict, url: str | URL | None = None) -> None:
         get_writer(url).submit(record)
     except Exception as exc:  # noqa: BLE001 - e.g. a bad SPENDLOG_DB_URL: warn, never raise
         warn_once("submit-url", f"record not written: {exc}")
-
-
-def flush(timeout: float | None = None) -> bool:
-    """Drain every writer in this process. False if the timeout passed first."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    ok = True
-    for writer in list(_writers.values()):
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ok = writer.flush(remaining) and ok
-    return ok
-
-
-def _after_fork_in_child() -> None:
-    global _registry_lock
-    _orphans.extend(_writers.values())
-    for w in _writers.values():
-        if w._engine is not None:
-            w._engine.dispose(close=False)  # SQLAlchemy's fork recipe: drop the pool, close nothing
-    _writers.clear()
-    _fast.clear()
-    _registry_lock = threading.Lock()
-
-
-def _flush_at_exit() -> None:
-    timeout = float(os.environ.get("SPENDLOG_EXIT_TIMEOUT", "5"))
-    if flush(timeout):
-        return
-    for w in list(_writers.values()):  # still queued or in flight after the wait: spool, never lose
-        with w._cond:
-            rest = list(w._inflight) + list(w._pending) + list(w._overflow)  # a replay skips any stored
-            w._pending.clear()
-            w._overflow.clear()
-        if rest:
-            w._to_spool(rest, reason=f"still pending at exit after {timeout:.1f} s", timeout=EXIT_SPOOL_LOCK_SECONDS)
-        w._save_drops()
-
-
-_sigterm_installed = False
-
-
-def _install_sigterm_flush() -> None:
-    """Flush on SIGTERM too, if SIGTERM has its default action and we are on the main thread."""
-    global _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    _sigterm_installed = True
-    try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _flush_then_die)
-    except (ValueError, OSError):  # e.g. an embedded interpreter without signals
-        pass
-
-
-def _flush_then_die(signum, _frame) -> None:
-    try:
-        _flush_at_exit()
-    finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)  # die exactly as without spendlog (status 143 / -SIGTERM)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_flush_at_exit)

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Sequence
 
-from spendlog.db.writer import warn_once
+from spendlog.db.log import warn_once
 from spendlog.decoders import decoder_for
 from spendlog.headers import scrub, text
 from spendlog.sse import EventSplitter, EventTooLarge, parse_event, split_events

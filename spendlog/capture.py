@@ -8,7 +8,7 @@ and ``finish`` hands the capture to the background writer, whose thread builds t
 caller's thread. No I/O, no blocking, no locks held between calls.
 
 Fail-open: nothing here raises into the caller's request. An internal failure warns once per kind
-(``spendlog.db.writer.warn_once``) and the bytes flow on untouched.
+(``spendlog.db.log.warn_once``) and the bytes flow on untouched.
 
 Key handling: the full key is read once, to make the hint (``sr_...abcd``) and to scrub error
 messages; it is never part of a record or a log line.
@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from spendlog.answer import AnswerReader
 from spendlog.db import writer
 from spendlog.db.ids import uuid7
+from spendlog.db.log import warn_once
 from spendlog.headers import hint_for, key_hint, parse_tags, read_headers, scrub, split_attribution, with_content_length
 from spendlog.usage import Usage
 
@@ -69,13 +70,13 @@ def _submit(record, db_url: str | None) -> None:
     try:
         w = writer.get_writer(db_url)  # cached per (db_url, environment) by the registry
     except Exception as exc:  # noqa: BLE001 - a bad URL is the writer's warning to give
-        writer.warn_once("capture-url", f"record not written: {exc}")
+        warn_once("capture-url", f"record not written: {exc}")
         return
     w.submit(record)
 
 
 def _warn_not_recorded(exc: BaseException) -> None:
-    writer.warn_once("capture-start", f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
+    warn_once("capture-start", f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
 
 
 # -- one call ----------------------------------------------------------------------------------
@@ -246,7 +247,7 @@ class CallCapture:
                     self._built = self.record(error_type=self._finish_args[0], error_message=self._finish_args[1])
                 except Exception as exc:  # noqa: BLE001
                     self._built = {}
-                    writer.warn_once("capture-finish",
+                    warn_once("capture-finish",
                                      f"a call was not recorded ({type(exc).__name__}: {scrub(str(exc))[:200]})")
             return self._built or None
 
@@ -270,7 +271,7 @@ class CallCapture:
         if usage.problems:
             listed = ", ".join(usage.problems)
             problems.append(("bad_usage", f"unusable usage fields: {listed}"))
-            writer.warn_once("capture-bad_usage", f"an answer had unusable usage fields ({listed[:200]}); stored as unknown")
+            warn_once("capture-bad_usage", f"an answer had unusable usage fields ({listed[:200]}); stored as unknown")
         if error_type is None and problems:
             error_type, error_message = problems[0]
         elif problems and error_message is None:

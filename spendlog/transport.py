@@ -27,7 +27,7 @@ import zlib
 from typing import Any
 
 from spendlog.capture import TRACKED_PATHS, CallCapture, split_attribution
-from spendlog.db.writer import warn_once
+from spendlog.db.log import warn_once
 
 __all__ = ["LoggingTransport", "AsyncLoggingTransport", "http_client", "async_http_client", "error_type_for"]
 

@@ -55,9 +55,9 @@ def _isolated_data_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("SOLROUTER_BASE_URL", raising=False)
     monkeypatch.delenv("SPENDLOG_UPSTREAM", raising=False)
     monkeypatch.delenv("SPENDLOG_TZ", raising=False)
-    from spendlog.db import writer
+    from spendlog.db import log
 
-    writer._warned.clear()
+    log.reset_for_tests()
     yield data
 
 
@@ -76,12 +76,9 @@ def pg_url():
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     yield url.render_as_string(hide_password=False)
-    from spendlog.db import writer
+    from spendlog.db import registry
 
-    for key, w in list(writer._writers.items()):
-        if schema in key:
-            w.close(timeout=5)
-            writer._writers.pop(key, None)
+    registry.reset_for_tests(contains=schema)
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()

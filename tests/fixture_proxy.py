@@ -27,10 +27,9 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select
+from helpers import ledger_rows
 
 import spendlog
-from spendlog.db.engine import make_engine
 from spendlog.db.models import Completion
 from spendlog.proxy import ProxyServer, start_proxy
 
@@ -56,15 +55,7 @@ def rows(db_url: str | None = None, *, expect: int | None = None, timeout: float
     deadline = time.monotonic() + timeout
     while True:
         spendlog.flush(5)
-        sqlite = (db_url or os.environ["SPENDLOG_DB_URL"]).startswith("sqlite")
-        engine = make_engine(db_url, readonly=sqlite, pool=False)
-        try:
-            with engine.connect() as conn:
-                found = list(conn.execute(select(Completion).order_by(Completion.id)))
-        except Exception:  # noqa: BLE001 - no ledger (or no table) before the first write
-            found = []
-        finally:
-            engine.dispose()
+        found = ledger_rows(db_url, flush=False)
         if expect is None or len(found) >= expect or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

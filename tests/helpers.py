@@ -81,6 +81,35 @@ def install_wheel(tmp_path: Path) -> Path:
 
 # -- the ledger and its side files, as the tests of the writer read them --------------------------
 
+def ledger_rows(url: str | None = None, *, flush: bool = True) -> list:
+    """Every row of the calls table (``Completion`` objects, oldest id first), after flushing this
+    process's writers (``flush=False`` for a ledger another process writes); [] before the first
+    write made the table. SQLite is read through a read-only engine, so the reader never competes
+    with a writer for the write lock (a PostgreSQL test schema is chosen by ``options`` in its URL,
+    which a read-only engine replaces)."""
+    import spendlog
+    from sqlalchemy import inspect, select
+    from sqlalchemy.orm import Session
+
+    from spendlog.db.engine import make_engine, resolve_url, sqlite_path
+    from spendlog.db.models import Completion
+
+    if flush:
+        assert spendlog.flush(15), "the writers did not drain within 15 s"
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None and not path.exists():
+        return []
+    engine = make_engine(resolved, readonly=path is not None, pool=False)
+    try:
+        with Session(engine) as session:
+            if not inspect(session.connection()).has_table(Completion.__tablename__):
+                return []
+            return list(session.scalars(select(Completion).order_by(Completion.id)))
+    finally:
+        engine.dispose()
+
+
 def stored(url: str) -> dict[str, dict]:
     """Every ``completions`` row of ``url`` as ``{id: row dict}`` (empty before the schema exists)."""
     from sqlalchemy import inspect, select

@@ -11,11 +11,10 @@ from decimal import Decimal
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from helpers import ledger_rows
 
 import spendlog
 from spendlog.capture import CallCapture, hint_for, key_hint, parse_tags, scrub, split_attribution
-from spendlog.db.engine import make_engine
 from spendlog.db.models import Completion
 
 KEY = "sr_test_0123456789abcdef01234567"
@@ -404,15 +403,7 @@ def test_retry_without_usage_option():
 # -- finish: one record, through the writer --------------------------------------------------
 
 def read_all() -> list[Completion]:
-    spendlog.flush(10)
-    engine = make_engine(os.environ["SPENDLOG_DB_URL"])
-    try:
-        from sqlalchemy.orm import Session
-
-        with Session(engine) as session:
-            return list(session.scalars(select(Completion)))
-    finally:
-        engine.dispose()
+    return ledger_rows()
 
 
 def test_finish_submits_exactly_once():

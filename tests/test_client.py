@@ -4,17 +4,13 @@ translated once (spendlog.errors), every call recorded."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from helpers import ledger_rows
 
 import spendlog
-from spendlog.db.engine import make_engine
-from spendlog.db.migrate import ensure_schema
 from spendlog.db.models import Completion
 from spendlog.fake_upstream import expected_usage
 
@@ -22,14 +18,7 @@ MESSAGES = [{"role": "user", "content": "What is the meaning of life?"}]
 
 
 def records() -> list[Completion]:
-    assert spendlog.flush(15)
-    engine = make_engine(os.environ["SPENDLOG_DB_URL"])
-    ensure_schema(engine)
-    try:
-        with Session(engine) as session:
-            return list(session.scalars(select(Completion).order_by(Completion.id)))
-    finally:
-        engine.dispose()
+    return ledger_rows()
 
 
 @pytest.fixture

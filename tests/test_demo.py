@@ -18,6 +18,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from helpers import ledger_rows
 from sqlalchemy import func, select
 
 from spendlog.db.engine import make_engine
@@ -234,14 +235,10 @@ class _Demo:
 
 
 def _rows(url: str) -> list[Completion]:
-    engine = make_engine(url, readonly=True, pool=False)
     try:
-        with engine.connect() as conn:
-            return list(conn.execute(select(Completion)))
-    except Exception:  # noqa: BLE001 - not created yet
+        return ledger_rows(url, flush=False)  # the demo's own process writes them
+    except Exception:  # noqa: BLE001 - being created right now
         return []
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ def _rows(url: str) -> int:
     try:
         with engine.connect() as conn:
             return conn.scalar(select(func.count()).select_from(Completion))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if "does not exist" in str(exc) or "no such table" in str(exc):
             return 0
         raise

@@ -194,7 +194,7 @@ def test_any_usage_shape_is_stored_exactly_right_or_as_null_and_flagged(ledger_e
     answer = _stream_answer(usage_text) if stream else _whole_answer(usage_text)
     capture.response_started(200, [("content-type", "text/event-stream" if stream else "application/json")])
     delivered = b"".join(capture.feed(c) for c in _cut(answer, points)) + capture.end_of_body()
-    capture.finish  # noqa: B018 - the record is built below, exactly as finish() would
+    capture.finish  # the record is built below, exactly as finish() would
     record = capture.record()
 
     if not stream or asked:
@@ -228,7 +228,7 @@ def test_numbers_beyond_decimal_are_bad_usage_never_a_lost_call(ledger_engine, l
     capture.response_started(200, [("content-type", "text/event-stream" if stream else "application/json")])
     delivered = capture.feed(answer) + capture.end_of_body()
     assert delivered == answer
-    capture.finish  # noqa: B018 - built below, by the writer's own entry point
+    capture.finish  # built below, by the writer's own entry point
     record = capture.build()
     assert record is not None, "the call was not recorded"
     assert record["error_type"] == "bad_usage", (record["error_type"], record["error_message"])

@@ -127,7 +127,7 @@ def test_a_silent_router_times_out(ledger):
         listener.listen(8)
         port = listener.getsockname()[1]
         _one_line(*_upstream(f"http://127.0.0.1:{port}/v1", new_management_key(), "--timeout", "0.3"),
-                  f"the router at 127.0.0.1 did not answer GET /v1/activity?date=2025-06-03 within 0.3 s")
+                  "the router at 127.0.0.1 did not answer GET /v1/activity?date=2025-06-03 within 0.3 s")
     _one_line(*_upstream(f"http://127.0.0.1:{port}/v1", new_management_key()), "cannot read GET /v1/activity")
 
 

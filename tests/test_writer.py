@@ -266,6 +266,7 @@ def test_a_call_still_being_written_at_exit_is_spooled_under_the_id_it_is_writte
     """Exit comes while the database holds a batch up: the batch is spooled as well, and when the
     write then goes through after all, replaying the spool must add nothing. That holds only if the
     spooled copy of a call has the id of the row being written."""
+    from spendlog.db import registry
     from spendlog.db import writer as writer_mod
     from spendlog.db.engine import file_lock, resolve_url, write_lock_path
 
@@ -280,7 +281,7 @@ def test_a_call_still_being_written_at_exit_is_spooled_under_the_id_it_is_writte
         while not writer._inflight:
             assert time.monotonic() < deadline, "the writer never took the call"
             time.sleep(0.01)
-        writer_mod._flush_at_exit()  # the bounded wait passes: the call in flight is spooled
+        registry.flush_at_exit()  # the bounded wait passes: the call in flight is spooled
         assert spooled_count(url) == 1
     assert writer.flush(20)  # the held-up write goes through after all
     assert count_rows(sqlite_url) == 2

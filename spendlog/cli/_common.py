@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["db_option", "fail", "first_line", "output_file", "parse_date", "printable", "reading", "storage_errors",
+__all__ = ["db_option", "fail", "need_demo_extra", "output_file", "parse_date", "printable", "reading", "storage_errors",
            "text_table"]
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -36,19 +36,29 @@ def fail(message: str) -> None:
     raise click.UsageError(message)
 
 
+def need_demo_extra(command: str) -> None:
+    """``spendlog demo`` and ``spendlog fake-upstream`` serve the fake SolRouter, whose ASGI server
+    (starlette, uvicorn) comes with the ``demo`` extra: without it, one line saying what to install."""
+    import importlib.util
+
+    missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        fail(f"`spendlog {command}` needs {' and '.join(missing)}, which come with the demo extra: "
+             "pip install 'spendlog[demo]'")
+
+
 @contextmanager
 def storage_errors(action: str, url) -> Iterator[None]:
     """Turn any database failure inside the block into one line naming the URL (password masked)."""
     from spendlog.db.engine import mask_url
-    from spendlog.db.errors import DatabaseUnavailableError, StorageError
+    from spendlog.db.errors import DatabaseUnavailableError, StorageError, first_line
 
     try:
         yield
     except (StorageError, click.ClickException):
         raise
-    except Exception as exc:  # noqa: BLE001 - e.g. OperationalError, OSError: shown as one line
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DatabaseUnavailableError(f"cannot {action} {mask_url(url)}: {detail}") from exc
+    except Exception as exc:  # e.g. OperationalError, OSError: shown as one line
+        raise DatabaseUnavailableError(f"cannot {action} {mask_url(url)}: {first_line(exc)}") from exc
 
 
 def parse_date(value: str | None, option: str) -> date | None:
@@ -71,6 +81,7 @@ def reading(db_url: str | None):
     from sqlalchemy.exc import SQLAlchemyError
 
     from spendlog.db.engine import make_engine, mask_url, resolve_url, sqlite_path
+    from spendlog.db.errors import first_line
 
     url = resolve_url(db_url)  # a bad URL raises DatabaseURLError -> one line, exit 2
     where = mask_url(url)
@@ -100,11 +111,6 @@ def reading(db_url: str | None):
     finally:
         conn.close()
         engine.dispose()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import fail
+from ._common import fail, need_demo_extra
 
 
 @click.command("demo")
@@ -23,6 +23,7 @@ from ._common import fail
 def demo_cmd(db_url: str | None, days: int, per_day: float, seed: int, port: int, per_minute: float,
              no_browser: bool) -> None:
     """Show a living dashboard on generated demo data (Ctrl+C stops)."""
+    need_demo_extra("demo")
     from spendlog.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(db_url=db_url, days=days, per_day=per_day, seed=seed, port=port,

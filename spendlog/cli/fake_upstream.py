@@ -6,6 +6,8 @@ import re
 
 import click
 
+from ._common import need_demo_extra
+
 
 @click.command("fake-upstream")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -22,6 +24,7 @@ import click
 def fake_upstream_cmd(host: str, port: int, latency_ms: float, chunk_delay_ms: float, no_cost: bool,
                       management_key: str | None) -> None:
     """Run a local fake SolRouter (OpenAI-compatible, exact usage and cost) for tests and demos."""
+    need_demo_extra("fake-upstream")
     import socket
 
     import uvicorn

@@ -116,7 +116,7 @@ def _start_dashboard(url: str, host: str, port: int, log_path: Path) -> subproce
     from spendlog.cli.dashboard import streamlit_command
 
     argv, env = streamlit_command(host=host, port=port, db_url=url)
-    log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it until it ends
+    log = open(log_path, "wb")  # the child writes to it until it ends
     try:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
