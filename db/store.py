@@ -324,9 +324,19 @@ def rollup_delta(old: Iterable[dict], new: Iterable[dict]) -> list[dict]:
     return sorted(out, key=lambda r: tuple(r[d] for d in ROLLUP_DIMENSIONS))
 
 
-def add_to_rollups(conn: Connection, rows: Sequence[dict]) -> None:
-    """Add rollup rows (``rollup_rows`` or ``rollup_delta``) to ``rollup_hourly``, in the caller's transaction."""
-    _upsert_rollups(conn, rows)
+def add_to_rollups(conn: Connection, deltas: Sequence[dict]) -> None:
+    """Add ``rollup_delta`` rows to ``rollup_hourly``, in the caller's transaction. A delta goes to the
+    first bucket of its hour, which always holds the key (its calls were counted there or in a
+    continuation bucket of the same hour; readers sum the hour's buckets). No room check: a re-priced
+    sum stays within the column unless that hour's key passes 9,223,372 USD, which then fails loudly
+    (PostgreSQL refuses the value, the batch is rolled back)."""
+    if not deltas:
+        return
+    table = RollupHourly.__table__
+    stmt = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
+    stmt = stmt.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS),
+                                      set_={m: table.c[m] + stmt.excluded[m] for m in ROLLUP_MEASURES})
+    conn.execute(stmt, list(deltas))
 
 
 def _sql_number(dialect: str, measure: str, limit) -> str:
