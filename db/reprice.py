@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine
 
 from .engine import file_lock, lock_timeout, write_lock_path
 from .estimate import priced_fields
 from .models import Completion
 from .store import add_to_rollups, rollup_delta
+from .types import Money
 
 __all__ = ["RepriceResult", "reprice", "reprice_where", "count_repriceable"]
 
@@ -77,6 +78,23 @@ def _new_values(book, row: dict) -> dict:
     return fields
 
 
+def _update(conn, params: list[tuple]) -> None:
+    """``UPDATE completions`` of the price columns, one executemany through the driver: at a million
+    rows SQLAlchemy's per-row parameter processing would be most of the run. Money is bound as the
+    ``Money`` type stores it (integer pico-dollars on SQLite, NUMERIC elsewhere)."""
+    dialect = conn.dialect
+    to_db = Money().process_bind_param
+
+    def money(value):
+        return to_db(value, dialect)
+
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = (f"UPDATE completions SET cost_usd = {mark}, cost_source = {mark}, price_source = {mark}, "
+           f"list_cost_usd = {mark} WHERE id = {mark}")
+    rows = [(None if c is None else money(c), s, p, None if lc is None else money(lc), i) for c, s, p, lc, i in params]
+    conn.exec_driver_sql(sql, rows)
+
+
 def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetime | None = None,
             models: Sequence[str] = (), dry_run: bool = False, batch_size: int = 5000,
             progress: Callable[[int], None] | None = None) -> RepriceResult:
@@ -88,8 +106,6 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
     where = reprice_where(start, end, models)
     dialect = engine.dialect.name
     lock = write_lock_path(engine.url)
-    stmt_update = (update(table).where(table.c.id == bindparam("b_id"))
-                   .values({c: bindparam(f"b_{c}") for c in _PRICE_COLUMNS}))
     seen = changed = 0
     old_total = new_total = Decimal(0)
     after: tuple | None = None
@@ -123,9 +139,10 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
                 if any(row[c] != values[c] for c in _PRICE_COLUMNS):
                     old.append(row)
                     new.append({**row, **values})
-                    params.append({"b_id": row["id"], **{f"b_{c}": values[c] for c in _PRICE_COLUMNS}})
+                    params.append((values["cost_usd"], values["cost_source"], values["price_source"],
+                                   values["list_cost_usd"], row["id"]))
             if params and not dry_run:
-                conn.execute(stmt_update, params)
+                _update(conn, params)
                 add_to_rollups(conn, rollup_delta(old, new))
         seen += len(rows)
         changed += len(params)

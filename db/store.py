@@ -306,22 +306,40 @@ def _upsert_rollups(conn: Connection, rows: Sequence[dict]) -> None:
         slot += 1
 
 
+_PRICE_DELTA = ("cost_usd", "billed_cost_usd", "estimated_cost_usd", "list_cost_usd")
+
+
 def rollup_delta(old: Iterable[dict], new: Iterable[dict]) -> list[dict]:
-    """What to add to the rollup when rows ``old`` become ``new`` (the same calls re-priced, so the
-    same keys): per key, the sums of ``new`` minus those of ``old``; keys whose sums do not change
-    are left out. Measures may be negative."""
-    before = {tuple(r[d] for d in ROLLUP_DIMENSIONS): r for r in rollup_rows(old)}
+    """What to add to the rollup when calls ``old`` are re-priced into ``new`` (the same calls: only
+    ``cost_usd``, ``cost_source``, ``price_source`` and ``list_cost_usd`` differ): per key, the
+    change of the cost measures and of ``calls_missing_cost``; keys with no change are left out.
+    Measures may be negative; the others are 0."""
+    sums: dict[tuple, list] = {}
+    for sign, rows in ((-1, old), (1, new)):
+        for r in rows:
+            key = _key(r)
+            d = sums.get(key)
+            if d is None:
+                d = sums[key] = [Decimal(0), Decimal(0), Decimal(0), Decimal(0), 0]
+            cost = r.get("cost_usd")
+            if cost is None:
+                d[4] += sign
+            else:
+                cost = cost if sign > 0 else -cost
+                d[0] += cost
+                d[2 if r.get("cost_source") == "estimated" else 1] += cost
+            listed = r.get("list_cost_usd")
+            if listed is not None:
+                d[3] += listed if sign > 0 else -listed
     out = []
-    for row in rollup_rows(new):
-        key = tuple(row[d] for d in ROLLUP_DIMENSIONS)
-        was = before.pop(key, None)
-        if was is not None:
-            row = {**row, **{m: row[m] - was[m] for m in ROLLUP_MEASURES}}
-        if any(row[m] for m in ROLLUP_MEASURES):
+    for key in sorted(sums):
+        d = sums[key]
+        if any(d):
+            row = _new_row(key)
+            row.update(zip(_PRICE_DELTA, d))
+            row["calls_missing_cost"] = d[4]
             out.append(row)
-    for was in before.values():
-        out.append({**was, **{m: -was[m] for m in ROLLUP_MEASURES}})
-    return sorted(out, key=lambda r: tuple(r[d] for d in ROLLUP_DIMENSIONS))
+    return out
 
 
 def add_to_rollups(conn: Connection, deltas: Sequence[dict]) -> None:
