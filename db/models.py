@@ -5,6 +5,13 @@
 and ``spendlog db rebuild-rollups`` rebuilds it from ``completions``. An hour whose sums for one key
 would pass a column's range (int64 on SQLite: 9,223,372 USD) continues in another row for that
 key, with ``bucket`` = the hour + 1 µs (+ 2 µs, ...): sum the rows, and floor a bucket to its hour.
+
+Prices (issue 14, revision 0002): ``completions.cost_source`` says what ``cost_usd`` is
+(``upstream``: the router's bill; ``estimated``: spendlog's price for the tokens; ``missing``:
+none, NULL, never 0), ``price_source`` what priced the figures spendlog computed, and
+``list_cost_usd`` the public list price. The rollup splits ``cost_usd`` into
+``billed_cost_usd`` + ``estimated_cost_usd`` (always equal to it) and sums ``list_cost_usd``;
+``calls_missing_cost`` is the count of unpriced calls (``cost_source = 'missing'``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Money, UTCDateTime
 
-__all__ = ["Base", "Completion", "RollupHourly", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES", "SPEND_MEASURES"]
+__all__ = ["Base", "Completion", "RollupHourly", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES", "SPEND_MEASURES",
+           "PRICE_MEASURES", "MONEY_MEASURES", "COST_SOURCES"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -60,6 +68,8 @@ class Completion(Base):
     reasoning_tokens: Mapped[int | None] = mapped_column(BigInteger)
     cost_usd: Mapped[Decimal | None] = mapped_column(Money())
     cost_source: Mapped[str] = mapped_column(String(16), default="missing")
+    price_source: Mapped[str | None] = mapped_column(String(255))
+    list_cost_usd: Mapped[Decimal | None] = mapped_column(Money())
     finish_reason: Mapped[str | None] = mapped_column(String(64))
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
@@ -91,7 +101,15 @@ SPEND_MEASURES = (
     "cost_usd",
     "calls_missing_cost",
 )
-ROLLUP_MEASURES = (*SPEND_MEASURES, "latency_ms_sum", "latency_count")
+# What priced each call, per rollup row (revision 0002): ``cost_usd`` = ``billed_cost_usd`` (calls whose
+# cost is the upstream's bill) + ``estimated_cost_usd`` (spendlog's estimates); ``list_cost_usd`` sums the
+# list price of every call that has one, billed ones included. The count of unpriced calls is
+# ``calls_missing_cost`` (cost_source 'missing', cost NULL). Kept out of SPEND_MEASURES until the read
+# layer and the exports show them (issue 14, phase 2), so the files' columns do not change yet.
+PRICE_MEASURES = ("billed_cost_usd", "estimated_cost_usd", "list_cost_usd")
+ROLLUP_MEASURES = (*SPEND_MEASURES, *PRICE_MEASURES, "latency_ms_sum", "latency_count")
+MONEY_MEASURES = frozenset({"cost_usd", *PRICE_MEASURES})
+COST_SOURCES = ("upstream", "estimated", "missing")
 
 
 class RollupHourly(Base):
@@ -114,5 +132,8 @@ class RollupHourly(Base):
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
     calls_missing_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    billed_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    estimated_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    list_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
     latency_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_count: Mapped[int] = mapped_column(BigInteger, default=0)

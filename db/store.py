@@ -17,6 +17,11 @@ Poison never spreads (issue 12):
   NUMERIC(30, 12) and BIGINT on PostgreSQL). When an hour's sums for one key would pass them, the
   rest goes into another row for the same key whose ``bucket`` is the hour plus 1 µs (2 µs, ...):
   readers sum rows per group anyway and take the hour of a bucket with ``floor_hour``.
+
+Prices (issue 14): ``insert_records`` prices the records first (``db.estimate.price_records``: an
+estimate for a call with tokens and no upstream cost, a list price for every call it can price),
+and the rollup carries ``billed_cost_usd``, ``estimated_cost_usd`` and ``list_cost_usd`` beside
+``cost_usd``. ``rollup_delta`` turns re-priced rows into the rollup corrections ``reprice`` adds.
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .errors import StorageError
-from .models import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, Completion, RollupHourly
+from .models import MONEY_MEASURES, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, Completion, RollupHourly
 from .types import MONEY_SCALE, from_pico
 
 __all__ = ["COLUMNS", "insert_records", "insert_isolating", "is_record_error", "clean_record", "clean_text",
-           "rollup_rows", "rollup_limits", "rebuild_rollups", "is_error", "is_error_clause"]
+           "rollup_rows", "rollup_limits", "rollup_delta", "add_to_rollups", "rebuild_rollups", "is_error",
+           "is_error_clause"]
 
 COLUMNS: tuple[str, ...] = tuple(c.name for c in Completion.__table__.columns)
 _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
@@ -174,9 +180,9 @@ def _hour(ts: datetime) -> datetime:
 
 
 def rollup_limits(dialect: str) -> dict[str, int | Decimal]:
-    """The largest sum each rollup measure holds on this backend (``cost_usd`` in USD)."""
+    """The largest sum each rollup measure holds on this backend (money measures in USD)."""
     money = from_pico(_INT64_MAX) if dialect == "sqlite" else Decimal(10**18) - Decimal(1).scaleb(-MONEY_SCALE)
-    return {m: money if m == "cost_usd" else _INT64_MAX for m in ROLLUP_MEASURES}
+    return {m: money if m in MONEY_MEASURES else _INT64_MAX for m in ROLLUP_MEASURES}
 
 
 def _key(r: dict) -> tuple:
@@ -193,8 +199,7 @@ def _key(r: dict) -> tuple:
 
 def _new_row(key: tuple) -> dict:
     row = dict(zip(ROLLUP_DIMENSIONS, key))
-    row.update({m: 0 for m in ROLLUP_MEASURES})
-    row["cost_usd"] = Decimal(0)
+    row.update({m: Decimal(0) if m in MONEY_MEASURES else 0 for m in ROLLUP_MEASURES})
     return row
 
 
@@ -209,6 +214,10 @@ def _add(row: dict, r: dict) -> None:
         row["calls_missing_cost"] += 1
     else:
         row["cost_usd"] += cost
+        row["estimated_cost_usd" if r.get("cost_source") == "estimated" else "billed_cost_usd"] += cost
+    listed = r.get("list_cost_usd")
+    if listed is not None:
+        row["list_cost_usd"] += listed
     latency = r.get("latency_ms")
     if latency is not None:
         row["latency_ms_sum"] += latency
@@ -297,8 +306,59 @@ def _upsert_rollups(conn: Connection, rows: Sequence[dict]) -> None:
         slot += 1
 
 
+_PRICE_DELTA = ("cost_usd", "billed_cost_usd", "estimated_cost_usd", "list_cost_usd")
+
+
+def rollup_delta(old: Iterable[dict], new: Iterable[dict]) -> list[dict]:
+    """What to add to the rollup when calls ``old`` are re-priced into ``new`` (the same calls: only
+    ``cost_usd``, ``cost_source``, ``price_source`` and ``list_cost_usd`` differ): per key, the
+    change of the cost measures and of ``calls_missing_cost``; keys with no change are left out.
+    Measures may be negative; the others are 0."""
+    sums: dict[tuple, list] = {}
+    for sign, rows in ((-1, old), (1, new)):
+        for r in rows:
+            key = _key(r)
+            d = sums.get(key)
+            if d is None:
+                d = sums[key] = [Decimal(0), Decimal(0), Decimal(0), Decimal(0), 0]
+            cost = r.get("cost_usd")
+            if cost is None:
+                d[4] += sign
+            else:
+                cost = cost if sign > 0 else -cost
+                d[0] += cost
+                d[2 if r.get("cost_source") == "estimated" else 1] += cost
+            listed = r.get("list_cost_usd")
+            if listed is not None:
+                d[3] += listed if sign > 0 else -listed
+    out = []
+    for key in sorted(sums):
+        d = sums[key]
+        if any(d):
+            row = _new_row(key)
+            row.update(zip(_PRICE_DELTA, d))
+            row["calls_missing_cost"] = d[4]
+            out.append(row)
+    return out
+
+
+def add_to_rollups(conn: Connection, deltas: Sequence[dict]) -> None:
+    """Add ``rollup_delta`` rows to ``rollup_hourly``, in the caller's transaction. A delta goes to the
+    first bucket of its hour, which always holds the key (its calls were counted there or in a
+    continuation bucket of the same hour; readers sum the hour's buckets). No room check: a re-priced
+    sum stays within the column unless that hour's key passes 9,223,372 USD, which then fails loudly
+    (PostgreSQL refuses the value, the batch is rolled back)."""
+    if not deltas:
+        return
+    table = RollupHourly.__table__
+    stmt = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
+    stmt = stmt.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS),
+                                      set_={m: table.c[m] + stmt.excluded[m] for m in ROLLUP_MEASURES})
+    conn.execute(stmt, list(deltas))
+
+
 def _sql_number(dialect: str, measure: str, limit) -> str:
-    if measure == "cost_usd" and dialect == "sqlite":
+    if measure in MONEY_MEASURES and dialect == "sqlite":
         return str(_INT64_MAX)  # stored as integer pico-dollars
     return str(limit)
 
@@ -318,6 +378,9 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
         by_id.setdefault(r["id"], clean_record(r))
     if not by_id:
         return 0
+    from .estimate import price_records  # imported on first use: genai-prices' data takes ~0.4 s to load
+
+    by_id = price_records(by_id)
     table = Completion.__table__
     rows = [_complete(r) for r in by_id.values()]
     try:
@@ -363,7 +426,8 @@ def rebuild_rollups(conn: Connection, *, chunk_size: int = 50_000, progress=None
     conn.execute(delete(RollupHourly.__table__))
     cols = [Completion.__table__.c[c] for c in ("created_at", "model", "provider", "app", "user",
                                                 "api_key_hint", "status_code", "error_type",
-                                                *_TOKEN_FIELDS, "cost_usd", "latency_ms")]
+                                                *_TOKEN_FIELDS, "cost_usd", "cost_source", "list_cost_usd",
+                                                "latency_ms")]
     result = conn.execute(select(*cols).order_by(Completion.created_at), execution_options={"yield_per": chunk_size})
     limits = rollup_limits(conn.dialect.name)
     total = 0

@@ -40,7 +40,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import dashboard, db, demo, export, fake_upstream, proxy, reconcile
+    from . import dashboard, db, demo, export, fake_upstream, proxy, reconcile, reprice, whatif
 
     cli.add_command(db.db_group)
     cli.add_command(fake_upstream.fake_upstream_cmd)
@@ -50,6 +50,8 @@ def _register() -> None:
     cli.add_command(export.summary_cmd)
     cli.add_command(demo.demo_cmd)
     cli.add_command(reconcile.reconcile_cmd)
+    cli.add_command(reprice.reprice_cmd)
+    cli.add_command(whatif.whatif_cmd)
 
 
 _register()

@@ -7,6 +7,7 @@ import os
 import click
 
 from ._common import db_option, fail
+from .reprice import prices_option, use_prices_file
 
 
 @click.command("proxy")
@@ -23,15 +24,17 @@ from ._common import db_option, fail
               help="On SIGTERM/Ctrl+C, how long requests in flight may take to finish.")
 @click.option("--header-timeout", default=10.0, show_default=True, type=float, metavar="SECONDS",
               help="Deadline for each request's headers; slower clients get 408 and are disconnected.")
+@prices_option
 @db_option
 def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, max_body_bytes: int,
-              shutdown_timeout: float, header_timeout: float, db_url: str | None) -> None:
+              shutdown_timeout: float, header_timeout: float, prices_path: str | None, db_url: str | None) -> None:
     """Run the local OpenAI-compatible proxy that records every call (base URL http://127.0.0.1:8787/v1)."""
     from spendlog.db.engine import resolve_url
     from spendlog.proxy import ProxyConfig, ProxyConfigError, default_upstream, is_loopback, serve
     from spendlog.proxy.app import open_socket
 
     resolve_url(db_url)  # a bad --db or SPENDLOG_DB_URL stops here, with one line
+    use_prices_file(prices_path)  # a bad prices file too; the writer prices with it
     try:
         config = ProxyConfig(upstream=upstream or default_upstream(), host=host, port=port,
                              allow_remote=allow_remote, token=os.environ.get("SPENDLOG_PROXY_TOKEN") or None,

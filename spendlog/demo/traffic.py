@@ -20,8 +20,10 @@ arguments give the same records):
   nightly batch app; one "incident" day has many more 429s;
 - five apps with their own models, users, keys, stream habits and prompt sizes (long prompts
   get cached tokens; two reasoning models report reasoning tokens);
-- 429s (more at peak), 500s, streams cut mid-way, calls whose usage has no cost (mostly one
-  provider's), answers capped by ``max_tokens``.
+- 429s (more at peak), 500s, streams cut mid-way, calls whose usage has no cost (``NO_COST_SHARE``
+  of them, more of one provider's, as a router's calls made before it billed or a provider's own
+  API answer: the ledger estimates them, so the demo shows estimates), answers capped by
+  ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -152,6 +154,9 @@ def _error_body(status: int) -> bytes:
 
 
 _CUT_MESSAGE = "RemoteProtocolError: peer closed connection without sending complete message body (incomplete chunked read)"
+# Shares of successful calls answered with usage but no cost (X-Fake-No-Cost's answer, as OpenAI answers).
+NO_COST_SHARE = 0.15
+NO_COST_SHARE_MISTRAL = 0.4
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8")]
 # Rough speed per model: (ms before the first token, ms per output token).
@@ -187,7 +192,7 @@ def _plan(rng: random.Random, app: App, error_boost: float) -> _Call:
         c.outcome = "500"
     elif c.stream and r < 0.015 * error_boost + 0.016:
         c.outcome = "cut"
-    elif rng.random() < (0.12 if c.model.startswith("mistralai/") else 0.006):
+    elif rng.random() < (NO_COST_SHARE_MISTRAL if c.model.startswith("mistralai/") else NO_COST_SHARE):
         c.outcome = "no-cost"
     else:
         c.outcome = "ok"
