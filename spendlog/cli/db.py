@@ -90,3 +90,41 @@ def rebuild_rollups_cmd(db_url: str | None) -> None:
     finally:
         engine.dispose()
     click.echo(f"rebuilt rollups from {n:,} calls")
+
+
+@db_group.command("grant-readonly")
+@db_option
+@click.argument("role")
+@click.option("--run", "run", is_flag=True, help="Run the GRANTs (as the --db user) instead of printing them.")
+def grant_readonly_cmd(db_url: str | None, role: str, run: bool) -> None:
+    """Print (or --run) the PostgreSQL GRANTs that let ROLE read the ledger and nothing else."""
+    from sqlalchemy import text
+
+    from spendlog.db.engine import make_engine, mask_url, resolve_url
+    from spendlog.db.grants import readonly_grants
+
+    from ._common import fail
+
+    url = resolve_url(db_url)
+    if url.get_backend_name() != "postgresql":
+        fail("grant-readonly is for PostgreSQL; a SQLite ledger is read-only for whoever may only read its file")
+    engine = make_engine(url, pool=False)
+    try:
+        with storage_errors("grant read-only access on", engine.url):
+            with engine.begin() as conn:
+                try:
+                    statements = readonly_grants(conn, role)
+                except ValueError as exc:
+                    fail(str(exc))
+                if run:
+                    for statement in statements:
+                        conn.execute(text(statement))
+    finally:
+        engine.dispose()
+    if run:
+        click.echo(f"{role} may now read {mask_url(engine.url)} and nothing else")
+        return
+    click.echo(f"-- read-only access for {role} (run as the role that runs `spendlog db upgrade`; "
+               "the role must exist: CREATE ROLE ... LOGIN PASSWORD '...')")
+    for statement in statements:
+        click.echo(statement + ";")
