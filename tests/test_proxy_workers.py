@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -95,6 +96,23 @@ def test_sigterm_under_load_loses_no_record(proxy_process, fake_upstream):
     found = rows(expect=len(answered), timeout=30)
     assert len(found) == len(answered) == len(forwarded)  # every call forwarded was answered and recorded
     assert all(r.status_code == 200 for r in found)
+
+
+def test_a_worker_that_dies_is_replaced(proxy_process, fake_upstream):
+    proc = proxy_process("--workers", "2", "--upstream", fake_upstream.base_url)
+    first = [int(p) for p in proc.banner.rsplit("pids ", 1)[1].rstrip(")\n").split()]
+    assert len(first) == 2
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while True:  # the supervisor looks every 0.5 s; the new worker needs its imports first
+        pids = {w["pid"] for w in httpx.get(proc.origin + "/healthz", timeout=10).json()["workers"]}
+        if first[0] not in pids and len(pids) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert first[1] in pids and first[0] not in pids and len(pids) == 2
+    code, out, _err = proc.stop(signal.SIGTERM, timeout=60)
+    assert code == 0
+    assert f"worker 0 (pid {first[0]}) exited with code -9; starting another" in out
 
 
 @pytest.mark.parametrize(("value", "says"), [

@@ -215,9 +215,13 @@ def run_workers(config: ProxyConfig, count: int, *, out=None) -> bool:
         print(f"spendlog proxy: listening on {workers.base_url} -> {config.upstream} "
               f"(ledger {mask_url(resolve_url(config.db_url))}; {count} workers, pids "
               f"{' '.join(map(str, workers.pids()))})", file=out, flush=True)
-        while not stop.wait(0.5):
-            for line in workers.restart_dead():
-                print(line, file=out, flush=True)
+        try:
+            while not stop.wait(0.5):
+                for line in workers.restart_dead():
+                    print(line, file=out, flush=True)
+        except BaseException:
+            workers.stop()  # a worker that cannot be restarted stops the others too, gracefully
+            raise
         print(f"spendlog proxy: stopping {count} workers (waiting up to {config.shutdown_timeout:g} s for requests "
               "in flight)", file=out, flush=True)
         clean = workers.stop()
