@@ -4,6 +4,7 @@
     python bench/bench_proxy.py --quick              # fewer requests
     python bench/bench_proxy.py --stacks             # also: which server/client pair to build on
     python bench/bench_proxy.py --pin                # fake + load on CPU 0, proxy on CPU 1 (taskset)
+    python bench/bench_proxy.py --workers 2          # also: `spendlog proxy --workers 2` beside one worker
 
 Three processes, as in real use the client, the proxy and the upstream are three programs:
 the fake upstream (`spendlog fake-upstream --latency-ms 20`), the proxy (`spendlog proxy`, a
@@ -82,9 +83,26 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int | list[int]) -> float:
+    """User + system CPU seconds of a process (or the sum over several: a supervisor and its workers)."""
+    if isinstance(pid, list):
+        return sum(_cpu_seconds(p) for p in pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spawn_workers(py: str, upstream: str, workers: int, env: dict) -> tuple[subprocess.Popen, int, list[int]]:
+    """`spendlog proxy --workers N`; its port and every pid that serves (the supervisor's too)."""
+    proc = subprocess.Popen([py, "-m", "spendlog", "proxy", "--port", "0", "--upstream", upstream, "--workers",
+                             str(workers)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    line = proc.stdout.readline()
+    match = re.search(r"127\.0\.0\.1:(\d+)/v1 .*pids ([\d ]+)\)", line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"spendlog proxy --workers {workers} did not start: {line.strip()!r}")
+    port = int(match.group(1))
+    _wait_port(port, proc)
+    return proc, port, [proc.pid, *map(int, match.group(2).split())]
 
 
 # -- load -----------------------------------------------------------------------------------------
@@ -150,7 +168,7 @@ def _errors(side: dict) -> str:
     return f"{side['errors']} ({', '.join(side['kinds'])})" if side["errors"] else "0"
 
 
-def compare(direct_url: str, proxy_url: str, concurrency: int, n: int, rounds: int, proxy_pid: int,
+def compare(direct_url: str, proxy_url: str, concurrency: int, n: int, rounds: int, proxy_pid: int | list[int],
             fake_pid: int, **kw) -> tuple[dict, dict]:
     """Alternating direct and proxied runs. Besides latencies, each side gets the CPU time per
     request spent by the fake, by this load generator and (proxied) by the proxy, in µs."""
@@ -287,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stacks", action="store_true", help="also compare server/client pairs (minimal proxies)")
     ap.add_argument("--pin", action="store_true", help="taskset: fake and load on CPU 0, proxy on CPU 1")
     ap.add_argument("--latency-ms", type=float, default=20, help="the fake's answer delay")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="also run `spendlog proxy --workers N` and report its CPU per request beside one worker's")
     ap.add_argument("--serve-stack", help=argparse.SUPPRESS)
     ap.add_argument("--upstream", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -342,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
                           ("zero errors", d["errors"] + p["errors"] == 0)]
                 print("\ntargets at concurrency 64: " + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks))
 
+        if args.workers > 1:
+            _workers_section(py, upstream, direct_url, proxy_url, args, env, proxy.pid, fake.pid, levels)
+
         print("\nstreams (fake: 20 ms before the first event, then 5 ms between events, 10 content events)")
         print("\n| concurrency | direct TTFT p50 / p99 ms | proxy TTFT p50 / p99 ms | added TTFT p50 / p99 ms "
               "| errors direct / proxy |")
@@ -374,6 +397,27 @@ def main(argv: list[str] | None = None) -> int:
         _stop(fake)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _workers_section(py: str, upstream: str, direct_url: str, single_url: str, args, env: dict, single_pid: int,
+                     fake_pid: int, levels: list[int]) -> None:
+    """One worker against `--workers N`, same load, alternating: the proxy processes' own CPU time
+    (supervisor + workers, from /proc) per proxied request, and what they add to latency."""
+    multi, port, pids = _spawn_workers(py, upstream, args.workers, env)
+    try:
+        print(f"\n`spendlog proxy --workers {args.workers}` (pids {' '.join(map(str, pids))}) beside one worker")
+        print("\n| concurrency | workers | proxy CPU µs/req | added p50 / p99 ms | throughput proxy/direct | errors |")
+        print("|---|---|---|---|---|---|")
+        for c in levels:
+            n = max(100 if args.quick else 200, c * (15 if args.quick else 25))
+            for label, url, who in (("1", single_url, single_pid),
+                                    (str(args.workers), f"http://127.0.0.1:{port}/v1/chat/completions", pids)):
+                d, p = compare(direct_url, url, c, n, args.rounds, who, fake_pid)
+                print(f"| {c} | {label} | {p['cpu_proxy']:.0f} | {p['p50'] - d['p50']:+.2f} / {p['p99'] - d['p99']:+.2f} "
+                      f"| {p['rps']:.0f} / {d['rps']:.0f} rps ({100 * p['rps'] / d['rps']:.0f}%) | {_errors(p)} |",
+                      flush=True)
+    finally:
+        _stop(multi)
 
 
 if __name__ == "__main__":

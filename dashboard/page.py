@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import altair as alt
 import streamlit as st
 
-from spendlog.dashboard import charts, data, downloads, frames
+from spendlog.dashboard import auth, charts, data, downloads, frames
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.formatting import format_money, format_money_exact
@@ -52,6 +52,8 @@ def filters_for_dates(start: date, end: date, tz: str) -> Filters:
 def main() -> None:
     # an emoji icon is drawn in the page; a :material/...: one is fetched from fonts.gstatic.com on every visit
     st.set_page_config(page_title="spendlog", page_icon="💵", layout="wide")
+    if not auth.gate():  # sign-in (docs/auth.md): nothing below runs for a visitor it refuses
+        return
     url = data.db_url()
     try:
         masked = mask_url(url)
@@ -83,6 +85,8 @@ def _unreadable(exc: Exception) -> None:
 def _live_overview(url: str, view: View) -> None:
     """The overview as a fragment (the live toggle reruns just this); a database that goes away
     between two refreshes shows the same error as at start."""
+    if not auth.still_allowed():  # a live refresh skips main(): a lapsed sign-in goes back to the gate
+        st.rerun()
     try:
         _overview(url, view)
     except (DatabaseUnavailableError, DatabaseURLError) as exc:

@@ -26,6 +26,8 @@ def database_status(url: str | URL | None = None) -> dict:
         "head": head_revision(),
         "schema": "none",
         "rows": None,
+        "oldest_call": None,
+        "oldest_rollup_hour": None,
         "spool": str(spool_path(resolved)),
         "spooled": spooled_count(resolved),
         "rejected_file": str(rejected_path(resolved)),
@@ -39,6 +41,11 @@ def database_status(url: str | URL | None = None) -> dict:
             info["schema"] = schema_state(info["revision"])
             if inspect(conn).has_table(Completion.__tablename__):
                 info["rows"] = conn.scalar(select(func.count()).select_from(Completion))
+                from .prune import oldest  # the oldest raw call and rollup hour (retention: db.prune)
+
+                call, hour = oldest(conn)
+                info["oldest_call"] = call.isoformat() if call is not None else None
+                info["oldest_rollup_hour"] = hour.isoformat() if hour is not None else None
     except Exception as exc:  # translated once, here, for the user
         path = sqlite_path(resolved)
         if "unable to open database file" in str(exc) and path is not None and not path.exists():

@@ -55,6 +55,7 @@ def _isolated_data_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("SOLROUTER_BASE_URL", raising=False)
     monkeypatch.delenv("SPENDLOG_UPSTREAM", raising=False)
     monkeypatch.delenv("SPENDLOG_TZ", raising=False)
+    monkeypatch.delenv("SPENDLOG_ALLOWED", raising=False)
     from spendlog.db import log
 
     log.reset_for_tests()

@@ -5,6 +5,10 @@
   `.url(path)`, `.config`. Stopped (gracefully) after the test.
 - `proxy_factory`: `proxy_factory(upstream_url, **ProxyConfig options)` starts more, each stopped
   after the test.
+- `proxy_workers` (1): how many processes `proxy` and `proxy_factory` serve with. A module that
+  overrides it with 2 (tests/test_proxy_workers.py) runs the same tests against
+  ``spendlog.proxy.workers.ProxyWorkers``: two worker processes on one port, each with its own
+  writer (its records reach ``rows(expect=...)`` within a flush interval).
 - `proxy_process`: `proxy_process(*cli_args, env=..., nofile=...)` runs `spendlog proxy --port 0 ...`
   as the user does, in a child process (``ProxyProcess``: `.base_url`, `.port`, `.banner`,
   `.peak_rss_mb()`, `.stop()`); killed after the test if still running.
@@ -31,7 +35,8 @@ from helpers import ledger_rows
 
 import spendlog
 from spendlog.db.models import Completion
-from spendlog.proxy import ProxyServer, start_proxy
+from spendlog.proxy import ProxyConfig, ProxyServer, start_proxy
+from spendlog.proxy.workers import ProxyWorkers
 
 _VOLATILE = [
     (re.compile(rb'"(\w*id)":\s*"[^"]*"'), rb'"\1":"<id>"'),
@@ -213,11 +218,20 @@ def proxy_process():
 
 
 @pytest.fixture
-def proxy_factory():
-    started: list[ProxyServer] = []
+def proxy_workers() -> int:
+    return 1
 
-    def start(upstream: str, **options) -> ProxyServer:
-        server = start_proxy(upstream, **options)
+
+@pytest.fixture
+def proxy_factory(proxy_workers):
+    started: list[ProxyServer | ProxyWorkers] = []
+
+    def start(upstream: str, **options) -> ProxyServer | ProxyWorkers:
+        if proxy_workers == 1:
+            server = start_proxy(upstream, **options)
+        else:
+            options.setdefault("port", 0)
+            server = ProxyWorkers(ProxyConfig(upstream=upstream, **options), proxy_workers).start()
         started.append(server)
         return server
 

@@ -4,12 +4,17 @@ tests/test_oidc_browser.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from spendlog.cli.dashboard import is_loopback, secrets_auth
 from spendlog.dashboard.auth import AllowList, AuthConfigError, is_allowed, parse_allowed, sign_in_expired
 
 APP = Path(__file__).resolve().parent / "oidc" / "app.py"
@@ -109,11 +114,6 @@ def everything(at: AppTest) -> str:
 
 def signed_in(email: str, **claims) -> dict:
     return {"is_logged_in": True, "email": email, "email_verified": True, "iat": int(time.time()) - 60, **claims}
-
-
-@pytest.fixture(autouse=True)
-def _no_allowed_env(monkeypatch):
-    monkeypatch.delenv("SPENDLOG_ALLOWED", raising=False)
 
 
 def test_without_auth_the_page_shows_as_before():
@@ -235,3 +235,74 @@ def test_still_allowed_answers_like_the_gate_and_draws_nothing(secrets, user, ex
     at.run()
     assert [h.value for h in at.header] == [f"still allowed: {expected}"]
     assert not at.button and not at.text and not at.error and not at.title
+
+
+# `spendlog dashboard`: who may reach it without sign-in, and the address it prints with sign-in
+
+def _dashboard(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOME": str(tmp_path), "BROWSER": "/bin/false"}  # no ~/.streamlit of the user's
+    return subprocess.run([sys.executable, "-m", "spendlog", "dashboard", "--no-browser", *args], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
+def test_another_address_without_sign_in_needs_allow_anonymous(tmp_path, host):
+    out = _dashboard(tmp_path, "--host", host)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"spendlog: error: --host {host} without sign-in lets anyone who reaches it read the spend: add an [auth] "
+        "section to the secrets file (docs/auth.md) or pass --allow-anonymous"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_needs_no_sign_in(host):
+    assert is_loopback(host)
+
+
+def test_a_folder_secrets_file_with_auth_opens_other_addresses(tmp_path, monkeypatch):
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(toml_text(AUTH))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert secrets_auth() == AUTH
+    assert secrets_auth(tmp_path / ".streamlit" / "secrets.toml") == AUTH
+    other = tmp_path / "other.toml"
+    other.write_text('[spendlog]\nallowed = ["example.com"]\n')
+    assert secrets_auth(other) is None  # --secrets replaces Streamlit's default locations
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (None, "--secrets {path}: no such file"),
+    ("[auth\n", "cannot read the secrets file {path}: "),
+])
+def test_a_bad_secrets_file_is_one_line_exit_2(tmp_path, content, says):
+    path = tmp_path / "s.toml"
+    if content is not None:
+        path.write_text(content)
+    out = _dashboard(tmp_path, "--secrets", str(path))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spendlog: error: " + says.format(path=path))
+
+
+@pytest.mark.slow
+def test_with_sign_in_it_serves_any_address_and_prints_the_redirect_origin(tmp_path):
+    from fixture_dashboard import _stop, free_port, wait_healthy
+
+    port = free_port()
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(toml_text({**AUTH, "redirect_uri": f"http://localhost:{port}/oauth2callback"}))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "spendlog", "dashboard", "--no-browser", "--host", "0.0.0.0",
+                             "--port", str(port), "--secrets", str(secrets)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        wait_healthy(port, proc)
+    finally:
+        _stop(proc)
+    assert first.startswith(f"spendlog dashboard: http://localhost:{port}/  (listening on 0.0.0.0:{port}; sign-in; ")
+
+
+def toml_text(auth: dict) -> str:
+    return "[auth]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in auth.items())

@@ -1,10 +1,10 @@
 """The dashboard's sign-in in real Chromium against a real OpenID provider (tests/oidc/).
 
-A minimal Streamlit page (tests/oidc/app.py) calls ``spendlog.dashboard.auth.gate()`` and then
-shows a fake figure. Chromium signs in through the provider's own login and consent pages, sees
-the figure, signs out through the provider's logout page; a user outside the allow-list, a forged
-cookie and an expired one see no figure anywhere in the DOM. Requests to anything but 127.0.0.1
-are aborted (the provider's pages link a web font).
+The real dashboard (`spendlog dashboard --secrets FILE`) on a ledger of one call that cost $123.45.
+Chromium signs in through the provider's own login and consent pages, sees that total, signs out
+through the provider's logout page; a user outside the allow-list, a forged cookie and an expired
+one see no figure anywhere in the DOM. Requests to anything but 127.0.0.1 are aborted (the
+provider's pages link a web font).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -22,12 +24,18 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from conftest import IN_CI
 from fixture_dashboard import _stop as stop_server
 from fixture_dashboard import wait_healthy
-from fixture_oidc import OIDC_DIR, secrets_toml
+from fixture_oidc import secrets_toml
+from helpers import make_record
 from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+from spendlog.db.engine import make_engine
+from spendlog.db.migrate import upgrade
+from spendlog.db.store import insert_records
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-FIGURE = "TOTAL $123.45"  # what tests/oidc/app.py shows past the gate
+COST = Decimal("123.45")  # the ledger's one call
+FIGURE = "$123.45"  # the dashboard's total spend for it
 COOKIE_SECRET = "spendlog-test-cookie-secret-0123456789"
 USER_COOKIE = "_streamlit_user"  # streamlit/web/server/starlette/starlette_server_config.py
 ALLOWED = ["alice@example.com", "@team.example.org"]
@@ -51,20 +59,33 @@ def browser():
 
 @pytest.fixture(scope="module")
 def app(oidc_provider, tmp_path_factory):
-    """tests/oidc/app.py under Streamlit, signing in with ``oidc_provider``; its URL."""
+    """`spendlog dashboard --secrets FILE` on a one-call ledger, signing in with ``oidc_provider``;
+    its URL."""
     home = tmp_path_factory.mktemp("oidc-app")
     secrets = home / "secrets.toml"
     secrets.write_text(secrets_toml(oidc_provider, cookie_secret=COOKIE_SECRET, allowed=ALLOWED))
-    env = {k: v for k, v in os.environ.items() if k != "SPENDLOG_ALLOWED"}
-    argv = [sys.executable, "-m", "streamlit", "run", str(OIDC_DIR / "app.py"), "--server.address=127.0.0.1",
-            f"--server.port={oidc_provider.app_port}", "--server.headless=true", f"--secrets.files={secrets}",
-            "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"]
+    ledger = f"sqlite:///{home / 'ledger.db'}"
+    engine = make_engine(ledger, pool=False)
+    upgrade(engine)
+    with engine.begin() as conn:
+        insert_records(conn, [make_record(created_at=datetime.now(timezone.utc), cost_usd=COST)])
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if k not in ("SPENDLOG_ALLOWED", "SPENDLOG_TZ")}
+    env["HOME"] = str(home)  # no ~/.streamlit of the user's
+    argv = [sys.executable, "-m", "spendlog", "dashboard", "--no-browser", "--port", str(oidc_provider.app_port),
+            "--db", ledger, "--secrets", str(secrets)]
     proc = subprocess.Popen(argv, cwd=home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_healthy(oidc_provider.app_port, proc)
         yield oidc_provider.app_url
     finally:
         stop_server(proc)
+
+
+def figure(page):
+    """The "Total spend" card showing the ledger's total."""
+    card = page.get_by_test_id("stMetric").filter(has_text="Total spend").first
+    return card.get_by_test_id("stMetricValue").filter(has_text=FIGURE)
 
 
 @pytest.fixture
@@ -101,7 +122,7 @@ def sign_in(page, app_url: str, issuer: str, login: str) -> None:
 
 def test_sign_in_see_the_figure_then_sign_out(app, oidc_provider, page):
     sign_in(page, app, oidc_provider.issuer, "alice@example.com")
-    page.get_by_text(FIGURE).wait_for()
+    figure(page).wait_for()
     assert "Signed in as alice@example.com" in page.get_by_test_id("stSidebar").inner_text()
     assert any(c["name"] == USER_COOKIE for c in page.context.cookies())
 
@@ -110,12 +131,12 @@ def test_sign_in_see_the_figure_then_sign_out(app, oidc_provider, page):
     page.get_by_role("button", name="Yes, sign me out").click()
     page.wait_for_url(f"{app}**")
     page.get_by_role("button", name="Sign in").wait_for()
-    assert FIGURE not in settled(page)
+    assert "123.45" not in settled(page)
     assert not any(c["name"] == USER_COOKIE for c in page.context.cookies())
 
     page.reload()
     page.get_by_role("button", name="Sign in").wait_for()
-    assert FIGURE not in settled(page)
+    assert "123.45" not in settled(page)
 
 
 def test_a_user_outside_the_allow_list_sees_no_figure(app, oidc_provider, page):
@@ -123,7 +144,7 @@ def test_a_user_outside_the_allow_list_sees_no_figure(app, oidc_provider, page):
     page.get_by_role("heading", name="Not allowed").wait_for()
     dom = settled(page)
     assert "You are signed in as mallory@evil-example.com, which may not see this dashboard." in page.inner_text("body")
-    assert FIGURE not in dom and "123.45" not in dom
+    assert "123.45" not in dom and "stMetric" not in dom and "stVegaLiteChart" not in dom
     assert page.get_by_role("button", name="Sign out").is_visible()
 
 
@@ -170,15 +191,15 @@ def test_a_forged_or_expired_cookie_is_refused(app, page):
         "signed 32 days ago": _cookie(COOKIE_SECRET, alice, age_seconds=month),
     }
     for case, value in refused.items():
-        assert FIGURE not in _visit_with(page, app, value, sign_in_button), case
+        assert "123.45" not in _visit_with(page, app, value, sign_in_button), case
 
     # spendlog's own limit: an ID token issued more than sign_in_hours (default 12) ago
     old = _cookie(COOKIE_SECRET, _claims(app, "alice@example.com", iat_age=13 * 3600))
-    assert FIGURE not in _visit_with(page, app, old, sign_in_button)
+    assert "123.45" not in _visit_with(page, app, old, sign_in_button)
     assert "Your sign-in is more than 12 hours old: sign in again." in page.inner_text("body")
 
     # the controls: the same recipe with the right secret and fresh dates is let in, so the
     # refusals above are the signature's and the dates' doing
-    assert FIGURE not in _visit_with(page, app, signed_mallory, lambda p: p.get_by_role("heading", name="Not allowed"))
+    assert "123.45" not in _visit_with(page, app, signed_mallory, lambda p: p.get_by_role("heading", name="Not allowed"))
     fresh = _cookie(COOKIE_SECRET, _claims(app, "alice@example.com", iat_age=3600))
-    assert FIGURE in _visit_with(page, app, fresh, lambda p: p.get_by_text(FIGURE))
+    assert FIGURE in _visit_with(page, app, fresh, figure)

@@ -9,11 +9,17 @@ until someone answers it. The browser is opened by us, with Python's ``webbrowse
 server answers (where there is no ``os.fork``, as on Windows, the URL is only printed). Usage
 statistics are always off (``browser.gatherUsageStats=false`` on the command line, which no
 config file overrides).
+
+Who may open it: without an ``[auth]`` section in the secrets file (docs/auth.md) the dashboard
+has no sign-in, so it listens on a loopback address only; another ``--host`` then needs
+``--allow-anonymous``. With ``[auth]`` the address printed (and opened) is the origin of its
+``redirect_uri``, the only one Streamlit's sign-in cookie works on.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import sys
@@ -23,12 +29,14 @@ import urllib.request
 import webbrowser
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
 from ._common import db_option, fail
 
-__all__ = ["dashboard_cmd", "streamlit_command", "dashboard_url", "port_free", "open_when_ready", "OPEN_TIMEOUT"]
+__all__ = ["dashboard_cmd", "streamlit_command", "dashboard_url", "port_free", "open_when_ready", "OPEN_TIMEOUT",
+           "secrets_auth", "is_loopback"]
 
 OPEN_TIMEOUT = 60.0  # seconds the browser waits for the server's first answer (a cold Streamlit import is slow)
 # What `streamlit run` always gets, whatever config files the user or the folder hold
@@ -58,8 +66,10 @@ def _theme_options() -> list[str]:
     return args
 
 
-def streamlit_command(*, host: str, port: int, db_url: str | None) -> tuple[list[str], dict]:
-    """The argv and environment that run the dashboard (separate from the exec, for tests)."""
+def streamlit_command(*, host: str, port: int, db_url: str | None,
+                      secrets: Path | None = None) -> tuple[list[str], dict]:
+    """The argv and environment that run the dashboard (separate from the exec, for tests).
+    ``secrets`` replaces Streamlit's secrets locations (its ``secrets.files`` option)."""
     argv = [
         sys.executable, "-m", "streamlit", "run", str(_package_file("app.py")),
         f"--server.address={host}",
@@ -67,6 +77,8 @@ def streamlit_command(*, host: str, port: int, db_url: str | None) -> tuple[list
         *FIXED_OPTIONS,
         *_theme_options(),
     ]
+    if secrets is not None:
+        argv.append(f"--secrets.files={secrets}")
     env = dict(os.environ)
     if db_url:
         env["SPENDLOG_DB_URL"] = db_url
@@ -77,6 +89,47 @@ def dashboard_url(host: str, port: int) -> str:
     """The page's address from this machine (a wildcard address is reached on loopback)."""
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _secrets_files(secrets: Path | None) -> list[Path]:
+    """Where Streamlit will read secrets: ``--secrets``, else its defaults (the user's, then the
+    folder's, the later winning)."""
+    if secrets is not None:
+        return [secrets]
+    return [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
+
+
+def secrets_auth(secrets: Path | None = None) -> dict | None:
+    """The ``[auth]`` section Streamlit will see, or None; a file it cannot read is a usage error."""
+    if secrets is not None and not secrets.is_file():
+        fail(f"--secrets {secrets}: no such file")
+    auth = None
+    for path in _secrets_files(secrets):
+        try:
+            parsed = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            fail(f"cannot read the secrets file {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        if "auth" in parsed:
+            auth = parsed["auth"] if isinstance(parsed["auth"], dict) else {}
+    return auth
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach ``host`` (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _sign_in_url(auth: dict) -> str | None:
+    """The origin of ``redirect_uri``: where the sign-in cookie works."""
+    parts = urlsplit(str(auth.get("redirect_uri") or ""))
+    return f"{parts.scheme}://{parts.netloc}/" if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def port_free(host: str, port: int) -> bool:
@@ -146,18 +199,35 @@ def _open_in_background(url: str) -> None:
               help="Address to listen on (keep 127.0.0.1 unless others should see your spend).")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window (for servers and scripts).")
-def dashboard_cmd(db_url: str | None, host: str, port: int, no_browser: bool) -> None:
+@click.option("--secrets", "secrets", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Streamlit secrets file with the [auth] sign-in section (default: .streamlit/secrets.toml).")
+@click.option("--allow-anonymous", is_flag=True,
+              help="Serve a --host other than loopback without sign-in (anyone who reaches it sees the spend).")
+def dashboard_cmd(db_url: str | None, host: str, port: int, no_browser: bool, secrets: Path | None,
+                  allow_anonymous: bool) -> None:
     """Open the spend dashboard in the browser."""
     from spendlog.db.engine import mask_url, resolve_url
 
     resolved = resolve_url(db_url)  # a bad URL ends here with one line and exit code 2
+    if secrets is not None:
+        secrets = secrets.expanduser().resolve()
+    auth = secrets_auth(secrets)
+    if auth is None and not is_loopback(host) and not allow_anonymous:
+        fail(f"--host {host} without sign-in lets anyone who reaches it read the spend: add an [auth] section "
+             "to the secrets file (docs/auth.md) or pass --allow-anonymous")
     if not _package_file("app.py").is_file():
         fail("the dashboard files are missing from this installation; reinstall spendlog")
     if not port_free(host, port):
         fail(f"port {port} on {host} is in use; pass --port with a free one")
-    argv, env = streamlit_command(host=host, port=port, db_url=db_url)
+    argv, env = streamlit_command(host=host, port=port, db_url=db_url, secrets=secrets)
     url = dashboard_url(host, port)
     where = "" if url == f"http://{host}:{port}/" else f"listening on {host}; "
+    if auth is not None:
+        signed = _sign_in_url(auth)
+        if signed and signed != url:
+            url, where = signed, f"listening on {host}:{port}; sign-in; "
+        elif signed:
+            where = f"{where}sign-in; "
     click.echo(f"spendlog dashboard: {url}  ({where}database {mask_url(resolved)}; Ctrl+C stops)", err=True)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -55,6 +55,7 @@ def status_cmd(db_url: str | None, as_json: bool) -> None:
     click.echo(f"database:  {info['url']}")
     click.echo(f"revision:  {rev}")
     click.echo(f"rows:      {info['rows'] if info['rows'] is not None else 0:,}")
+    click.echo(f"oldest:    call {info['oldest_call'] or '-'}; rollup hour {info['oldest_rollup_hour'] or '-'}")
     click.echo(f"spooled:   {info['spooled']:,} waiting in {info['spool']}")
     click.echo(f"rejected:  {info['rejected']:,}" + (f" set aside in {info['rejected_file']}" if info["rejected"] else ""))
     click.echo(f"dropped:   {info['dropped']:,}")
@@ -90,3 +91,76 @@ def rebuild_rollups_cmd(db_url: str | None) -> None:
     finally:
         engine.dispose()
     click.echo(f"rebuilt rollups from {n:,} calls")
+
+
+@db_group.command("grant-readonly")
+@db_option
+@click.argument("role")
+@click.option("--run", "run", is_flag=True, help="Run the GRANTs (as the --db user) instead of printing them.")
+def grant_readonly_cmd(db_url: str | None, role: str, run: bool) -> None:
+    """Print (or --run) the PostgreSQL GRANTs that let ROLE read the ledger and nothing else."""
+    from sqlalchemy import text
+
+    from spendlog.db.engine import make_engine, mask_url, resolve_url
+    from spendlog.db.grants import readonly_grants
+
+    from ._common import fail
+
+    url = resolve_url(db_url)
+    if url.get_backend_name() != "postgresql":
+        fail("grant-readonly is for PostgreSQL; a SQLite ledger is read-only for whoever may only read its file")
+    engine = make_engine(url, pool=False)
+    try:
+        with storage_errors("grant read-only access on", engine.url):
+            with engine.begin() as conn:
+                try:
+                    statements = readonly_grants(conn, role)
+                except ValueError as exc:
+                    fail(str(exc))
+                if run:
+                    for statement in statements:
+                        conn.execute(text(statement))
+    finally:
+        engine.dispose()
+    if run:
+        click.echo(f"{role} may now read {mask_url(engine.url)} and nothing else")
+        return
+    click.echo(f"-- read-only access for {role} (run as the role that runs `spendlog db upgrade`; "
+               "the role must exist: CREATE ROLE ... LOGIN PASSWORD '...')")
+    for statement in statements:
+        click.echo(statement + ";")
+
+
+@db_group.command("prune")
+@db_option
+@click.option("--before", "before", required=True, metavar="YYYY-MM-DD",
+              help="Delete raw calls created before this date (00:00 UTC); hourly rollups are kept.")
+@click.option("--yes", is_flag=True, help="Delete (without it, only say how many calls would go).")
+def prune_cmd(db_url: str | None, before: str, yes: bool) -> None:
+    """Delete raw calls before a date in batches, keeping the hourly rollups (totals stay exact)."""
+    from datetime import datetime, time, timezone
+
+    from spendlog.db.engine import make_engine
+    from spendlog.db.migrate import ensure_schema
+    from spendlog.db.prune import count_before, prune_before
+
+    from ._common import parse_date
+
+    day = parse_date(before, "--before")
+    cutoff = datetime.combine(day, time(0), tzinfo=timezone.utc)
+    engine = make_engine(db_url, pool=False)
+    try:
+        with storage_errors("prune", engine.url):
+            ensure_schema(engine)
+            with engine.connect() as conn:
+                n = count_before(conn, cutoff)
+            if not yes:
+                click.echo(f"{n:,} calls were created before {day.isoformat()} 00:00 UTC; run again with --yes to "
+                           "delete them (the hourly rollups, and so every total, stay)")
+                return
+            with click.progressbar(length=n, label="pruning", file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
+                done = prune_before(engine, cutoff, progress=bar.update)
+    finally:
+        engine.dispose()
+    click.echo(f"deleted {done:,} calls created before {day.isoformat()} 00:00 UTC; hourly rollups kept "
+               "(do not run rebuild-rollups now: it would recompute them from the calls that are left)")

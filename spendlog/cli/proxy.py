@@ -24,15 +24,23 @@ from .reprice import prices_option, use_prices_file
               help="On SIGTERM/Ctrl+C, how long requests in flight may take to finish.")
 @click.option("--header-timeout", default=10.0, show_default=True, type=float, metavar="SECONDS",
               help="Deadline for each request's headers; slower clients get 408 and are disconnected.")
+@click.option("--workers", default="1", show_default=True, metavar="N|auto",
+              help="Processes serving the one port (SO_REUSEPORT), each with its own ledger writer; auto: one per core.")
 @prices_option
 @db_option
 def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, max_body_bytes: int,
-              shutdown_timeout: float, header_timeout: float, prices_path: str | None, db_url: str | None) -> None:
+              shutdown_timeout: float, header_timeout: float, workers: str,
+              prices_path: str | None, db_url: str | None) -> None:
     """Run the local OpenAI-compatible proxy that records every call (base URL http://127.0.0.1:8787/v1)."""
     from spendlog.db.engine import resolve_url
     from spendlog.proxy import ProxyConfig, ProxyConfigError, default_upstream, is_loopback, serve
     from spendlog.proxy.app import open_socket
+    from spendlog.proxy.workers import WorkersError, parse_workers, run_workers
 
+    try:
+        count = parse_workers(workers)
+    except ValueError as exc:
+        fail(str(exc))
     resolve_url(db_url)  # a bad --db or SPENDLOG_DB_URL stops here, with one line
     use_prices_file(prices_path)  # a bad prices file too; the writer prices with it
     try:
@@ -46,6 +54,16 @@ def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, ma
     if upstream_url.scheme == "http" and not is_loopback(upstream_url.host or ""):
         click.echo(f"spendlog proxy: warning: {config.upstream} is plain http; your clients' keys cross the "
                    "network unencrypted", err=True)
+    if count > 1:
+        try:
+            clean = run_workers(config, count)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        except WorkersError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not clean:
+            raise SystemExit(1)
+        return
     try:
         sock = open_socket(config.host, config.port)
     except OSError as exc:

@@ -58,12 +58,15 @@ def _quiet_aiohttp_logs() -> None:
             logger.addFilter(_NoRequestDetails())
 
 
-def open_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready socket bound to ``host:port`` (port 0: a free port)."""
+def open_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening-ready socket bound to ``host:port`` (port 0: a free port). ``reuse_port``:
+    other workers' sockets may bind the same address (``SO_REUSEPORT``, spendlog.proxy.workers)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(addr)
     except OSError:
@@ -75,11 +78,11 @@ def open_socket(host: str, port: int) -> socket.socket:
 class _Running:
     """A started server inside a running event loop."""
 
-    def __init__(self, config: ProxyConfig, sock: socket.socket):
+    def __init__(self, config: ProxyConfig, sock: socket.socket, worker=None):
         self.config = config
         self.sock = sock
         self.max_connections = connection_budget()  # before the pool and the runner open anything
-        self.forwarder = Forwarder(config, pool_limit=min(config.pool_size, self.max_connections))
+        self.forwarder = Forwarder(config, pool_limit=min(config.pool_size, self.max_connections), worker=worker)
         self.runner: web.ServerRunner | None = None
 
     async def start(self) -> None:
@@ -117,13 +120,14 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(config: ProxyConfig, *, sock: socket.socket | None = None, out=None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully and flush the ledger."""
+def serve(config: ProxyConfig, *, sock: socket.socket | None = None, out=None, worker=None) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully and flush the ledger. ``worker``: this
+    process's ``spendlog.proxy.workers.WorkerBoard`` when it is one of several."""
     out = out or sys.stdout
     sock = sock or open_socket(config.host, config.port)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
-    running = _Running(config, sock)
+    running = _Running(config, sock, worker)
     stop = asyncio.Event()
     try:
         loop.run_until_complete(running.start())

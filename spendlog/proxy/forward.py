@@ -20,6 +20,7 @@ Failures and what the client sees (the record's ``error_type`` in brackets):
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 from aiohttp import web
@@ -51,8 +52,10 @@ class _TooLarge(Exception):
 class Forwarder:
     """The request handler: holds the configuration and the upstream connection pool."""
 
-    def __init__(self, config: ProxyConfig, *, pool_limit: int | None = None):
+    def __init__(self, config: ProxyConfig, *, pool_limit: int | None = None, worker=None):
         self.config = config
+        self.worker = worker  # a WorkerBoard (spendlog.proxy.workers) when one of several processes
+        self.requests = 0
         self.pool_limit = pool_limit or config.pool_size
         self.upstream = config.upstream_url
         self.session: aiohttp.ClientSession | None = None
@@ -82,6 +85,9 @@ class Forwarder:
             return json_error(401, f"spendlog proxy: missing or wrong {TOKEN_HEADER} header",
                               "authentication_error", "proxy_token_required", close=True)
         raw_target = request.raw_path
+        if self.worker is not None:
+            self.worker.count_request()
+        self.requests += 1
         if raw_target == "/healthz" or raw_target.startswith("/healthz?"):
             return await self.healthz(request)
         try:
@@ -105,7 +111,15 @@ class Forwarder:
             writer = get_writer(self.config.db_url).status()
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not fail
             writer = {"state": "error", "last_error": f"{type(exc).__name__}: {exc}"[:300]}
-        return web.json_response({"status": "ok", "upstream": self.config.upstream, "writer": writer})
+        if self.worker is not None:
+            workers = self.worker.read()
+            this = workers[self.worker.index]
+        else:
+            this = {"index": 0, "pid": os.getpid(), "requests": self.requests}
+            workers = [this]
+        # "writer" is this worker's own (each worker writes the ledger through its own writer)
+        return web.json_response({"status": "ok", "upstream": self.config.upstream, "writer": writer,
+                                  "worker": this, "workers": workers, "worker_count": len(workers)})
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         limit = self.config.max_body_bytes

@@ -75,10 +75,10 @@ def target_url(raw_target: str, upstream: URL) -> URL:
     authority-form and dot segments are refused, and the result must have the upstream's origin."""
     if not raw_target.startswith("/") or raw_target.startswith("//"):
         raise BadTarget(400, "absolute_target_refused",
-                        "spendlog proxy forwards only origin-form paths under /v1 to its configured upstream")
+                        "only origin-form paths under /v1 are forwarded, to the configured upstream")
     path, sep, query = raw_target.partition("?")
     if path != "/v1" and not path.startswith("/v1/"):
-        raise BadTarget(404, "unknown_url", f"spendlog proxy only forwards /v1/... paths, not {path[:200]!r}")
+        raise BadTarget(404, "unknown_url", f"only /v1/... paths are forwarded, not {path[:200]!r}")
     if _traverses(path):
         raise BadTarget(400, "bad_path", "dot segments and backslashes are not allowed in the path, encoded or not")
     tail = path[3:]
