@@ -61,6 +61,7 @@ __all__ = [
     "count_calls",
     "distinct_values",
     "total_spend",
+    "call_span",
 ]
 
 GROUPS = ("day", "week", "month", "model", "provider", "app", "user", "key")
@@ -342,3 +343,11 @@ def distinct_values(conn: Connection, column: str, filters: Filters | None = Non
     stmt = select(col).where(*clauses, col != "").group_by(col).order_by(col)
     return list(conn.scalars(stmt))
 
+
+
+def call_span(conn: Connection, filters: Filters) -> tuple[datetime | None, datetime | None]:
+    """When the first and the last matching call started (aware UTC), or ``(None, None)``."""
+    created = Completion.created_at
+    clauses = where_clauses(filters, raw=True, ranges=[(filters.start, filters.end)])
+    first, last = conn.execute(select(func.min(created), func.max(created)).where(*clauses)).one()
+    return first, last

@@ -379,10 +379,15 @@ def test_bad_groups_and_columns(sqlite_url):
 def test_public_names():
     import spendlog.db.periods as periods
     import spendlog.db.queries as queries
-    import spendlog.export as export
-    import spendlog.focus as focus
+    import spendlog.report.files as files
+    import spendlog.report.focus as focus
+    import spendlog.report.money as money
+    import spendlog.report.reconcile as reconcile
+    import spendlog.report.summary as summary
+    import spendlog.report.table as table
+    import spendlog.report.terminal as terminal
 
-    for module in (queries, periods, export, focus):
+    for module in (queries, periods, files, focus, money, reconcile, summary, table, terminal):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
             member = getattr(module, name)
@@ -391,4 +396,6 @@ def test_public_names():
     # the names the dashboard codes against
     assert {"Filters", "GROUPS", "date_bounds", "grouped_totals", "iter_calls", "count_calls", "distinct_values",
             "total_spend"} <= set(queries.__all__)
-    assert {"grouped_csv", "calls_csv", "write_table", "neutralise"} <= set(export.__all__)
+    assert {"grouped_csv", "calls_csv"} <= set(files.__all__)
+    assert {"write_table", "neutralise"} <= set(table.__all__)
+    assert {"money_exact", "money_display"} <= set(money.__all__)

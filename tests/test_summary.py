@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from spendlog.cli import cli
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.export import display_money
+from spendlog.report.money import money_display
 from test_queries import make_record, seed
 
 UTC = timezone.utc
@@ -110,13 +110,13 @@ def test_bad_arguments(ledger, args, needle):
 
 
 def test_summary_money_text():
-    assert display_money(Decimal("1234.5")) == "$1,234.50"
-    assert display_money(Decimal("1234567.891")) == "$1,234,567.89"
-    assert display_money(Decimal("0")) == "$0.00"
-    assert display_money(Decimal("0.5")) == "$0.50"
-    assert display_money(Decimal("0.000148")) == "$0.000148"
-    assert display_money(Decimal("0.00014825")) == "$0.000148"
-    assert display_money(Decimal("0.0990")) == "$0.099"
-    assert display_money(Decimal("0.09999")) == "$0.10"
-    assert display_money(Decimal("0.000000000001")) == "$0.000000000001"
-    assert display_money(Decimal("-2.5")) == "-$2.50"
+    assert money_display(Decimal("1234.5")) == "$1,234.50"
+    assert money_display(Decimal("1234567.891")) == "$1,234,567.89"
+    assert money_display(Decimal("0")) == "$0.00"
+    assert money_display(Decimal("0.5")) == "$0.50"
+    assert money_display(Decimal("0.000148")) == "$0.000148"
+    assert money_display(Decimal("0.00014825")) == "$0.000148"
+    assert money_display(Decimal("0.0990")) == "$0.099"
+    assert money_display(Decimal("0.09999")) == "$0.10"
+    assert money_display(Decimal("0.000000000001")) == "$0.000000000001"
+    assert money_display(Decimal("-2.5")) == "-$2.50"

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["db_option", "fail", "first_line", "output_file", "parse_date", "printable", "reading", "storage_errors",
-           "text_table"]
+__all__ = ["db_option", "fail", "first_line", "output_file", "parse_date", "reading", "storage_errors"]
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -157,19 +156,3 @@ def _write_errors(where: str):
     except OSError as exc:
         fail(f"cannot write {where}: {exc.strerror or exc}")
 
-
-def text_table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    """A terminal table as lines: the title, the header, a rule, the rows (columns in ``right``
-    aligned right)."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-
-
-def printable(value: str | None) -> str:
-    if value is None:
-        return "(none)"
-    return "".join(ch if ch.isprintable() else "?" for ch in value)  # header values: no terminal escapes
