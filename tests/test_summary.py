@@ -87,6 +87,22 @@ def test_empty_ledger(sqlite_url):
     assert code == 0, err
     assert "Total spend   $0.00   (exact: 0 USD)" in out
     assert "By model: no calls" in out and "By app: no calls" in out
+    assert out.splitlines()[0] == "spendlog summary, no calls (UTC)"
+
+
+def test_the_header_names_the_real_dates_of_the_range(ledger):
+    """Open sides read as the local dates of the first and the last matching call, not as words."""
+    def header(*args: str) -> str:
+        code, out, err = run("--db", ledger, *args)
+        assert code == 0, err
+        return out.splitlines()[0]
+
+    assert header() == "spendlog summary, 2024-05-01 .. 2024-05-02 (UTC)"
+    # +14: the first call (10:00 UTC on May 1) is already May 2 there
+    assert header("--tz", "Pacific/Kiritimati") == "spendlog summary, 2024-05-02 .. 2024-05-02 (Pacific/Kiritimati)"
+    assert header("--from", "2024-04-01") == "spendlog summary, 2024-04-01 .. 2024-05-02 (UTC)"
+    assert header("--to", "2024-05-01") == "spendlog summary, 2024-05-01 .. 2024-05-01 (UTC)"
+    assert header("--from", "2024-04-01", "--to", "2024-04-30") == "spendlog summary, 2024-04-01 .. 2024-04-30 (UTC)"
 
 
 def test_hostile_names_cannot_drive_the_terminal(sqlite_url):
