@@ -6,8 +6,9 @@ entries. ``as_of`` is the live view's refresh tick (``None`` otherwise): a new t
 rows without waiting for the TTL, and sessions watching the same view in one tick share them.
 It is keyword-only and required: Streamlit keys the cache on the arguments as passed (a default
 left out is not the same key as the same value passed), so every call spells it out. Every money figure comes from ``spendlog.db.queries`` (shared with ``spendlog export``);
-non-money reads come from ``spendlog.db.insights``. Database failures become one
-``DatabaseUnavailableError`` naming the URL with its password masked.
+non-money reads come from ``spendlog.db.insights``. Connections come from the readers' one helper,
+``spendlog.db.engine.read_connection``: database failures become one ``DatabaseUnavailableError``
+naming the URL with its password masked.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 import streamlit as st
+from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
 
 from spendlog.db import insights, queries
-from spendlog.db.engine import make_engine, mask_url, resolve_url, sqlite_path
+from spendlog.db.engine import NoLedgerError, default_db_url, make_engine, read_connection, read_error
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
 from spendlog.db.queries import Filters
 
@@ -49,65 +48,35 @@ T = TypeVar("T")
 
 def db_url() -> str:
     """The database the dashboard reads: ``$SPENDLOG_DB_URL`` (the CLI sets it), else the default."""
-    from spendlog.db.engine import default_db_url
-
     return os.environ.get("SPENDLOG_DB_URL") or default_db_url()
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def engine(url: str) -> Engine:
-    """A read-only engine (SQLite ``mode=ro``, PostgreSQL read-only transactions)."""
-    ro = make_engine(url, readonly=True)
-    url_options = resolve_url(url).query.get("options")
-    if ro.dialect.name == "postgresql" and url_options:
-        _keep_url_options(ro, url_options if isinstance(url_options, str) else " ".join(url_options))
-    return ro
-
-
-def _keep_url_options(ro: Engine, url_options: str) -> None:
-    """``make_engine(readonly=True)`` sets libpq ``options`` in connect_args, which replaces the
-    URL's own ``?options=`` (e.g. ``-csearch_path=...``); put the URL's back in front."""
-
-    @event.listens_for(ro, "do_connect")
-    def _merge(_dialect, _conn_rec, _cargs, cparams):
-        current = cparams.get("options") or ""
-        if url_options not in current:
-            cparams["options"] = f"{url_options} {current}".strip()
-
-
-def _scrub(message: str, url: str) -> str:
-    try:
-        password = make_url(url).password
-    except Exception:  # noqa: BLE001 - an unparseable URL has no password to hide
-        password = None
-    first = (message.splitlines() or [""])[0]
-    if password:
-        first = first.replace(str(password), "***")
-    return first
+    """A read-only engine (SQLite ``mode=ro``, PostgreSQL read-only transactions), one per URL."""
+    return make_engine(url, readonly=True)
 
 
 def read(url: str, fn: Callable[..., T], *args) -> T:
     """Run ``fn(conn, *args)`` on a pooled read-only connection; failures name the masked URL."""
     try:
-        with engine(url).connect() as conn:
+        with read_connection(url, engine=engine(url), check_schema=False) as conn:
             return fn(conn, *args)
-    except (DatabaseURLError, ValueError):
+    except (DatabaseUnavailableError, DatabaseURLError, ValueError):
         raise
     except Exception as exc:  # translated once, here, for the page
-        raise DatabaseUnavailableError(f"cannot read {mask_url(url)}: {_scrub(str(exc), url)}") from exc
+        raise read_error(url, exc) from exc
 
 
 def state(url: str) -> str:
     """``"ready"`` (calls to show), ``"empty"`` (a ledger with no calls, or no ledger file yet).
 
     Raises ``DatabaseUnavailableError`` / ``DatabaseURLError`` when the database cannot be read."""
-    parsed = resolve_url(url)
-    path = sqlite_path(parsed)
-    if path is not None and not Path(path).exists():
+    try:
+        with read_connection(url, engine=engine(url)) as conn:
+            return "ready" if insights.has_calls(conn) else "empty"
+    except NoLedgerError:
         return "empty"
-    if not read(url, insights.has_schema):
-        return "empty"
-    return "ready" if read(url, insights.has_calls) else "empty"
 
 
 def _grouped(conn, filters: Filters, by: tuple[str, ...], tz: str) -> list[dict]:

@@ -1,45 +1,34 @@
 """CSV downloads of what is on screen, written by the same code as ``spendlog export``.
 
 Files are built only when a button is clicked (Streamlit's deferred ``data`` callable, run on its
-own thread with its own short-lived read-only engine), never on every rerun.
+own thread with its own short-lived read-only connection, ``read_connection``), never on every rerun.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 
 import streamlit as st
 
-from spendlog.db.engine import make_engine
+from spendlog.db.engine import read_connection
 from spendlog.db.queries import Filters
+from spendlog.report import files
 
 __all__ = ["buttons", "grouped_csv", "calls_csv", "RAW_ROW_LIMIT"]
 
 RAW_ROW_LIMIT = 200_000  # larger raw downloads belong to `spendlog export --by call -o FILE`
 
 
-def _with_conn(url: str, fn: Callable):
-    engine = make_engine(url, readonly=True, pool=False)
-    try:
-        with engine.connect() as conn:
-            return fn(conn)
-    finally:
-        engine.dispose()
-
-
 def grouped_csv(url: str, filters: Filters, by: tuple[str, ...], tz: str) -> bytes:
     """``spendlog export --by <by>`` of ``filters`` as CSV bytes."""
-    from spendlog import export
-
-    return _with_conn(url, lambda conn: export.grouped_csv(conn, filters, list(by), tz))
+    with read_connection(url) as conn:
+        return files.grouped_csv(conn, filters, list(by), tz)
 
 
 def calls_csv(url: str, filters: Filters) -> bytes:
     """``spendlog export --by call`` of ``filters`` as CSV bytes."""
-    from spendlog import export
-
-    return _with_conn(url, lambda conn: export.calls_csv(conn, filters))
+    with read_connection(url) as conn:
+        return files.calls_csv(conn, filters)
 
 
 def buttons(url: str, filters: Filters, granularity: str, tz: str, start: date, end: date, calls: int) -> None:

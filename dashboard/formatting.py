@@ -1,9 +1,9 @@
-"""Display strings for the dashboard: money, counts, rates, deltas, key hints, ledger values.
+"""Display strings for the dashboard: counts, rates, deltas, key hints, ledger values.
 
-Money arrives as exact ``Decimal`` and leaves as text without passing through ``float``:
-``format_money`` is the compact form for metrics and tables (``$1,234.56``, and enough
-significant digits that a small sum never shows as zero: ``$0.000148``); ``format_money_exact``
-keeps every stored digit (``$0.00014825``) for tooltips and the exact-total caption.
+Money is not formatted here: the dashboard shows it with the read room's
+``spendlog.report.money.money_display`` (``$1,234.56``, ``$0.000148``; ``exact=True`` keeps every
+stored digit, ``$0.00014825``, for tooltips and the exact-total caption), the same text as
+``spendlog summary``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,7 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from spendlog.export import display_money
-from spendlog.export import format_money as _export_money
-
 __all__ = [
-    "format_money",
-    "format_money_exact",
-    "exact_decimal",
     "format_count",
     "format_percent",
     "format_delta",
@@ -32,29 +26,6 @@ _HINT = re.compile(r"^[A-Za-z0-9]{1,8}_?\.\.\.[A-Za-z0-9]{4}$")
 # them ("evil\u202egnp.exe" reads "evilexe.png"); shown, they read as a marker: ⟨U+202E⟩.
 _BIDI_CONTROLS = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _SHOWN = {cp: f"⟨U+{cp:04X}⟩" for cp in _BIDI_CONTROLS}
-
-
-def exact_decimal(value: Decimal) -> str:
-    """The exact value as plain text: no exponent, no trailing zeros past the point. The export's
-    own money form, so an exact figure on screen matches the downloaded file digit for digit."""
-    return _export_money(value)
-
-
-def format_money(value: Decimal | None) -> str:
-    """``$1,234.56``, ``$0.50``; under $0.10, up to three significant digits: ``$0.0123``,
-    ``$0.000148``. The rule ``spendlog summary`` uses too (``spendlog.export.display_money``)."""
-    return "–" if value is None else display_money(value)
-
-
-def format_money_exact(value: Decimal | None) -> str:
-    """Every stored digit, at least two decimals: ``$1,234.50``, ``$0.00014825``."""
-    if value is None:
-        return "–"
-    sign = "-" if value < 0 else ""
-    text = exact_decimal(abs(value))
-    whole, _, frac = text.partition(".")
-    frac = frac.ljust(2, "0")
-    return f"{sign}${int(whole):,}.{frac}"
 
 
 def format_count(value: int | None) -> str:

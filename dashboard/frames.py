@@ -14,18 +14,11 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
-from spendlog.db.periods import period_start
+from spendlog.db.periods import next_period_start, period_start
 from spendlog.db.queries import MEASURES as READ_MEASURES
 
-from spendlog.dashboard.formatting import (
-    format_count,
-    format_delta,
-    format_money,
-    format_money_exact,
-    format_percent,
-    label,
-    safe_hint,
-)
+from spendlog.dashboard.formatting import format_count, format_delta, format_percent, label, safe_hint
+from spendlog.report.money import money_display
 
 __all__ = [
     "MEASURES",
@@ -131,15 +124,15 @@ def headline(cur: dict, prev: dict) -> list[Metric]:
     cur_miss = _rate(cur["calls_missing_cost"], cur["requests"])
     prev_miss = _rate(prev["calls_missing_cost"], prev["requests"])
     return [
-        Metric("Total spend", format_money(cur["cost_usd"]), format_delta(cur["cost_usd"], prev["cost_usd"]),
-               "inverse", f"Exactly {format_money_exact(cur['cost_usd'])}; previous period "
-                          f"{format_money_exact(prev['cost_usd'])}"),
+        Metric("Total spend", money_display(cur["cost_usd"]), format_delta(cur["cost_usd"], prev["cost_usd"]),
+               "inverse", f"Exactly {money_display(cur['cost_usd'], exact=True)}; previous period "
+                          f"{money_display(prev['cost_usd'], exact=True)}"),
         Metric("Requests", format_count(cur["requests"]), format_delta(cur["requests"], prev["requests"]), "off"),
         Metric("Prompt tokens", format_count(cur["prompt_tokens"]),
                format_delta(cur["prompt_tokens"], prev["prompt_tokens"]), "off"),
         Metric("Completion tokens", format_count(cur["completion_tokens"]),
                format_delta(cur["completion_tokens"], prev["completion_tokens"]), "off"),
-        Metric("Avg cost / request", format_money(cur_avg), format_delta(cur_avg, prev_avg), "inverse",
+        Metric("Avg cost / request", money_display(cur_avg), format_delta(cur_avg, prev_avg), "inverse",
                "Total spend divided by all requests in the period."),
         Metric("Error rate", format_percent(cur["errors"], cur["requests"]), _pp_delta(cur_err, prev_err),
                "inverse", "HTTP status >= 400, transport failures and stream errors (not cancellations)."),
@@ -167,7 +160,7 @@ def spend_frame(rows: Sequence[dict], granularity: str, top: int = TOP_MODELS) -
         cell = cells.setdefault(key, [Decimal(0), 0])
         cell[0] += r["cost_usd"]
         cell[1] += r["requests"]
-    records = [{"period": p, "model": m, "cost": float(c), "cost_exact": format_money_exact(c), "requests": n}
+    records = [{"period": p, "model": m, "cost": float(c), "cost_exact": money_display(c, exact=True), "requests": n}
                for (p, m), (c, n) in sorted(cells.items())]
     return pd.DataFrame(records, columns=["period", "model", "cost", "cost_exact", "requests"])
 
@@ -198,10 +191,10 @@ def model_table(rows: Sequence[dict]) -> pd.DataFrame:
             "Prompt tokens": format_count(r["prompt_tokens"]),
             "Completion tokens": format_count(r["completion_tokens"]),
             "Total tokens": format_count(tokens),
-            "Spend": format_money_exact(cost),
+            "Spend": money_display(cost, exact=True),
             "Share": format_percent(cost, total),
-            "Avg / request": format_money(cost / n) if n else "–",
-            "Per 1M tokens": format_money(cost * MILLION / tokens) if tokens else "–",
+            "Avg / request": money_display(cost / n) if n else "–",
+            "Per 1M tokens": money_display(cost * MILLION / tokens) if tokens else "–",
             "Missing cost": format_count(r["calls_missing_cost"]),
         })
     return pd.DataFrame(records)
@@ -215,7 +208,7 @@ def top_frame(rows: Sequence[dict], dim: str, top: int = 10) -> pd.DataFrame:
     rest = ordered[top:]
     if rest:
         shown.append((OTHER, sum((r["cost_usd"] for r in rest), Decimal(0))))
-    records = [{"name": name, "cost": float(cost), "cost_exact": format_money_exact(cost),
+    records = [{"name": name, "cost": float(cost), "cost_exact": money_display(cost, exact=True),
                 "share": format_percent(cost, total), "rank": i, "group": "other" if rest and i == top else "top"}
                for i, (name, cost) in enumerate(shown)]
     return pd.DataFrame(records, columns=["name", "cost", "cost_exact", "share", "rank", "group"])
@@ -228,7 +221,7 @@ def month_frame(day_rows: Sequence[dict], today: date, run_rate_days: int = 7) -
     today. The run rate is the mean spend of those full days (today is partial, so left out); the
     projection adds it for each day after today. Returns (frame, spent so far, projected month end)."""
     month_start = today.replace(day=1)
-    month_end = (month_start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    month_end = next_period_start(today, "month") - timedelta(days=1)
     by_day = {r["day"]: r["cost_usd"] for r in day_rows}
     rate_days = [today - timedelta(days=i) for i in range(1, run_rate_days + 1)]
     first_seen = min((d for d, c in by_day.items() if d < today), default=None)
@@ -247,7 +240,7 @@ def month_frame(day_rows: Sequence[dict], today: date, run_rate_days: int = 7) -
         records.append({"day": today, "cumulative": spent, "kind": "projection"})
         records.append({"day": month_end, "cumulative": projected, "kind": "projection"})
     df = pd.DataFrame(records, columns=["day", "cumulative", "kind"])
-    df["cumulative_exact"] = [format_money_exact(v) for v in df["cumulative"]]
+    df["cumulative_exact"] = [money_display(v, exact=True) for v in df["cumulative"]]
     df["cumulative"] = [float(v) for v in df["cumulative"]]
     df["day"] = pd.to_datetime(df["day"])
     return df, spent, projected
@@ -289,7 +282,7 @@ def calls_table(calls: Sequence[dict], tz, *, errors: bool = False) -> pd.DataFr
             row["Message"] = label(c["error_message"][:200]) if c.get("error_message") else ""
         else:
             row["Tokens"] = format_count(c["total_tokens"])
-            row["Cost"] = format_money_exact(c["cost_usd"])
+            row["Cost"] = money_display(c["cost_usd"], exact=True)
         row["Latency ms"] = format_count(c["latency_ms"])
         row["Id"] = c["id"]
         records.append(row)

@@ -16,7 +16,7 @@ import streamlit as st
 from spendlog.dashboard import auth, charts, data, downloads, frames
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
-from spendlog.dashboard.formatting import format_money, format_money_exact
+from spendlog.report.money import money_display
 from spendlog.dashboard.params import PRESETS, View, previous_period
 from spendlog.db.engine import mask_url
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
@@ -219,7 +219,7 @@ def _metrics(total: dict, prev_total: dict) -> None:
     for row in (metrics[:4], metrics[4:]):
         for column, m in zip(st.columns(4), row):
             column.metric(m.label, m.value, m.delta, delta_color=m.delta_color, help=m.help, border=True)
-    st.caption(f"Total spend, exact: **{format_money_exact(total['cost_usd'])}**")
+    st.caption(f"Total spend, exact: **{money_display(total['cost_usd'], exact=True)}**")
 
 
 def _month(url: str, view: View, day_rows: list[dict], tick: int | None) -> None:
@@ -237,5 +237,5 @@ def _month(url: str, view: View, day_rows: list[dict], tick: int | None) -> None
     df, spent, projected = frames.month_frame(day_rows, today)
     st.subheader(f"This month ({today.strftime('%B %Y')})")
     _chart(charts.cumulative_month(df))
-    st.caption(f"Spent {format_money(spent)} so far; at the last 7 days' rate about "
-               f"{format_money(projected)} by month end.")
+    st.caption(f"Spent {money_display(spent)} so far; at the last 7 days' rate about "
+               f"{money_display(projected)} by month end.")

@@ -7,6 +7,10 @@ dir), so the hook, the proxy, the dashboard and the export all find the same fil
 SQLite engines run in WAL mode with a 10 s busy timeout; writer engines open every transaction
 with ``BEGIN IMMEDIATE`` so that many processes share one file without "database is locked".
 Read-only engines open SQLite with ``mode=ro`` and PostgreSQL sessions as read-only transactions.
+Every reader (the CLI, the dashboard, its downloads) connects through ``read_connection``: it says
+``NoLedgerError`` when there is nothing to read yet (no SQLite file, no spendlog tables), and any
+database failure becomes one ``DatabaseUnavailableError`` line naming the URL with its password
+masked (``read_error``).
 
 Every wait is bounded. ``SPENDLOG_LOCK_TIMEOUT`` (seconds, default 60) is the longest the writer
 waits for ``<db>.write.lock`` or a migration's lock (``flock_within``) and, on PostgreSQL, for a
@@ -29,9 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from .errors import DatabaseUnavailableError, DatabaseURLError
@@ -42,6 +46,10 @@ __all__ = [
     "resolve_url",
     "mask_url",
     "make_engine",
+    "read_connection",
+    "read_error",
+    "NoLedgerError",
+    "LEDGER_TABLE",
     "url_key",
     "sqlite_path",
     "check_sqlite_path",
@@ -55,6 +63,18 @@ __all__ = [
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 LOCK_TIMEOUT_SECONDS = 60.0  # eight writers on two busy cores can queue ten seconds and more
 PG_STATEMENT_TIMEOUT_MS = 120_000
+
+
+LEDGER_TABLE = "completions"  # the schema a reader needs (``models.Completion``; checked by name here)
+
+
+class NoLedgerError(DatabaseUnavailableError):
+    """Nothing to read yet at the URL: no SQLite file (``path`` names it), or a database without
+    spendlog's tables (``path`` is None). A new ledger looks like this until its first write."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
 
 
 class LockTimeout(TimeoutError):
@@ -291,3 +311,44 @@ def _configure_sqlite(engine: Engine, *, readonly: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_connection(url: str | URL | None = None, *, engine: Engine | None = None,
+                    check_schema: bool = True) -> Iterator[Connection]:
+    """A read-only connection to the ledger at ``url`` (the configured default when None).
+
+    ``engine``: a read-only engine to borrow a pooled connection from (the dashboard's cached one);
+    without it a one-off engine is made and disposed. ``check_schema``: first make sure there is a
+    ledger to read, else ``NoLedgerError``. A database failure, connecting or inside the block,
+    becomes ``DatabaseUnavailableError`` (``read_error``); a bad URL is ``DatabaseURLError``."""
+    parsed = resolve_url(url)
+    path = sqlite_path(parsed)
+    if check_schema and path is not None and not path.exists():
+        raise NoLedgerError(f"no spendlog database at {path}", path)
+    own = engine is None
+    try:
+        if own:
+            engine = make_engine(parsed, readonly=True, pool=False)
+        with engine.connect() as conn:
+            if check_schema and not inspect(conn).has_table(LEDGER_TABLE):
+                raise NoLedgerError(f"{mask_url(parsed)} has no spendlog tables")
+            yield conn
+    except SQLAlchemyError as exc:
+        raise read_error(parsed, exc) from exc
+    finally:
+        if own and engine is not None:
+            engine.dispose()
+
+
+def read_error(url: str | URL, exc: BaseException) -> DatabaseUnavailableError:
+    """``cannot read <URL, password masked>: <the error's first line, password masked>``."""
+    try:
+        password = (url if isinstance(url, URL) else make_url(url)).password
+    except ArgumentError:  # an unparseable URL has no password to hide
+        password = None
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if password:
+        first = first.replace(str(password), "***")
+    return DatabaseUnavailableError(f"cannot read {mask_url(url)}: {first}")

@@ -6,7 +6,9 @@ IANA timezone (``zoneinfo``, DST-correct), stored and queried as UTC instants:
 - ``date_bounds`` turns inclusive local dates into a half-open ``[start, end)`` pair of aware UTC
   datetimes (a local day may be 23, 24 or 25 hours long).
 - ``period_keys`` maps a UTC bucket start to its local ``day`` / ``week`` (ISO, starting Monday)
-  / ``month`` (first day), as ``datetime.date``.
+  / ``month`` (first day), as ``datetime.date``; ``period_start`` and ``next_period_start`` are the
+  calendar arithmetic behind it (also for FOCUS's charge periods and the dashboard's month), and
+  ``local_midnight`` the UTC instant a local date starts.
 - ``period_boundaries`` lists the UTC instants where local periods start in a range;
   ``split_hours`` the UTC hours such a boundary cuts (none in whole-hour zones, one per day in
   Asia/Kolkata); ``bucket_minutes`` the coarsest UTC bucket no boundary cuts (60, 15 or 0 =
@@ -30,6 +32,8 @@ __all__ = [
     "bucket_minutes",
     "period_keys",
     "period_start",
+    "next_period_start",
+    "local_midnight",
 ]
 
 PERIODS = ("day", "week", "month")
@@ -59,13 +63,14 @@ def date_bounds(
     zone = get_zone(tz)
     if from_date is not None and to_date is not None and to_date < from_date:
         raise ValueError(f"the end date {to_date.isoformat()} is before the start date {from_date.isoformat()}")
-    start = _local_midnight(from_date, zone) if from_date is not None else None
-    end = _local_midnight(to_date + _ONE_DAY, zone) if to_date is not None and to_date < date.max else None
+    start = local_midnight(from_date, zone) if from_date is not None else None
+    end = local_midnight(to_date + _ONE_DAY, zone) if to_date is not None and to_date < date.max else None
     return start, end
 
 
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime | None:
-    """Local midnight as UTC; ``None`` (no bound) beyond what ``datetime`` holds (year 1, 9999)."""
+def local_midnight(day: date, zone: ZoneInfo) -> datetime | None:
+    """The instant (aware UTC) the local ``day`` starts in ``zone``; ``None`` (no bound) beyond
+    what ``datetime`` holds (year 1, 9999)."""
     try:
         return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
     except OverflowError:
@@ -94,7 +99,7 @@ def period_boundaries(tz: str, periods: Sequence[str], lo: datetime, hi: datetim
     out = []
     while day <= last:
         if any(period_start(day, p) == day for p in wanted):
-            instant = _local_midnight(day, zone)
+            instant = local_midnight(day, zone)
             if instant is not None and lo < instant < hi:
                 out.append(instant)
         day += _ONE_DAY
@@ -125,6 +130,16 @@ def period_start(day: date, period: str) -> date:
     if period == "month":
         return day.replace(day=1)
     raise ValueError(f"unknown period {period!r}")
+
+
+def next_period_start(day: date, period: str) -> date:
+    """The first date of the ``day``/``week``/``month`` after the one holding ``day``."""
+    start = period_start(day, period)
+    if period == "day":
+        return start + _ONE_DAY
+    if period == "week":
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def period_keys(tz: str, periods: Sequence[str]) -> Callable[[datetime], tuple[date, ...]]:

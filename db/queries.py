@@ -61,6 +61,7 @@ __all__ = [
     "count_calls",
     "distinct_values",
     "total_spend",
+    "call_span",
 ]
 
 GROUPS = ("day", "week", "month", "model", "provider", "app", "user", "key")
@@ -247,6 +248,84 @@ def _zero() -> list:
     return row
 
 
+def _add(acc: list, values: Sequence, sign: int = 1) -> None:
+    """Add one result row's ``MEASURES`` to ``acc`` (``sign`` -1 subtracts them)."""
+    for i, value in enumerate(values):
+        if value is not None:
+            acc[i] += sign * (value if i == _COST else int(value))
+
+
+class _Groups:
+    """The sums of ``grouped_totals``, one list of ``MEASURES`` per output group.
+
+    A group's key holds its values in ``by`` order: each period as the local start date of the
+    time bucket's period, each dimension as its value (``None`` for unknown)."""
+
+    def __init__(self, by: tuple[str, ...], tz: str):
+        self.by = by
+        self.periods = [g for g in by if g in PERIODS]
+        self.dims = [g for g in by if g not in PERIODS]
+        self._to_periods = period_keys(tz, self.periods) if self.periods else None
+        self.sums: dict[tuple, list] = {}
+
+    def key(self, instant: datetime | None, dim_values: Sequence) -> tuple:
+        """The group of a time bucket starting at ``instant`` (None: no time grouping) with
+        these dimension values (the rollup's ``""`` and the raw rows' ``coalesce`` read as None)."""
+        named = {d: value or None for d, value in zip(self.dims, dim_values)}
+        if instant is not None:
+            named.update(zip(self.periods, self._to_periods(instant)))
+        return tuple(named[g] for g in self.by)
+
+    def add(self, instant: datetime | None, dim_values: Sequence, values: Sequence) -> None:
+        key = self.key(instant, dim_values)
+        acc = self.sums.get(key)
+        if acc is None:
+            acc = self.sums[key] = _zero()
+        _add(acc, values)
+
+
+class _SplitHours:
+    """The split-hour correction, for zones whose local midnight falls inside a UTC hour.
+
+    In Asia/Kolkata (+05:30) a local day starts at hh:30 UTC, so the hourly rollup cannot say
+    which day each half of that hour belongs to. ``plan_grouped`` marks such hours (a part's
+    ``split``: (hour, boundary) pairs): the rollup part's rows for them are *held* here instead
+    of being added, and a raw part reads the smaller side of each hour from ``completions`` (added
+    to its period like any row, and subtracted here). What is held at the end is the other side
+    of the hour, added to that side's period by ``settle``.
+
+    A rollup row's bucket may be its hour plus 1 µs (2 µs, ...): ``db.store`` spills a full
+    rollup row into another one for the same key (docs/reliability.md). Rows are matched to their
+    hour with ``floor_hour``, so the spill rows are held with their hour."""
+
+    def __init__(self):
+        self._held: dict[tuple[datetime, tuple], list] = {}  # (hour, dimension values) -> sums
+        self._other_side: dict[datetime, datetime] = {}  # hour -> an instant in its unread side
+
+    def start_part(self, part: _Part) -> set[datetime]:
+        """Note what a part reads of the split hours; returns the hours it touches."""
+        if part.source == "raw":
+            for (hour, boundary), (lo, _) in zip(part.split, part.ranges):
+                self._other_side[hour] = boundary if lo == hour else hour
+        return {hour for hour, _ in part.split}
+
+    def take(self, part: _Part, hour: datetime, dim_values: tuple, values: Sequence) -> bool:
+        """Account for one row of a split ``hour``. True when the row is held (a rollup row:
+        not to be added yet); False for a raw row, which is then added to its period as usual."""
+        held = self._held.setdefault((hour, dim_values), _zero())
+        if part.source == "rollup":
+            _add(held, values)
+            return True
+        _add(held, values, -1)
+        return False
+
+    def settle(self, groups: _Groups) -> None:
+        """Add each split hour's unread side (its rollup sums minus the side read raw)."""
+        for (hour, dim_values), rest in self._held.items():
+            if any(rest):
+                groups.add(self._other_side[hour], dim_values, rest)
+
+
 def grouped_totals(
     conn: Connection, filters: Filters, by: Sequence[str], tz: str = "UTC", *, source: str = "auto"
 ) -> Iterator[dict]:
@@ -255,62 +334,28 @@ def grouped_totals(
     and then ``MEASURES`` (ints; ``cost_usd`` an exact ``Decimal``). ``by=[]`` gives one totals
     row (zeros when nothing matches). Sorted by the group columns, unknown dimension last."""
     by = _check_groups(by)
-    periods = [g for g in by if g in PERIODS]
-    dims = [g for g in by if g not in PERIODS]
-    to_periods = period_keys(tz, periods) if periods else None
-    # where each output column comes from: ("p", i) period i, ("d", j) dimension j
-    layout = [("p", periods.index(g)) if g in PERIODS else ("d", dims.index(g)) for g in by]
-    sums: dict[tuple, list] = {}
-    held: dict[tuple, list] = {}  # (hour, dimension keys) -> rollup sums of an hour a boundary cuts
-    other_side: dict[datetime, datetime] = {}  # cut hour -> start of the side not read from raw rows
+    groups = _Groups(by, tz)
+    split = _SplitHours()
     dialect = conn.dialect.name
-
-    def add(acc: list, values, sign: int = 1) -> None:
-        for i, value in enumerate(values):
-            if value is not None:
-                acc[i] += sign * (value if i == _COST else int(value))
-
-    def group_key(pkeys: tuple, dkeys: tuple) -> tuple:
-        return tuple(pkeys[i] if kind == "p" else (dkeys[i] or None) for kind, i in layout)
-
     for part in plan_grouped(conn, filters, by, tz, source=source):
-        stmt, nkeys = _grouped_select(dialect, part, filters, dims)
-        timed = part.bucket is not None
-        cut_hours = {h for h, _ in part.split}
-        if part.source == "raw":
-            for (h, b), (lo, _) in zip(part.split, part.ranges):
-                other_side[h] = b if lo == h else h
+        stmt, nkeys = _grouped_select(dialect, part, filters, groups.dims)
+        split_hours = split.start_part(part)
         for row in conn.execute(stmt):
             values = _measures(dialect, row[nkeys:])
-            if timed:
-                dkeys = tuple(row[1:nkeys])
-                if cut_hours:
-                    hour = floor_hour(row[0])
-                    if hour in cut_hours:
-                        if part.source == "rollup":
-                            add(held.setdefault((hour, dkeys), _zero()), values)
-                            continue
-                        add(held.setdefault((hour, dkeys), _zero()), values, -1)
-                pkeys = to_periods(row[0])
-            else:
-                pkeys, dkeys = (), tuple(row[:nkeys])
-            key = group_key(pkeys, dkeys)
-            acc = sums.get(key)
-            if acc is None:
-                acc = sums[key] = _zero()
-            add(acc, values)
-    for (hour, dkeys), rest in held.items():  # the unread side of each cut hour: rollup minus raw
-        if any(rest):
-            key = group_key(to_periods(other_side[hour]), dkeys)
-            acc = sums.get(key)
-            if acc is None:
-                acc = sums[key] = _zero()
-            add(acc, rest)
-    if not by and not sums:
-        sums[()] = _zero()
-    for key in sorted(sums, key=_sort_key):
+            if part.bucket is None:  # no time grouping: the keys are the dimensions
+                groups.add(None, row[:nkeys], values)
+                continue
+            bucket, dim_values = row[0], tuple(row[1:nkeys])
+            if split_hours and (hour := floor_hour(bucket)) in split_hours:
+                if split.take(part, hour, dim_values, values):
+                    continue
+            groups.add(bucket, dim_values, values)
+    split.settle(groups)
+    if not by and not groups.sums:
+        groups.sums[()] = _zero()
+    for key in sorted(groups.sums, key=_sort_key):
         out = dict(zip(by, key))
-        out.update(zip(MEASURES, sums[key]))
+        out.update(zip(MEASURES, groups.sums[key]))
         yield out
 
 
@@ -342,3 +387,11 @@ def distinct_values(conn: Connection, column: str, filters: Filters | None = Non
     stmt = select(col).where(*clauses, col != "").group_by(col).order_by(col)
     return list(conn.scalars(stmt))
 
+
+
+def call_span(conn: Connection, filters: Filters) -> tuple[datetime | None, datetime | None]:
+    """When the first and the last matching call started (aware UTC), or ``(None, None)``."""
+    created = Completion.created_at
+    clauses = where_clauses(filters, raw=True, ranges=[(filters.start, filters.end)])
+    first, last = conn.execute(select(func.min(created), func.max(created)).where(*clauses)).one()
+    return first, last

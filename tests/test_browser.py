@@ -17,7 +17,7 @@ import pytest
 from conftest import IN_CI
 from helpers import make_record
 
-from spendlog.dashboard.formatting import format_money, format_money_exact
+from spendlog.report.money import money_display
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.queries import Filters, date_bounds, grouped_totals
@@ -142,8 +142,8 @@ def test_dashboard_in_a_real_browser(chromium, dashboard, tmp_path):
     # the total equals the database's, to the last digit
     total = _db_total(db, "UTC", 30)
     page.get_by_text("Total spend, exact:").wait_for()
-    assert _total_shown(page) == format_money(total["cost_usd"])
-    assert page.get_by_text(f"Total spend, exact: {format_money_exact(total['cost_usd'])}").is_visible()
+    assert _total_shown(page) == money_display(total["cost_usd"])
+    assert page.get_by_text(f"Total spend, exact: {money_display(total['cost_usd'], exact=True)}").is_visible()
     # the default view is in the address bar as a (bare) link
     assert page.url.rstrip("/") == url.rstrip("/"), page.url
 
@@ -173,8 +173,8 @@ def test_dashboard_in_a_real_browser(chromium, dashboard, tmp_path):
     page.keyboard.press("Escape")
     only = _db_total(db, "UTC", 30, models=("anthropic/claude-3.5-sonnet",))
     assert only["cost_usd"] != total["cost_usd"]
-    page.get_by_text(f"Total spend, exact: {format_money_exact(only['cost_usd'])}").wait_for()
-    assert _total_shown(page) == format_money(only["cost_usd"])
+    page.get_by_text(f"Total spend, exact: {money_display(only['cost_usd'], exact=True)}").wait_for()
+    assert _total_shown(page) == money_display(only["cost_usd"])
     assert "model=anthropic" in page.url  # and the filter is in the link
 
     # the CSV download works and matches the screen
@@ -197,7 +197,7 @@ def test_dashboard_in_a_real_browser(chromium, dashboard, tmp_path):
                                           cost_usd=Decimal("1.000000000001"))])
     engine.dispose()
     after = only["cost_usd"] + Decimal("1.000000000001")
-    page.get_by_text(f"Total spend, exact: {format_money_exact(after)}").wait_for(timeout=30_000)
+    page.get_by_text(f"Total spend, exact: {money_display(after, exact=True)}").wait_for(timeout=30_000)
     page.close()
 
 

@@ -16,7 +16,8 @@ import pytest
 from helpers import make_record
 from streamlit.testing.v1 import AppTest
 
-from spendlog.dashboard.formatting import format_count, format_money, format_money_exact
+from spendlog.dashboard.formatting import format_count
+from spendlog.report.money import money_display
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.store import insert_records, is_error
@@ -91,8 +92,8 @@ def exact_caption(at: AppTest) -> str:
 
 def assert_shows(at: AppTest, exp: dict) -> None:
     assert metric(at, "Requests") == format_count(exp["requests"])
-    assert metric(at, "Total spend") == format_money(exp["cost"])
-    assert exact_caption(at) == f"Total spend, exact: **{format_money_exact(exp['cost'])}**"
+    assert metric(at, "Total spend") == money_display(exp["cost"])
+    assert exact_caption(at) == f"Total spend, exact: **{money_display(exp['cost'], exact=True)}**"
     assert metric(at, "Prompt tokens") == format_count(exp["prompt"])
 
 
@@ -138,10 +139,10 @@ def test_totals_equal_the_export_read_layer(monkeypatch, ledger):
         total = next(grouped_totals(conn, Filters(start=start, end=end), [], "Asia/Tokyo"))
         per_day_model = list(grouped_totals(conn, Filters(start=start, end=end), ["day", "model"], "Asia/Tokyo"))
     engine.dispose()
-    assert exact_caption(at) == f"Total spend, exact: **{format_money_exact(total['cost_usd'])}**"
+    assert exact_caption(at) == f"Total spend, exact: **{money_display(total['cost_usd'], exact=True)}**"
     assert metric(at, "Requests") == format_count(total["requests"])
     spend = chart_data(at)  # each bar's exact tooltip is the read layer's figure
-    expected = {(r["day"].isoformat(), r["model"]): format_money_exact(r["cost_usd"]) for r in per_day_model}
+    expected = {(r["day"].isoformat(), r["model"]): money_display(r["cost_usd"], exact=True) for r in per_day_model}
     assert {(p, m): c for p, m, c in zip(spend["period"], spend["model"], spend["cost_exact"])} == expected
 
 
@@ -250,7 +251,7 @@ def test_a_call_at_2330_utc_lands_on_the_right_local_day(monkeypatch, sqlite_url
     shown = exact_caption(at)
     evening_in = {"UTC": "2025-03-14", "Asia/Tokyo": "2025-03-15", "Asia/Kolkata": "2025-03-14"}[tz] == day
     expected = (Decimal("0.25") if included else 0) + (Decimal("0.001") if evening_in else 0)
-    assert shown == f"Total spend, exact: **{format_money_exact(Decimal(expected))}**"
+    assert shown == f"Total spend, exact: **{money_display(Decimal(expected), exact=True)}**"
     if included:
         assert chart_data(at)["period"].tolist() == [day]
 

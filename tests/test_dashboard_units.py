@@ -9,15 +9,9 @@ from decimal import Decimal
 import pytest
 
 from spendlog.dashboard import charts, frames
-from spendlog.dashboard.formatting import (
-    exact_decimal,
-    format_delta,
-    format_money,
-    format_money_exact,
-    format_percent,
-    safe_hint,
-)
+from spendlog.dashboard.formatting import format_delta, format_percent, safe_hint
 from spendlog.dashboard.params import View, parse_params, preset_dates, previous_period, to_params
+from spendlog.report.money import money_display, money_exact
 
 
 def fixed_today(_tz: str) -> date:
@@ -47,15 +41,15 @@ def fixed_today(_tz: str) -> date:
         ("1E+3", "$1,000.00"),
     ],
 )
-def test_format_money(value, text):
-    assert format_money(Decimal(value)) == text
+def test_money_display(value, text):
+    assert money_display(Decimal(value)) == text
 
 
 def test_small_sums_are_never_shown_as_zero():
     for exp in range(1, 13):
         tiny = Decimal(1).scaleb(-exp)
-        assert format_money(tiny) not in ("$0.00", "$0")
-        assert "E" not in format_money(tiny)
+        assert money_display(tiny) not in ("$0.00", "$0")
+        assert "E" not in money_display(tiny)
 
 
 @pytest.mark.parametrize(
@@ -68,14 +62,14 @@ def test_small_sums_are_never_shown_as_zero():
         ("12345678.123456789012", "$12,345,678.123456789012"),
     ],
 )
-def test_format_money_exact_keeps_every_digit(value, text):
-    assert format_money_exact(Decimal(value)) == text
+def test_money_display_exact_keeps_every_digit(value, text):
+    assert money_display(Decimal(value), exact=True) == text
 
 
-def test_exact_decimal_has_no_exponent():
-    assert exact_decimal(Decimal("1E-12")) == "0.000000000001"
-    assert exact_decimal(Decimal("1.500")) == "1.5"
-    assert exact_decimal(Decimal("0E-12")) == "0"
+def test_money_exact_has_no_exponent():
+    assert money_exact(Decimal("1E-12")) == "0.000000000001"
+    assert money_exact(Decimal("1.500")) == "1.5"
+    assert money_exact(Decimal("0E-12")) == "0"
 
 
 def test_percent_and_delta():
@@ -183,7 +177,7 @@ def test_top_frame_other_is_exact():
     rows = [row(app=f"a{i}", cost_usd=Decimal("0.000000000001") * i) for i in range(1, 15)]
     df = frames.top_frame(rows, "app", top=10)
     assert list(df["name"])[:2] == ["a14", "a13"] and df["name"].iloc[-1] == "other"
-    assert df["cost_exact"].iloc[-1] == format_money_exact(Decimal("0.000000000010"))  # 1+2+3+4 pico
+    assert df["cost_exact"].iloc[-1] == money_display(Decimal("0.000000000010"), exact=True)  # 1+2+3+4 pico
     assert list(df["group"]) == ["top"] * 10 + ["other"]
 
 

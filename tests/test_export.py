@@ -1,4 +1,4 @@
-"""`spendlog export` and spendlog.export: exact sums, timezones, injection, errors, FOCUS."""
+"""`spendlog export` and spendlog.report.files: exact sums, timezones, injection, errors, FOCUS."""
 
 from __future__ import annotations
 
@@ -18,15 +18,10 @@ from spendlog.cli import cli
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.queries import Filters
-from spendlog.export import (
-    CALL_COLUMNS,
-    GROUP_MEASURES,
-    export_calls,
-    format_money,
-    neutralise,
-    write_table,
-)
-from spendlog.focus import FOCUS_COLUMNS
+from spendlog.report.files import CALL_COLUMNS, GROUP_MEASURES, export_calls
+from spendlog.report.focus import FOCUS_COLUMNS
+from spendlog.report.money import money_exact
+from spendlog.report.table import neutralise, write_table
 from test_queries import BASE, by_hand, make_record, random_records, seed
 
 UTC = timezone.utc
@@ -143,13 +138,13 @@ def test_neutralise_and_the_header_row():
 
 
 def test_money_is_exact_plain_decimal():
-    assert format_money(Decimal("0.000000000001")) == "0.000000000001"
-    assert format_money(Decimal("1E-12")) == "0.000000000001"
-    assert format_money(Decimal("0E-12")) == "0"
-    assert format_money(Decimal("12345678901234567.123456789012")) == "12345678901234567.123456789012"
-    assert format_money(Decimal("100.000000000000")) == "100"
-    assert format_money(Decimal("1E+3")) == "1000"
-    assert format_money(Decimal("0.1480")) == "0.148"
+    assert money_exact(Decimal("0.000000000001")) == "0.000000000001"
+    assert money_exact(Decimal("1E-12")) == "0.000000000001"
+    assert money_exact(Decimal("0E-12")) == "0"
+    assert money_exact(Decimal("12345678901234567.123456789012")) == "12345678901234567.123456789012"
+    assert money_exact(Decimal("100.000000000000")) == "100"
+    assert money_exact(Decimal("1E+3")) == "1000"
+    assert money_exact(Decimal("0.1480")) == "0.148"
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "focus"])
@@ -295,7 +290,7 @@ def test_real_process_exit_code_and_stdout(ledger):
 
 def test_bulk_path_writes_what_the_typed_formatter_writes(ledger):
     """The per-call CSV takes values the database rendered as text (plain=True); they must be
-    exactly what spendlog.export's own formatting makes of the typed values."""
+    exactly what spendlog.report.table's own formatting makes of the typed values."""
     from spendlog.db.queries import iter_call_chunks
 
     url, records = ledger

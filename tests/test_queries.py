@@ -376,13 +376,43 @@ def test_bad_groups_and_columns(sqlite_url):
             distinct_values(conn, "cost_usd")
 
 
+def test_a_split_hour_whose_rollup_spilled_is_still_shared_exactly(db_url):
+    """Asia/Kolkata's day starts at 18:30 UTC, cutting the 18:00 hour. 1,000 calls at the per-call
+    cost limit fill that hour's rollup row past SQLite's int64 pico-dollars, so ``db.store`` spills
+    the rest into a row at 18:00 + 1 µs; both rows belong to the cut hour, and each day gets
+    exactly its side of it."""
+    from spendlog.db.models import RollupHourly
+    from spendlog.usage import MAX_COST_USD
+
+    hour = datetime(2025, 6, 2, 18, tzinfo=UTC)
+    calls = [make_record(hour + i * timedelta(seconds=3), cost_usd=MAX_COST_USD) for i in range(1000)]
+    engine = seed(db_url, calls)  # 600 before 18:30 UTC (2 June in Kolkata), 400 after (3 June)
+    whole = Filters(start=hour - timedelta(hours=1), end=hour + timedelta(hours=2))
+    with engine.connect() as conn:
+        buckets = sorted(conn.scalars(text(f"SELECT bucket FROM {RollupHourly.__tablename__}")))
+        if conn.dialect.name == "sqlite":  # PostgreSQL's NUMERIC(30, 12) has room for it all
+            assert len(buckets) == 2, buckets
+        split = [p for p in plan_grouped(conn, whole, ["day"], "Asia/Kolkata") if p.split]
+        assert [p.source for p in split] == ["rollup", "raw"]
+        days = [(r["day"], r["requests"], r["cost_usd"]) for r in grouped_totals(conn, whole, ["day"], "Asia/Kolkata")]
+        by_rows = [(r["day"], r["requests"], r["cost_usd"])
+                   for r in grouped_totals(conn, whole, ["day"], "Asia/Kolkata", source="rows")]
+    engine.dispose()
+    assert days == by_rows == [(date(2025, 6, 2), 600, 600 * MAX_COST_USD), (date(2025, 6, 3), 400, 400 * MAX_COST_USD)]
+
+
 def test_public_names():
     import spendlog.db.periods as periods
     import spendlog.db.queries as queries
-    import spendlog.export as export
-    import spendlog.focus as focus
+    import spendlog.report.files as files
+    import spendlog.report.focus as focus
+    import spendlog.report.money as money
+    import spendlog.report.reconcile as reconcile
+    import spendlog.report.summary as summary
+    import spendlog.report.table as table
+    import spendlog.report.terminal as terminal
 
-    for module in (queries, periods, export, focus):
+    for module in (queries, periods, files, focus, money, reconcile, summary, table, terminal):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
             member = getattr(module, name)
@@ -391,4 +421,6 @@ def test_public_names():
     # the names the dashboard codes against
     assert {"Filters", "GROUPS", "date_bounds", "grouped_totals", "iter_calls", "count_calls", "distinct_values",
             "total_spend"} <= set(queries.__all__)
-    assert {"grouped_csv", "calls_csv", "write_table", "neutralise"} <= set(export.__all__)
+    assert {"grouped_csv", "calls_csv"} <= set(files.__all__)
+    assert {"write_table", "neutralise"} <= set(table.__all__)
+    assert {"money_exact", "money_display"} <= set(money.__all__)

@@ -22,7 +22,7 @@ from spendlog.db.engine import make_engine, resolve_url
 from spendlog.db.migrate import upgrade
 from spendlog.db.store import insert_records
 from spendlog.db.writer import spool_path
-from spendlog.export import format_money
+from spendlog.report.money import money_exact
 
 MINI, SONNET, GPT4O, R1 = "openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "openai/gpt-4o", "deepseek/deepseek-r1"
 
@@ -71,7 +71,7 @@ def test_a_ledger_and_a_router_that_agree_give_exit_0(db_url, fake_upstream, pro
         (MINI, "match", 3), (SONNET, "match", 1), (R1, "match", 1)}
     assert "fake/error-500" not in {r["model"] for r in doc["rows"]}  # the error row is left out on both sides
     (month,) = doc["months"]
-    assert month["router_cost_usd"] == month["ledger_cost_usd"] == format_money(billed(MINI, 3) + billed(SONNET) + billed(R1))
+    assert month["router_cost_usd"] == month["ledger_cost_usd"] == money_exact(billed(MINI, 3) + billed(SONNET) + billed(R1))
     assert month["difference_usd"] == month["unexplained_usd"] == "0"
 
 
@@ -82,8 +82,8 @@ def test_calls_made_around_spendlog_show_with_their_exact_cost(db_url, fake_upst
     chat(around, MINI)  # the same model: the counts differ
     chat(around, GPT4O, 2)  # a model the ledger never saw
     expected = {
-        (day, MINI): ("count_differs", 1, format_money(billed(MINI))),
-        (day, GPT4O): ("missing_in_ledger", 2, format_money(billed(GPT4O, 2))),
+        (day, MINI): ("count_differs", 1, money_exact(billed(MINI))),
+        (day, GPT4O): ("missing_in_ledger", 2, money_exact(billed(GPT4O, 2))),
     }
     docs = [reconcile_json(path, "--db", db_url) for path in _files(fake_upstream, day, tmp_path)]
     docs.append(_upstream(fake_upstream, day, "--db", db_url))
@@ -94,7 +94,7 @@ def test_calls_made_around_spendlog_show_with_their_exact_cost(db_url, fake_upst
         assert got == expected
         assert rows_by_key(doc)[(day, GPT4O)]["ledger"] is None
         (month,) = doc["months"]
-        total = format_money(billed(MINI) + billed(GPT4O, 2))
+        total = money_exact(billed(MINI) + billed(GPT4O, 2))
         assert month["difference_usd"] == month["unexplained_usd"] == total  # nothing in the ledger explains them
         assert doc["counts"] == {"match": 0, "missing_in_ledger": 1, "missing_in_router": 0, "count_differs": 1,
                                  "cost_differs": 0}
@@ -121,11 +121,11 @@ def test_a_cost_edited_in_the_file_is_cost_differs_beyond_the_tolerance(db_url, 
     day = away_from_midnight()
     chat(hooked_client(fake_upstream.base_url, fake_upstream.api_key, db_url), MINI, 3)
     doc = activity_json(fake_upstream, day, day)
-    literal = format_money(billed(MINI, 3))
+    literal = money_exact(billed(MINI, 3))
     assert f'"usage":{literal},'.encode() in doc
     edited = tmp_path / "edited.json"
     edited.write_bytes(doc.replace(f'"usage":{literal},'.encode(),
-                                   f'"usage":{format_money(billed(MINI, 3) + Decimal("0.001"))},'.encode()))
+                                   f'"usage":{money_exact(billed(MINI, 3) + Decimal("0.001"))},'.encode()))
     for tolerance, status in (("0", "cost_differs"), ("0.0009999", "cost_differs"), ("0.001", "match"),
                               ("0.5", "match")):
         code, report = reconcile_json(str(edited), "--db", db_url, "--tolerance", tolerance)
@@ -166,7 +166,7 @@ def test_calls_at_23_59_59_and_00_00_00_utc_fall_on_their_days(db_url, fake_upst
     for day, usage in (("2025-03-31", late), ("2025-04-01", early)):
         row = rows[(day, MINI)]
         assert row["status"] == "match" and row["router"]["requests"] == row["ledger"]["requests"] == 1
-        assert row["router"]["cost_usd"] == format_money(usage["cost"])
+        assert row["router"]["cost_usd"] == money_exact(usage["cost"])
     assert rows[("2025-03-31", SONNET)]["status"] == "missing_in_router"
     assert rows[("2025-04-01", SONNET)]["status"] == "missing_in_ledger"
     for day in ("2025-03-31", "2025-04-01"):
@@ -174,9 +174,9 @@ def test_calls_at_23_59_59_and_00_00_00_utc_fall_on_their_days(db_url, fake_upst
         assert cause.startswith("1 ledger call within 5 minutes of midnight UTC (2025-04-01 00:00)")
     march, april = report["months"]
     assert (march["month"], april["month"]) == ("2025-03", "2025-04")
-    assert march["router_cost_usd"] == format_money(late["cost"])
-    assert march["ledger_cost_usd"] == format_money(late["cost"] + crossing["cost"])
-    assert april["router_cost_usd"] == format_money(early["cost"] + crossing["cost"])
+    assert march["router_cost_usd"] == money_exact(late["cost"])
+    assert march["ledger_cost_usd"] == money_exact(late["cost"] + crossing["cost"])
+    assert april["router_cost_usd"] == money_exact(early["cost"] + crossing["cost"])
     assert march["unexplained_usd"] == april["unexplained_usd"] == "0"  # the midnight cause explains both
 
     code, report = reconcile_json(str(tmp_path / "a.json"), "--db", db_url, "--to", "2025-03-31")

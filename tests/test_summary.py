@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from spendlog.cli import cli
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.export import display_money
+from spendlog.report.money import money_display
 from test_queries import make_record, seed
 
 UTC = timezone.utc
@@ -87,6 +87,22 @@ def test_empty_ledger(sqlite_url):
     assert code == 0, err
     assert "Total spend   $0.00   (exact: 0 USD)" in out
     assert "By model: no calls" in out and "By app: no calls" in out
+    assert out.splitlines()[0] == "spendlog summary, no calls (UTC)"
+
+
+def test_the_header_names_the_real_dates_of_the_range(ledger):
+    """Open sides read as the local dates of the first and the last matching call, not as words."""
+    def header(*args: str) -> str:
+        code, out, err = run("--db", ledger, *args)
+        assert code == 0, err
+        return out.splitlines()[0]
+
+    assert header() == "spendlog summary, 2024-05-01 .. 2024-05-02 (UTC)"
+    # +14: the first call (10:00 UTC on May 1) is already May 2 there
+    assert header("--tz", "Pacific/Kiritimati") == "spendlog summary, 2024-05-02 .. 2024-05-02 (Pacific/Kiritimati)"
+    assert header("--from", "2024-04-01") == "spendlog summary, 2024-04-01 .. 2024-05-02 (UTC)"
+    assert header("--to", "2024-05-01") == "spendlog summary, 2024-05-01 .. 2024-05-01 (UTC)"
+    assert header("--from", "2024-04-01", "--to", "2024-04-30") == "spendlog summary, 2024-04-01 .. 2024-04-30 (UTC)"
 
 
 def test_hostile_names_cannot_drive_the_terminal(sqlite_url):
@@ -110,13 +126,13 @@ def test_bad_arguments(ledger, args, needle):
 
 
 def test_summary_money_text():
-    assert display_money(Decimal("1234.5")) == "$1,234.50"
-    assert display_money(Decimal("1234567.891")) == "$1,234,567.89"
-    assert display_money(Decimal("0")) == "$0.00"
-    assert display_money(Decimal("0.5")) == "$0.50"
-    assert display_money(Decimal("0.000148")) == "$0.000148"
-    assert display_money(Decimal("0.00014825")) == "$0.000148"
-    assert display_money(Decimal("0.0990")) == "$0.099"
-    assert display_money(Decimal("0.09999")) == "$0.10"
-    assert display_money(Decimal("0.000000000001")) == "$0.000000000001"
-    assert display_money(Decimal("-2.5")) == "-$2.50"
+    assert money_display(Decimal("1234.5")) == "$1,234.50"
+    assert money_display(Decimal("1234567.891")) == "$1,234,567.89"
+    assert money_display(Decimal("0")) == "$0.00"
+    assert money_display(Decimal("0.5")) == "$0.50"
+    assert money_display(Decimal("0.000148")) == "$0.000148"
+    assert money_display(Decimal("0.00014825")) == "$0.000148"
+    assert money_display(Decimal("0.0990")) == "$0.099"
+    assert money_display(Decimal("0.09999")) == "$0.10"
+    assert money_display(Decimal("0.000000000001")) == "$0.000000000001"
+    assert money_display(Decimal("-2.5")) == "-$2.50"

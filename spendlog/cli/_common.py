@@ -14,8 +14,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["db_option", "fail", "need_demo_extra", "output_file", "parse_date", "printable", "reading", "storage_errors",
-           "text_table"]
+__all__ = ["db_option", "fail", "need_demo_extra", "output_file", "parse_date", "reading", "storage_errors"]
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -76,41 +75,21 @@ def parse_date(value: str | None, option: str) -> date | None:
 
 @contextmanager
 def reading(db_url: str | None):
-    """A read-only connection, with database trouble turned into one clear line."""
-    from sqlalchemy import inspect
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from spendlog.db.engine import make_engine, mask_url, resolve_url, sqlite_path
-    from spendlog.db.errors import first_line
+    """A read-only connection (``db.engine.read_connection``), with database trouble turned into
+    one clear line (exit 2)."""
+    from spendlog.db.engine import NoLedgerError, mask_url, read_connection, resolve_url
+    from spendlog.db.errors import DatabaseUnavailableError
 
     url = resolve_url(db_url)  # a bad URL raises DatabaseURLError -> one line, exit 2
-    where = mask_url(url)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        fail(f"no spendlog database at {path} (nothing recorded yet, or a wrong --db)")
-    # PostgreSQL: read-only per connection, because make_engine(readonly=True) sets its own libpq
-    # `options` and so drops any `options` in the URL (e.g. -csearch_path=...); SQLite: mode=ro.
-    postgres = url.get_backend_name() == "postgresql"
-    engine = make_engine(url, readonly=not postgres, pool=False)
     try:
-        conn = engine.connect()
-        if postgres:
-            conn = conn.execution_options(postgresql_readonly=True)
-        has_tables = inspect(conn).has_table("completions")
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        fail(f"cannot read the database {where}: {first_line(exc)}")
-    if not has_tables:
-        conn.close()
-        engine.dispose()
-        fail(f"{where} has no spendlog tables: run `spendlog db upgrade --db URL` or check --db")
-    try:
-        yield conn
-    except SQLAlchemyError as exc:
-        fail(f"reading {where} failed: {first_line(exc)}")
-    finally:
-        conn.close()
-        engine.dispose()
+        with read_connection(url) as conn:
+            yield conn
+    except NoLedgerError as exc:
+        if exc.path is not None:
+            fail(f"no spendlog database at {exc.path} (nothing recorded yet, or a wrong --db)")
+        fail(f"{mask_url(url)} has no spendlog tables: run `spendlog db upgrade --db URL` or check --db")
+    except DatabaseUnavailableError as exc:
+        fail(str(exc))
 
 
 @contextmanager
@@ -163,19 +142,3 @@ def _write_errors(where: str):
     except OSError as exc:
         fail(f"cannot write {where}: {exc.strerror or exc}")
 
-
-def text_table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    """A terminal table as lines: the title, the header, a rule, the rows (columns in ``right``
-    aligned right)."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-
-
-def printable(value: str | None) -> str:
-    if value is None:
-        return "(none)"
-    return "".join(ch if ch.isprintable() else "?" for ch in value)  # header values: no terminal escapes

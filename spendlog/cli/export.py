@@ -11,8 +11,7 @@ from contextlib import contextmanager
 
 import click
 
-from ._common import db_option, fail, output_file, parse_date, printable, reading, text_table
-_DIMENSION_GROUPS = ("model", "provider", "app", "user", "key")
+from ._common import db_option, fail, output_file, parse_date, reading
 
 
 def _parse_groups(value: str, *, allow_call: bool) -> list[str]:
@@ -92,7 +91,7 @@ def _range_options(f):
 @db_option
 def export_cmd(from_value, to_value, tz, by_value, fmt, output, db_url) -> None:
     """Export spend as CSV, JSON lines or FinOps FOCUS for finance."""
-    from spendlog.export import export_calls, export_grouped
+    from spendlog.report.files import export_calls, export_grouped
 
     by = _parse_groups(by_value, allow_call=True)
     filters = _filters(from_value, to_value, tz)
@@ -141,39 +140,10 @@ def _progress(conn, filters, enabled: bool):
 @db_option
 def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
     """Print spend totals per model and app as a terminal table."""
-    from spendlog.db.queries import grouped_totals
-    from spendlog.export import display_money, format_money  # the dashboard's and the files' money text
+    from spendlog.report.summary import summary_lines
 
     by = _parse_groups(by_value, allow_call=False)
     filters = _filters(from_value, to_value, tz)
     with reading(db_url) as conn:
-        total = next(grouped_totals(conn, filters, []))
-        breakdowns = {g: list(grouped_totals(conn, filters, [g], tz)) for g in by}
-    span = f"{from_value or 'first call'} .. {to_value or 'last call'} ({tz})"
-    out = [f"spendlog summary, {span}", ""]
-    requests = total["requests"]
-    errors = total["errors"]
-    rate = f"{errors / requests:.1%}" if requests else "0.0%"
-    out += [
-        f"Total spend   {display_money(total['cost_usd'])}   (exact: {format_money(total['cost_usd'])} USD)",
-        f"Requests      {requests:,}   errors {errors:,} ({rate})   without cost {total['calls_missing_cost']:,}",
-        f"Tokens        {total['prompt_tokens']:,} prompt, {total['completion_tokens']:,} completion, "
-        f"{total['total_tokens']:,} total",
-    ]
-    header = ["", "requests", "prompt tok", "completion tok", "spend", "share"]
-    for group, rows in breakdowns.items():
-        rows = sorted(rows, key=lambda r: r["cost_usd"], reverse=True) if group in _DIMENSION_GROUPS else rows
-        body = []
-        for r in rows:
-            share = f"{r['cost_usd'] / total['cost_usd'] * 100:.1f}%" if total["cost_usd"] else "-"
-            label = r[group].isoformat() if hasattr(r[group], "isoformat") else printable(r[group])
-            body.append([label, f"{r['requests']:,}", f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}",
-                         display_money(r["cost_usd"]), share])
-        out.append("")
-        if not body:
-            out.append(f"By {group}: no calls")
-            continue
-        header[0] = group
-        out += text_table(f"By {group}", header, body, right={1, 2, 3, 4, 5})
-    click.echo("\n".join(out))
-
+        lines = summary_lines(conn, filters, by, tz, parse_date(from_value, "--from"), parse_date(to_value, "--to"))
+    click.echo("\n".join(lines))

@@ -2,7 +2,7 @@
 
 The activity comes from a file (``spendlog.db.activity``) or from the router itself
 (``--from-upstream``, ``spendlog.db.activity_upstream``); the comparison is
-``spendlog.db.reconcile``; CSV and JSON are ``spendlog.reconcile_report``. Exit status: 0 when
+``spendlog.db.reconcile``; CSV and JSON are ``spendlog.report.reconcile``. Exit status: 0 when
 every row matches within the tolerance, 1 when something differs, 2 on bad input.
 """
 
@@ -16,7 +16,9 @@ from decimal import Decimal
 
 import click
 
-from ._common import db_option, fail, output_file, parse_date, printable, reading, text_table
+from spendlog.report.terminal import printable, text_table
+
+from ._common import db_option, fail, output_file, parse_date, reading
 
 _TOLERANCE = re.compile(r"\d{1,12}(\.\d{1,30})?|\.\d{1,30}")
 
@@ -35,8 +37,8 @@ def _pair(row, name: str) -> str:
 
 
 def _table(report, show_all: bool) -> str:
-    from spendlog.export import format_money
-    from spendlog.reconcile_report import status_counts
+    from spendlog.report.money import money_exact as format_money
+    from spendlog.report.reconcile import status_counts
 
     def money(figures) -> str:
         return "-" if figures is None else format_money(figures.cost)
@@ -152,7 +154,7 @@ def reconcile_cmd(file, from_upstream, upstream, from_value, to_value, tolerance
     """
     from spendlog.db.engine import resolve_url
     from spendlog.db.reconcile import reconcile
-    from spendlog.reconcile_report import write_report
+    from spendlog.report.reconcile import write_report
 
     if from_upstream == (file is not None):
         fail("give an activity FILE or --from-upstream (one of the two)")

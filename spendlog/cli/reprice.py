@@ -7,7 +7,9 @@ import sys
 
 import click
 
-from ._common import db_option, fail, first_line, storage_errors
+from spendlog.db.errors import first_line
+
+from ._common import db_option, fail, storage_errors
 
 __all__ = ["reprice_cmd", "prices_option", "load_book", "use_prices_file"]
 

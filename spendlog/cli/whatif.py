@@ -8,7 +8,9 @@ import json
 
 import click
 
-from ._common import db_option, fail, printable, reading, text_table
+from spendlog.report.terminal import printable, text_table
+
+from ._common import db_option, fail, reading
 from .export import _filters, _range_options, _tz_option
 from .reprice import load_book, prices_option
 

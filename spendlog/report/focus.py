@@ -1,20 +1,22 @@
 """FinOps FOCUS rows for ``spendlog export --format focus`` (the mapping: docs/focus.md).
 
 Same read layer, same cell notation and neutralisation as every other export
-(``spendlog.export.write_table``); only the columns differ.
+(``spendlog.report.table.write_table``); only the columns differ. Charge periods are local
+calendar periods (``spendlog.db.periods``); billing periods are UTC months.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from spendlog.db.periods import PERIODS, get_zone, period_start
+from spendlog.db.periods import PERIODS, get_zone, local_midnight, next_period_start
 from spendlog.db.queries import Filters, grouped_totals, iter_call_chunks
-from spendlog.export import _chunked, write_table
+
+from .table import chunked, write_table
 
 __all__ = ["FOCUS_COLUMNS", "export_focus_grouped", "export_focus_calls"]
 
@@ -67,16 +69,7 @@ def _focus_instant(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _local_start(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
-
-
-def _next_period(start: date, period: str) -> date:
-    if period == "day":
-        return start + timedelta(days=1)
-    if period == "week":
-        return start + timedelta(days=7)
-    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+_UTC = ZoneInfo("UTC")
 
 
 def _focus_row(*, cost, period: tuple[datetime, datetime], billing: tuple[datetime, datetime], model, provider,
@@ -100,7 +93,7 @@ def _focus_row(*, cost, period: tuple[datetime, datetime], billing: tuple[dateti
 
 def _billing_month(instant: datetime) -> tuple[datetime, datetime]:
     first = instant.astimezone(timezone.utc).date().replace(day=1)
-    return _local_start(first, ZoneInfo("UTC")), _local_start(_next_period(first, "month"), ZoneInfo("UTC"))
+    return local_midnight(first, _UTC), local_midnight(next_period_start(first, "month"), _UTC)
 
 
 def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out: TextIO, *, progress=None) -> int:
@@ -113,8 +106,8 @@ def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out
 
     def rows():
         for r in grouped_totals(conn, filters, by, tz):
-            start = _local_start(r[period], zone)
-            end = _local_start(_next_period(period_start(r[period], period), period), zone)
+            start = local_midnight(r[period], zone)
+            end = local_midnight(next_period_start(r[period], period), zone)
             yield _focus_row(
                 cost=r["cost_usd"], period=(start, end), billing=_billing_month(start), model=r.get("model"),
                 provider=r.get("provider"), app=r.get("app"), user=r.get("user"), key=r.get("key"),
@@ -123,7 +116,7 @@ def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out
                 missing=r["calls_missing_cost"], tags=None,
             )
 
-    return write_table(_chunked(rows()), FOCUS_COLUMNS, "focus", out, progress=progress)
+    return write_table(chunked(rows()), FOCUS_COLUMNS, "focus", out, progress=progress)
 
 
 _FOCUS_CALL_SOURCE = ("id", "created_at", "model", "provider", "app", "user", "api_key_hint", "tags", "status_code",

@@ -1,11 +1,11 @@
 """A reconciliation report (``spendlog.db.reconcile.Report``) as CSV or JSON.
 
 ``spendlog reconcile`` writes it (and draws the terminal table itself); the dashboard's download
-can call ``report_csv``. Money is exact everywhere (``spendlog.export.format_money``: plain
+can call ``report_csv``. Money is exact everywhere (``spendlog.report.money.money_exact``: plain
 decimal, no exponent), because the differences worth finding are often fractions of a cent. A
 difference is router minus ledger.
 
-- CSV (RFC 4180, via ``spendlog.export.write_table``: text cells neutralised for spreadsheets):
+- CSV (RFC 4180, via ``spendlog.report.table.write_table``: text cells neutralised for spreadsheets):
   one row per day x model (``ROW_COLUMNS``; a side that has nothing is empty), then one row per
   month with ``status`` ``month_total``, ``day`` the month (``2026-11``), the two cost totals,
   their difference and ``unexplained_usd`` (a row's: its cost difference when it differs and no
@@ -23,7 +23,9 @@ from collections import Counter
 from typing import TextIO
 
 from spendlog.db.reconcile import COMPARED, STATUSES, Month, Report, Row
-from spendlog.export import format_money, write_table
+
+from .money import money_exact
+from .table import write_table
 
 __all__ = ["ROW_COLUMNS", "report_csv", "status_counts", "write_report"]
 
@@ -69,20 +71,20 @@ def _json(report: Report) -> str:
     def side(figures):
         if figures is None:
             return None
-        return {_SIDE[n]: (format_money(v) if n == "cost" else v)
+        return {_SIDE[n]: (money_exact(v) if n == "cost" else v)
                 for n in COMPARED for v in [getattr(figures, n)]}
 
     rows = [{"day": r.day.isoformat(), "model": r.model, "status": r.status, "router": side(r.router),
              "ledger": side(r.ledger),
-             "difference": {_SIDE[n]: (format_money(r.difference(n)) if n == "cost" else r.difference(n))
+             "difference": {_SIDE[n]: (money_exact(r.difference(n)) if n == "cost" else r.difference(n))
                             for n in COMPARED},
-             "unexplained_usd": format_money(r.unexplained), "likely_causes": r.causes} for r in report.rows]
+             "unexplained_usd": money_exact(r.unexplained), "likely_causes": r.causes} for r in report.rows]
     months = [{"month": m.month.strftime("%Y-%m"), "first": m.first.isoformat(), "last": m.last.isoformat(),
-               "router_cost_usd": format_money(m.router_cost), "ledger_cost_usd": format_money(m.ledger_cost),
-               "difference_usd": format_money(m.difference), "unexplained_usd": format_money(m.unexplained),
+               "router_cost_usd": money_exact(m.router_cost), "ledger_cost_usd": money_exact(m.ledger_cost),
+               "difference_usd": money_exact(m.difference), "unexplained_usd": money_exact(m.unexplained),
                "rows": m.rows, "differing": m.differing} for m in report.months]
     head = {"first": report.first.isoformat(), "last": report.last.isoformat(),
-            "tolerance_usd": format_money(report.tolerance), "ok": report.ok, "spooled": report.spooled,
+            "tolerance_usd": money_exact(report.tolerance), "ok": report.ok, "spooled": report.spooled,
             "dropped": report.dropped, "counts": status_counts(report)}
 
     def items(values: list[dict]) -> str:  # one per line; without indent the encoder is the C one
