@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from .errors import DatabaseUnavailableError, DatabaseURLError
+from .errors import DatabaseUnavailableError, DatabaseURLError, first_line
 
 __all__ = [
     "data_dir",
@@ -347,8 +347,7 @@ def read_error(url: str | URL, exc: BaseException) -> DatabaseUnavailableError:
         password = (url if isinstance(url, URL) else make_url(url)).password
     except ArgumentError:  # an unparseable URL has no password to hide
         password = None
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_line(exc)
     if password:
         first = first.replace(str(password), "***")
     return DatabaseUnavailableError(f"cannot read {mask_url(url)}: {first}")

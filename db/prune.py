@@ -12,8 +12,8 @@ call exist only because their calls were pruned), and ``range_pruned(conn, start
 a per-call read of ``[start, end)`` would miss pruned calls, so a per-call export can say so
 instead of returning a silently short file.
 
-Do not run ``spendlog db rebuild-rollups`` on a pruned ledger: it recomputes the rollup from the
-raw calls that are left, and the pruned hours' totals would go with them.
+``spendlog db rebuild-rollups`` on a pruned ledger (``db.rollups.rebuild_rollups``) recomputes the
+hours from the oldest call's on and keeps the pruned hours' rows as they are.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from spendlog.cli import cli
+from spendlog.db.estimate import price_book, price_record
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.queries import Filters
@@ -44,7 +45,8 @@ def ledger(db_url):
     records = random_records(800, seed=11)
     records[0]["cost_usd"] = Decimal("-0.5")  # a refund-like negative amount still prints exactly
     seed(db_url, records).dispose()
-    return db_url, records
+    book = price_book()  # the store prices calls without an upstream cost: hand sums use what it stored
+    return db_url, [price_record(book, r) for r in records]
 
 
 def test_grouped_and_per_call_exports_agree_to_the_last_digit(ledger):
@@ -207,7 +209,9 @@ def test_focus_columns_and_values(db_url):
     records = [
         make_record(datetime(2024, 5, 1, 23, 30, tzinfo=UTC), cost_usd=Decimal("0.25"), total_tokens=100,
                     app="billing", user="alice"),
-        make_record(datetime(2024, 5, 1, 1, 0, tzinfo=UTC), cost_usd=None, cost_source="missing", total_tokens=7),
+        # a model no price list knows: its cost stays missing (a known one would be estimated)
+        make_record(datetime(2024, 5, 1, 1, 0, tzinfo=UTC), cost_usd=None, cost_source="missing", total_tokens=7,
+                    model="selfhosted/house-model-7b"),
     ]
     seed(db_url, records).dispose()
     rows = export_rows(db_url, "--format", "focus", "--tz", "Asia/Tokyo", "--by", "day,model,app")

@@ -159,3 +159,24 @@ def test_a_bad_date_is_one_line_exit_2(sqlite_url, value):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("spendlog: error: --before") and "YYYY-MM-DD" in lines[0]
+
+
+def test_rebuild_rollups_after_a_prune_keeps_the_pruned_hours(db_url):
+    """`db rebuild-rollups` recomputes the hours it still has calls for and leaves the pruned hours'
+    rollup as it was: their calls are gone, so the rollup is their only record."""
+    from spendlog.db.store import rebuild_rollups
+
+    records = _records()
+    engine = _ledger(db_url, records)
+    try:
+        prune_before(engine, CUTOFF, batch=100)
+        with engine.connect() as conn:
+            rollup, totals = _rollup(conn), _month_totals(conn)
+        with engine.begin() as conn:
+            assert rebuild_rollups(conn, chunk_size=50) == sum(1 for r in records if r["created_at"] >= CUTOFF)
+        with engine.connect() as conn:
+            assert _rollup(conn) == rollup
+            assert _month_totals(conn) == totals
+            assert sum(t["requests"] for t in totals[0]) > 0  # January is still there, from the rollup alone
+    finally:
+        engine.dispose()

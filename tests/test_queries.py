@@ -24,6 +24,7 @@ from spendlog.db.queries import (
     plan_grouped,
     total_spend,
 )
+from spendlog.db.estimate import price_book, price_record
 from spendlog.db.store import insert_records, is_error
 
 UTC = timezone.utc
@@ -126,8 +127,9 @@ def _matches(r, f: Filters) -> bool:
 def seeded(db_url):
     records = random_records(1500)
     engine = seed(db_url, records)
+    book = price_book()  # the store prices calls without an upstream cost: hand sums use what it stored
     with engine.connect() as conn:
-        yield conn, records
+        yield conn, [price_record(book, r) for r in records]
     engine.dispose()
 
 

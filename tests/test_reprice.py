@@ -4,7 +4,7 @@ same transaction, upstream rows and their sums byte-identical, safe under concur
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from decimal import Decimal
 
 import pytest

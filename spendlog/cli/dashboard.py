@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 import click
 
+from spendlog.db.errors import first_line
+
 from ._common import db_option, fail
 
 __all__ = ["dashboard_cmd", "streamlit_command", "dashboard_url", "port_free", "open_when_ready", "OPEN_TIMEOUT",
@@ -110,7 +112,7 @@ def secrets_auth(secrets: Path | None = None) -> dict | None:
         except FileNotFoundError:
             continue
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            fail(f"cannot read the secrets file {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            fail(f"cannot read the secrets file {path}: {first_line(exc)}")
         if "auth" in parsed:
             auth = parsed["auth"] if isinstance(parsed["auth"], dict) else {}
     return auth

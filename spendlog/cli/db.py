@@ -163,4 +163,4 @@ def prune_cmd(db_url: str | None, before: str, yes: bool) -> None:
     finally:
         engine.dispose()
     click.echo(f"deleted {done:,} calls created before {day.isoformat()} 00:00 UTC; hourly rollups kept "
-               "(do not run rebuild-rollups now: it would recompute them from the calls that are left)")
+               "(rebuild-rollups leaves the pruned hours as they are)")
