@@ -179,7 +179,7 @@ def test_dashboard_in_a_real_browser(chromium, dashboard, tmp_path):
 
     # the CSV download works and matches the screen
     with page.expect_download() as info:
-        page.get_by_role("button", name="CSV: spend per day per model").click()
+        page.get_by_role("button", name="Download spend per day per model (CSV)").click()
     download = info.value
     target = tmp_path / download.suggested_filename
     download.save_as(target)

@@ -16,7 +16,7 @@ import pytest
 from helpers import make_record
 from streamlit.testing.v1 import AppTest
 
-from spendlog.dashboard.formatting import format_count, format_money, format_money_exact
+from spendlog.dashboard.formatting import format_percent, format_count, format_money, format_money_exact
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.store import insert_records, is_error
@@ -176,7 +176,11 @@ def test_status_errors_and_recent_errors_table(monkeypatch, ledger, records):
     at = open_app(monkeypatch, ledger, {**RANGE, "status": "errors"})
     exp = expect(records, is_error)
     assert metric(at, "Requests") == format_count(exp["requests"]) and exp["requests"] > 0
-    assert metric(at, "Error rate") == "100.0%"
+    everything = expect(records)
+    # the rate is over every call of the view, not over the errors alone (which would be 100%)
+    assert metric(at, "Error rate") == format_percent(exp["requests"], everything["requests"])
+    assert exp["requests"] < everything["requests"]
+    assert any(s.value == "Error rate per app" for s in at.subheader)
     errors_table = at.dataframe[-1].value
     assert len(errors_table) == exp["requests"] and set(errors_table["Error"]) == {"http_429"}
 
@@ -228,7 +232,7 @@ def test_injection_value_next_to_a_real_one_adds_nothing(monkeypatch, ledger, re
 
 
 def test_bad_url_values_are_ignored_with_a_note(monkeypatch, ledger, records):
-    at = open_app(monkeypatch, ledger, {**RANGE, "tz": "Mars/Olympus", "by": "hour", "status": "nope"})
+    at = open_app(monkeypatch, ledger, {**RANGE, "tz": "Mars/Olympus", "by": "minute", "status": "nope"})
     assert_shows(at, expect(records))
     notes = [c.value for c in at.sidebar.text if c.value.startswith("Ignored in the link")]
     assert len(notes) == 3
@@ -251,8 +255,10 @@ def test_a_call_at_2330_utc_lands_on_the_right_local_day(monkeypatch, sqlite_url
     evening_in = {"UTC": "2025-03-14", "Asia/Tokyo": "2025-03-15", "Asia/Kolkata": "2025-03-14"}[tz] == day
     expected = (Decimal("0.25") if included else 0) + (Decimal("0.001") if evening_in else 0)
     assert shown == f"Total spend, exact: **{format_money_exact(Decimal(expected))}**"
-    if included:
-        assert chart_data(at)["period"].tolist() == [day]
+    if included:  # one day is shown per hour, at local times on that local day
+        late_local = {"UTC": "03-14 23:00", "Asia/Tokyo": "03-15 08:00", "Asia/Kolkata": "03-15 04:30"}[tz]
+        assert late_local in chart_data(at)["period"].tolist()
+        assert all(p.startswith(day[5:]) for p in chart_data(at)["period"])
 
 
 def test_empty_ledger_shows_how_to_start(monkeypatch, sqlite_url):
@@ -321,7 +327,9 @@ def test_postgres_ledger(monkeypatch, pg_url, records):
     at = open_app(monkeypatch, pg_url, {**RANGE, "model": ["deepseek/deepseek-r1"]})
     assert_shows(at, expect(records, lambda r: r["model"] == "deepseek/deepseek-r1"))
     at2 = open_app(monkeypatch, pg_url, {**RANGE, "tz": "Asia/Kolkata", "status": "errors"})
-    assert metric(at2, "Error rate") == "100.0%"
+    failed = expect(records, is_error)
+    assert metric(at2, "Requests") == format_count(failed["requests"])
+    assert metric(at2, "Error rate") != "100.0%" and any(s.value == "Error rate per app" for s in at2.subheader)
 
 
 def _cli_export(url: str, *args: str) -> bytes:
