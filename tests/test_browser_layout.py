@@ -22,7 +22,7 @@ from helpers import make_record
 from test_browser import CHROMIUM, CHROMIUM_ARGS, chromium  # noqa: F401 - the fixture, shared
 
 from spendlog.dashboard.charts import short_name
-from spendlog.dashboard.formatting import format_percent
+from spendlog.dashboard.formatting import format_money_exact, format_percent
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.queries import Filters, date_bounds, grouped_totals
@@ -237,17 +237,21 @@ def test_the_dashboard_at_800_and_1400_px(chromium, ledgers, tmp_path):
     by_cost = _page_of(db, sort="cost")
     page.goto(f"{url}?{urlencode({'sort': 'cost', 'call': by_cost.rows[0]['id']})}")
     detail = page.locator(".st-key-call_detail")
-    detail.get_by_text(by_cost.rows[0]["id"], exact=False).first.wait_for()
-    exact = str(by_cost.rows[0]["cost_usd"]).rstrip("0").rstrip(".")
-    assert detail.get_by_text(exact, exact=False).count() >= 1  # the exact figure in the record
+    detail.wait_for()
+    page.wait_for_function("""(id) => (document.querySelector('.st-key-call_detail') || {}).innerText
+                              ?.includes(id)""", arg=by_cost.rows[0]["id"])
+    exact = format_money_exact(by_cost.rows[0]["cost_usd"])
+    assert exact in detail.inner_text()  # the exact figure in the record
     target = second.rows[3]
     page.goto(f"{url}?{urlencode({'q': target['request_id']})}")
     log.get_by_text("Page 1: calls 1–1.", exact=False).wait_for()
     # clicking the row (its selection box, the grid's first column) opens that call
     grid = log.get_by_test_id("stDataFrame")
-    grid.wait_for()
+    grid.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
-    detail.get_by_text(target["id"], exact=False).first.wait_for()
+    page.wait_for_function("""(id) => (document.querySelector('.st-key-call_detail') || {}).innerText
+                              ?.includes(id)""", arg=target["id"])
     assert "call=" + target["id"] in page.url
     context.close()
