@@ -388,3 +388,37 @@ def test_a_ledger_that_turns_unreadable_shows_the_error_not_a_traceback(monkeypa
     at.run()
     assert not at.exception
     assert len(at.error) == 1 and f"cannot read {ledger}" in at.error[0].value
+
+
+def test_the_empty_pages_python_snippet_runs_as_printed(fake_upstream, tmp_path):
+    """The snippet, character for character except the router's address (the fake's here), records
+    a call in the ledger: it names its api_key and makes a call."""
+    import os
+    import subprocess
+    import sys
+
+    from spendlog.dashboard.empty import HOOK_SNIPPET
+
+    assert "api_key=" in HOOK_SNIPPET and HOOK_SNIPPET.count("https://api.solrouter.io/v1") == 1
+    script = tmp_path / "snippet.py"
+    script.write_text(HOOK_SNIPPET.replace("https://api.solrouter.io/v1", fake_upstream.base_url) + "\n")
+    url = f"sqlite:///{tmp_path / 'snippet.db'}"
+    env = {**os.environ, "SOLROUTER_API_KEY": fake_upstream.api_key, "SPENDLOG_DB_URL": url}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip()  # the answer was printed
+    engine = make_engine(url, pool=False)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT app, model, status_code FROM completions").fetchall()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("my-app", "openai/gpt-4o-mini", 200)]
+
+
+def test_the_empty_page_checks_for_calls_by_itself(monkeypatch, sqlite_url):
+    seed(sqlite_url, [])
+    at = open_app(monkeypatch, sqlite_url)
+    assert any("checks every few seconds" in i.value for i in at.info)
+    seed(sqlite_url, [make_record(created_at=datetime.now(UTC), cost_usd=Decimal("0.01"))])
+    at.run()  # what the page's timer does
+    assert any(m.label == "Total spend" for m in at.metric)
