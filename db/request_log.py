@@ -72,15 +72,20 @@ def _where(dialect: str, filters: Filters, search: str) -> list:
     return clauses
 
 
-def _order(sort: str, descending: bool) -> list:
+def _order(sort: str, descending: bool, dialect: str = "sqlite") -> list:
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
     column = Completion.__table__.c[SORTS[sort]]
     created, ident = Completion.__table__.c.created_at, Completion.__table__.c.id
     if sort == "time":
         return [created.desc(), ident.desc()] if descending else [created.asc(), ident.asc()]
-    # calls without a figure (errors have no cost or tokens) go last either way
-    primary = column.desc().nulls_last() if descending else column.asc().nulls_last()
+    # calls without a figure (errors have no cost or tokens) go last either way. SQLite sorts NULL
+    # lowest, so a plain DESC already puts them last and can walk an index on the column; spelling
+    # out NULLS LAST there makes it sort the whole range instead. PostgreSQL needs it said.
+    if descending:
+        primary = column.desc() if dialect == "sqlite" else column.desc().nulls_last()
+    else:
+        primary = column.asc().nulls_last()
     return [primary, created.desc(), ident.desc()]
 
 
@@ -92,7 +97,7 @@ def log_page(conn: Connection, filters: Filters, *, search: str = "", sort: str 
     table = Completion.__table__
     stmt = (select(*(table.c[name] for name in LIST_COLUMNS))
             .where(*_where(conn.dialect.name, filters, search))
-            .order_by(*_order(sort, descending))
+            .order_by(*_order(sort, descending, conn.dialect.name))
             .limit(size + 1).offset(page * size))
     rows = [dict(zip(LIST_COLUMNS, row)) for row in conn.execute(stmt)]
     return LogPage(rows=rows[:size], page=page, size=size, has_next=len(rows) > size)
