@@ -381,3 +381,14 @@ def call_record(call: dict, tz) -> dict:
         else:
             out[name] = value
     return out
+
+
+def errors_total_frame(rows: Sequence[dict], granularity: str) -> pd.DataFrame:
+    """Errors per period from the rollup's totals (every type together): the errors chart's frame
+    when the breakdown by type is not read."""
+    sums: dict[str, int] = {}
+    for r in rows:
+        period = period_label(r[granularity], granularity)
+        sums[period] = sums.get(period, 0) + (r["errors"] or 0)
+    records = [{"period": p, "kind": "all errors", "errors": n} for p, n in sorted(sums.items()) if n]
+    return pd.DataFrame(records, columns=["period", "kind", "errors"])

@@ -244,13 +244,25 @@ def _errors_view(url: str, view: View, current: Filters, granularity: str, tick:
     from spendlog.db.periods import date_bounds, period_boundaries, bucket_minutes
 
     everything = replace(current, status="all")
-    lo, hi = date_bounds(view.start, view.end, view.tz)
-    minutes = bucket_minutes(period_boundaries(view.tz, ["day"], lo, hi)) if lo and hi else 60
-    kinds = reads.error_kinds(url, current, minutes, as_of=tick)
-    st.subheader(f"Errors per {granularity}, by error and status")
-    _chart(charts.errors_over_time(frames.errors_time_frame(kinds, granularity, view.tz)))
     day_all = data.totals(url, everything, BY_DAY, view.tz, as_of=tick)
     who_all = data.totals(url, everything, BY_WHO, view.tz, as_of=tick)
+    calls = frames.sum_rows(day_all)["requests"]
+    heading = st.empty()
+    # error types are not in the rollup: the breakdown reads the range's calls (waits for a click when many)
+    if calls <= EAGER_SCAN_CALLS or st.toggle(
+            f"Break the errors down by type and status (reads all {calls:,} calls in the range)", key="scan_errors"):
+        lo, hi = date_bounds(view.start, view.end, view.tz)
+        minutes = bucket_minutes(period_boundaries(view.tz, ["day"], lo, hi)) if lo and hi else 60
+        kinds = reads.error_kinds(url, current, minutes, as_of=tick)
+        df = frames.errors_time_frame(kinds, granularity, view.tz)
+        heading.subheader(f"Errors per {granularity}, by error and status")
+    else:
+        heading.subheader(f"Errors per {'day' if granularity == 'hour' else granularity}")
+        df = frames.errors_total_frame(frames.by_period(day_all, "week" if granularity == "week" else
+                                                        "month" if granularity == "month" else "day"),
+                                       "week" if granularity == "week" else "month" if granularity == "month"
+                                       else "day")
+    _chart(charts.errors_over_time(df))
     left, right = st.columns(2)
     with left:
         st.subheader("Error rate per model")
