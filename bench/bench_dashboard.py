@@ -33,7 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 APP = HERE.parent / "dashboard" / "app.py"
-TARGETS = {"first": 1.5, "change": 0.5, "rss": 500}
+TARGETS = {"first": 1.5, "change": 0.5, "rss": 500, "log page": 0.3}
 
 
 def ensure_ledger(rows: int, workdir: Path) -> Path:
@@ -107,6 +107,68 @@ def apptest(db: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# -- the request log (db.request_log, what the page asks for one page) ------------------------------
+
+# (name, log_page keywords); the default view: the last 30 days, newest first
+LOG_CASES = [
+    ("time, page 1", {}),
+    ("time, page 20", {"page": 19}),
+    ("cost, page 1", {"sort": "cost"}),
+    ("tokens, page 1", {"sort": "tokens"}),
+    ("latency, page 1", {"sort": "latency"}),
+    ("search user", {"search": "user-07"}),
+    ("search request id", {"search": "gen-9000123"}),
+]
+# what would make the ranked orders a walk of an index instead of a sort of the whole range
+LOG_INDEXES = {"cost": "(cost_usd, created_at)", "tokens": "(total_tokens, created_at)",
+               "latency": "(latency_ms, created_at)"}
+
+
+def request_log(db: Path, repeat: int = 3, with_indexes: bool = False) -> dict:
+    """Seconds per page (best of ``repeat``, after one warm-up read) for each of ``LOG_CASES``;
+    with ``with_indexes`` the ``LOG_INDEXES`` are created first and dropped after."""
+    import sqlite3
+    from datetime import date, timedelta
+
+    from spendlog.db.engine import make_engine
+    from spendlog.db.queries import Filters, date_bounds
+    from spendlog.db.request_log import log_page
+
+    made = []
+    if with_indexes:
+        con = sqlite3.connect(db)
+        for name, columns in LOG_INDEXES.items():
+            con.execute(f"CREATE INDEX IF NOT EXISTS bench_log_{name} ON completions {columns}")
+            made.append(f"bench_log_{name}")
+        con.commit()
+        con.close()
+    try:
+        today = date.today()
+        start, end = date_bounds(today - timedelta(days=29), today, "UTC")
+        filters = Filters(start=start, end=end)
+        engine = make_engine(f"sqlite:///{db}", readonly=True)
+        out = {}
+        with engine.connect() as conn:
+            for name, kwargs in LOG_CASES:
+                log_page(conn, filters, **kwargs)
+                best = float("inf")
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    found = log_page(conn, filters, **kwargs)
+                    best = min(best, time.perf_counter() - started)
+                out[name] = best
+                out[f"{name} rows"] = len(found.rows)
+        engine.dispose()
+        return out
+    finally:
+        if made:
+            con = sqlite3.connect(db)
+            for name in made:
+                con.execute(f"DROP INDEX IF EXISTS {name}")
+            con.commit()
+            con.close()
+
+
 # -- browser mode ------------------------------------------------------------------------------------
 
 
@@ -175,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "spendlog-dash-bench"),
                         help="where the generated ledgers are kept")
     parser.add_argument("--browser", action="store_true", help="also measure a real server with headless Chromium")
+    parser.add_argument("--log-only", action="store_true",
+                        help="only the request log's page times (with and without the ranked-order indexes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -183,6 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {sys.version.split()[0]}, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     rows_list = [int(r) for r in args.rows.split(",")]
+    if args.log_only:
+        for rows in rows_list:
+            db = ensure_ledger(rows, Path(args.workdir))
+            plain, indexed = request_log(db), request_log(db, with_indexes=True)
+            print(f"\nRequest log at {rows:,} calls (last 30 days, 50 a page), best of 3, s")
+            print("| page | today's indexes | with " + ", ".join(LOG_INDEXES.values()) + " |")
+            print("|---|---:|---:|")
+            for name, _ in LOG_CASES:
+                print(f"| {name} | {plain[name]:.3f} | {indexed[name]:.3f} |")
+            slowest = max(plain[name] for name, _ in LOG_CASES)
+            print(f"slowest page {slowest:.3f} s with today's indexes (target {TARGETS['log page']})")
+        return 0
     table = []
     for rows in rows_list:
         db = ensure_ledger(rows, Path(args.workdir))

@@ -1,10 +1,24 @@
 """Charts as ``DataFrame -> alt.Chart`` functions (no queries, no Streamlit).
 
 Bar heights may be floats; every tooltip shows the exact amount from a text column the caller
-prepared with ``formatting.format_money_exact`` (see ``dashboard.frames``).
+prepared with ``spendlog.report.money.money_display(..., exact=True)`` (see ``dashboard.frames``).
+
+Shared rules (the helpers below), so every chart reads the same way:
+
+- ``money_format(values)``: the d3 format of a money axis, chosen by the data's magnitude, so
+  ticks are distinct and non-zero where the data is: ``$0.0005`` for a ledger of cents,
+  ``$0.25`` under a dollar, ``$12.5`` under $1,000, ``$1.2k`` above.
+- ``quantity_scale(values)``: a zero-based scale that never collapses to ``[0, 0]`` (which
+  draws a ``NaN`` tick when, say, every call in an errors-only view has no tokens).
+- ``category_height(n)`` and ``short_name``: a horizontal bar chart is as tall as its
+  categories need, every category label is drawn (``labelOverlap`` off), long names are
+  shortened on the axis and given whole in the tooltip.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable
 
 import altair as alt
 import pandas as pd
@@ -16,22 +30,104 @@ __all__ = [
     "top_spenders",
     "latency_by_model",
     "error_rate_by_model",
+    "errors_over_time",
+    "errors_by",
+    "money_format",
+    "quantity_scale",
+    "category_height",
+    "short_name",
+    "SHORT_NAME",
+    "BAR_STEP",
 ]
 
 _HEIGHT = 300
+BAR_STEP = 26  # pixels per category row: room for one 12 px label and the bar
+SHORT_NAME = 28  # characters of a category label on an axis (whole in the tooltip)
+
+
+def _finite(values: Iterable) -> list[float]:
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out.append(f)
+    return out
+
+
+def money_format(values: Iterable) -> str:
+    """The d3 format for a money axis whose largest bar (or point) is ``max(values)``."""
+    top = max((abs(v) for v in _finite(values)), default=0.0)
+    if top >= 1000:
+        return "$.3~s"  # $1.2k, $12.5k, $1.25M
+    if top >= 1:
+        return "$,.2~f"
+    if top == 0:
+        return "$,.2f"
+    # ticks step about a tenth of the top: enough decimals that each step shows
+    places = min(10, max(2, math.ceil(-math.log10(top / 10))))
+    return f"$,.{places}~f"
+
+
+def quantity_scale(values: Iterable) -> alt.Scale:
+    """A zero-based linear scale; ``[0, 1]`` when there is nothing above zero (no NaN tick)."""
+    top = max(_finite(values), default=0.0)
+    return alt.Scale(domainMin=0) if top > 0 else alt.Scale(domain=[0, 1])
+
+
+def category_height(n: int, per: int = 1) -> int:
+    """Pixel height of a horizontal bar chart with ``n`` categories of ``per`` bars each."""
+    return max(80, n * BAR_STEP * per + 40)
+
+
+def short_name(name: str, limit: int = SHORT_NAME) -> str:
+    """``name`` cut to ``limit`` characters with an ellipsis (for axis labels only)."""
+    name = str(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _stacked_tops(df: pd.DataFrame, by: str, value: str) -> list[float]:
+    if df.empty:
+        return []
+    return [float(v) for v in df.groupby(by)[value].sum()]
+
+
+def _category_axis(title=None) -> alt.Axis:
+    return alt.Axis(title=title, labelOverlap=False, labelLimit=0, labelPadding=4)
+
+
+def _with_short(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A copy with ``<column>_short``: the axis label, unique per full name."""
+    df = df.copy()
+    shorts: dict[str, str] = {}
+    used: set[str] = set()
+    for full in dict.fromkeys(str(v) for v in df[column]):
+        s = short_name(full)
+        n = 2
+        while s in used:  # two long names that share their first characters stay apart
+            s = short_name(full, SHORT_NAME - 3)[:-1] + f"…{n}"
+            n += 1
+        used.add(s)
+        shorts[full] = s
+    df[f"{column}_short"] = [shorts[str(v)] for v in df[column]]
+    return df
 
 
 def spend_by_model(df: pd.DataFrame) -> alt.Chart:
     """Stacked bars of spend per period, a colour per model.
 
     Columns: period (str, sortable), model (str), cost (float), cost_exact (str), requests (int)."""
+    tops = _stacked_tops(df, "period", "cost")
     return (
         alt.Chart(df, height=_HEIGHT)
         .mark_bar()
         .encode(
             x=alt.X("period:O", title=None, sort="ascending", axis=alt.Axis(labelAngle=-45, labelOverlap=True)),
-            y=alt.Y("sum(cost):Q", title="Spend (USD)", axis=alt.Axis(format="$,.2~f")),
-            color=alt.Color("model:N", title="Model", legend=alt.Legend(orient="bottom", columns=3, labelLimit=320)),
+            y=alt.Y("sum(cost):Q", title="Spend (USD)", axis=alt.Axis(format=money_format(tops)),
+                    scale=quantity_scale(tops)),
+            color=alt.Color("model:N", title="Model", legend=alt.Legend(orient="bottom", columns=2, labelLimit=260)),
             order=alt.Order("model:N"),
             tooltip=[
                 alt.Tooltip("period:O", title="Period"),
@@ -47,14 +143,17 @@ def cumulative_month(df: pd.DataFrame) -> alt.Chart:
     """Cumulative spend this month, solid, and the month-end projection, dashed.
 
     Columns: day (datetime64), cumulative (float), cumulative_exact (str), kind ('actual'|'projection')."""
+    values = list(df["cumulative"]) if not df.empty else []
     return (
         alt.Chart(df, height=_HEIGHT)
         .mark_line(point=True)
         .encode(
             x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y("cumulative:Q", title="Cumulative spend (USD)", axis=alt.Axis(format="$,.2~f")),
+            y=alt.Y("cumulative:Q", title="Cumulative spend (USD)", axis=alt.Axis(format=money_format(values)),
+                    scale=quantity_scale(values)),
             color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=["actual", "projection"],
-                                                                  range=["#4c78a8", "#9a9a9a"])),
+                                                                  range=["#4c78a8", "#9a9a9a"]),
+                            legend=alt.Legend(orient="bottom")),
             strokeDash=alt.StrokeDash("kind:N", legend=None,
                                       scale=alt.Scale(domain=["actual", "projection"], range=[[1, 0], [6, 4]])),
             tooltip=[
@@ -68,12 +167,13 @@ def cumulative_month(df: pd.DataFrame) -> alt.Chart:
 
 def tokens_by_period(df: pd.DataFrame) -> alt.Chart:
     """Prompt vs completion tokens per period. Columns: period (str), kind (str), tokens (int)."""
+    tops = _stacked_tops(df, "period", "tokens")
     return (
         alt.Chart(df, height=_HEIGHT)
         .mark_bar()
         .encode(
             x=alt.X("period:O", title=None, axis=alt.Axis(labelAngle=-45, labelOverlap=True)),
-            y=alt.Y("sum(tokens):Q", title="Tokens", axis=alt.Axis(format="~s")),
+            y=alt.Y("sum(tokens):Q", title="Tokens", axis=alt.Axis(format="~s"), scale=quantity_scale(tops)),
             color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=["prompt", "completion"]),
                             legend=alt.Legend(orient="bottom")),
             order=alt.Order("kind:N", sort="descending"),
@@ -87,16 +187,19 @@ def tokens_by_period(df: pd.DataFrame) -> alt.Chart:
 
 
 def top_spenders(df: pd.DataFrame, title: str) -> alt.Chart:
-    """Horizontal bars, biggest first, "other" (grey) last.
+    """Horizontal bars, biggest first, "other" (grey) last; one label per bar.
 
     Columns: name, cost, cost_exact, share, rank, group ('top'|'other')."""
+    df = _with_short(df, "name")
+    values = list(df["cost"])
     return (
-        alt.Chart(df, height=max(120, 28 * len(df)))
+        alt.Chart(df, height=category_height(len(df)))
         .mark_bar()
         .encode(
-            y=alt.Y("name:N", title=title, sort=alt.EncodingSortField("rank", order="ascending"),
-                    axis=alt.Axis(labelLimit=260)),
-            x=alt.X("cost:Q", title="Spend (USD)", axis=alt.Axis(format="$,.2~f")),
+            y=alt.Y("name_short:N", sort=alt.EncodingSortField("rank", order="ascending"),
+                    axis=_category_axis(title)),
+            x=alt.X("cost:Q", title="Spend (USD)", axis=alt.Axis(format=money_format(values), labelOverlap=True),
+                    scale=quantity_scale(values)),
             color=alt.Color("group:N", legend=None,
                             scale=alt.Scale(domain=["top", "other"], range=["#4c78a8", "#bbbbbb"])),
             tooltip=[
@@ -110,13 +213,15 @@ def top_spenders(df: pd.DataFrame, title: str) -> alt.Chart:
 
 def latency_by_model(df: pd.DataFrame) -> alt.Chart:
     """p50 and p95 latency per model, side by side. Columns: model, percentile ('p50'|'p95'), ms, sample."""
+    df = _with_short(df, "model")
+    values = list(df["ms"])
     return (
-        alt.Chart(df, height=_HEIGHT)
+        alt.Chart(df, height=category_height(df["model"].nunique(), per=2))
         .mark_bar()
         .encode(
-            y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=260)),
+            y=alt.Y("model_short:N", axis=_category_axis()),
             yOffset=alt.YOffset("percentile:N", sort=["p50", "p95"]),
-            x=alt.X("ms:Q", title="Latency (ms)"),
+            x=alt.X("ms:Q", title="Latency (ms)", scale=quantity_scale(values), axis=alt.Axis(labelOverlap=True)),
             color=alt.Color("percentile:N", title=None, sort=["p50", "p95"], legend=alt.Legend(orient="bottom")),
             tooltip=[
                 alt.Tooltip("model:N", title="Model"),
@@ -128,19 +233,52 @@ def latency_by_model(df: pd.DataFrame) -> alt.Chart:
     )
 
 
-def error_rate_by_model(df: pd.DataFrame) -> alt.Chart:
-    """Error rate per model. Columns: model, rate (float 0..1), errors (int), requests (int)."""
+def _rate_chart(df: pd.DataFrame, column: str, title: str | None) -> alt.Chart:
+    df = _with_short(df, column)
     return (
-        alt.Chart(df, height=_HEIGHT)
+        alt.Chart(df, height=category_height(len(df)))
         .mark_bar(color="#e45756")
         .encode(
-            y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=260)),
-            x=alt.X("rate:Q", title="Error rate", axis=alt.Axis(format="%"), scale=alt.Scale(domainMin=0)),
+            y=alt.Y(f"{column}_short:N", sort=alt.EncodingSortField("rate", order="descending"),
+                    axis=_category_axis(title)),
+            x=alt.X("rate:Q", title="Error rate (of all calls)", axis=alt.Axis(format=".1~%", labelOverlap=True),
+                    scale=quantity_scale(df["rate"])),
             tooltip=[
-                alt.Tooltip("model:N", title="Model"),
+                alt.Tooltip(f"{column}:N", title=title or column.capitalize()),
                 alt.Tooltip("rate:Q", title="Error rate", format=".2%"),
                 alt.Tooltip("errors:Q", title="Errors", format=","),
-                alt.Tooltip("requests:Q", title="Requests", format=","),
+                alt.Tooltip("requests:Q", title="All calls", format=","),
+            ],
+        )
+    )
+
+
+def error_rate_by_model(df: pd.DataFrame) -> alt.Chart:
+    """Error rate per model. Columns: model, rate (float 0..1), errors (int), requests (int)."""
+    return _rate_chart(df, "model", None)
+
+
+def errors_by(df: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    """Error rate per ``column`` (model, app, ...). Columns: <column>, rate, errors, requests."""
+    return _rate_chart(df, column, title)
+
+
+def errors_over_time(df: pd.DataFrame) -> alt.Chart:
+    """Errors per period, stacked by kind (error type and status). Columns: period, kind, errors."""
+    tops = _stacked_tops(df, "period", "errors")
+    return (
+        alt.Chart(df, height=_HEIGHT)
+        .mark_bar()
+        .encode(
+            x=alt.X("period:O", title=None, axis=alt.Axis(labelAngle=-45, labelOverlap=True)),
+            y=alt.Y("sum(errors):Q", title="Errors", axis=alt.Axis(format=",d", tickMinStep=1),
+                    scale=quantity_scale(tops)),
+            color=alt.Color("kind:N", title="Error (status)", legend=alt.Legend(orient="bottom", columns=2,
+                                                                               labelLimit=260)),
+            tooltip=[
+                alt.Tooltip("period:O", title="Period"),
+                alt.Tooltip("kind:N", title="Error (status)"),
+                alt.Tooltip("errors:Q", title="Errors", format=","),
             ],
         )
     )

@@ -34,16 +34,16 @@ def calls_csv(url: str, filters: Filters) -> bytes:
 def buttons(url: str, filters: Filters, granularity: str, tz: str, start: date, end: date, calls: int) -> None:
     """Two download buttons: the by-period-by-model view, and the filtered raw calls."""
     stem = f"spendlog_{start.isoformat()}_{end.isoformat()}"
-    left, right, _ = st.columns([1, 1, 3])
+    left, right = st.columns(2)
     by = (granularity, "model")
     left.download_button(
-        f"CSV: spend per {granularity} per model", data=lambda: grouped_csv(url, filters, by, tz),
+        f"Download spend per {granularity} per model (CSV)", data=lambda: grouped_csv(url, filters, by, tz),
         file_name=f"{stem}_{granularity}_model.csv", mime="text/csv", on_click="ignore",
         icon=":material/download:", key="dl_grouped",
         help=f"Same file as `spendlog export --by {granularity},model`, with the sidebar's filters.")
     too_many = calls > RAW_ROW_LIMIT
     right.download_button(
-        "CSV: raw calls", data=(lambda: calls_csv(url, filters)) if not too_many else b"",
+        "Download raw calls (CSV)", data=(lambda: calls_csv(url, filters)) if not too_many else b"",
         file_name=f"{stem}_calls.csv", mime="text/csv", on_click="ignore", icon=":material/download:",
         key="dl_calls", disabled=too_many,
         help=(f"{calls:,} calls: more than {RAW_ROW_LIMIT:,}; use `spendlog export --by call -o FILE`."

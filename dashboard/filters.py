@@ -62,6 +62,10 @@ def _seed_from_url() -> None:
         ss[f"f_{key}"] = list(getattr(view, fieldname))
     ss["f_status"] = view.status
     ss["f_live"] = view.live
+    ss["log_q"] = view.q
+    ss["log_sort"] = view.sort
+    ss["log_page"] = view.page + 1
+    ss["log_call"] = view.call
     ss[_NOTES] = view.notes
     ss[_LOADED] = True
 
@@ -89,7 +93,8 @@ def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
         end = picked[1] if len(picked) > 1 else start
     else:
         start, end = preset_dates(preset, today)
-        side.text(f"{start.isoformat()} – {end.isoformat()} ({tz})")
+        side.text(f"Every recorded call, to {end.isoformat()} ({tz})" if preset == "all"
+                  else f"{start.isoformat()} – {end.isoformat()} ({tz})")
     granularity = side.radio("Granularity", GRANULARITIES, key="f_by", horizontal=True,
                              format_func=str.capitalize)
 
@@ -107,8 +112,10 @@ def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
     for note in ss.get(_NOTES, ()):  # notes quote the URL's values: plain text, never Markdown
         side.text(f"Ignored in the link: {note}")
 
+    page = ss.get("log_page") or 1
     view = View(preset=preset, start=start, end=end, tz=tz, granularity=granularity, status=status,
-                live=live, **chosen)
+                live=live, q=str(ss.get("log_q") or "")[:200], sort=ss.get("log_sort") or "time",
+                page=max(0, int(page) - 1), call=str(ss.get("log_call") or ""), **chosen)
     params = to_params(view, tz_default=default_tz())
     if params != {k: (v if len(v) > 1 or k in DIMENSIONS else v[0]) for k, v in _url_params().items()}:
         st.query_params.from_dict(params)

@@ -37,6 +37,12 @@ __all__ = [
     "latency_frame",
     "error_frame",
     "calls_table",
+    "hourly_rows",
+    "error_kind",
+    "errors_time_frame",
+    "rate_frame",
+    "log_table",
+    "call_record",
 ]
 
 MEASURES = READ_MEASURES  # the read layer's sums, under its names: one list
@@ -45,8 +51,11 @@ OTHER = "other"
 MILLION = Decimal(1_000_000)
 
 
-def period_label(value: date, granularity: str) -> str:
-    """``2025-01-31`` (day), ``2025-W05`` (ISO week), ``2025-01`` (month): sortable as text."""
+def period_label(value, granularity: str) -> str:
+    """``2025-01-31`` (day), ``2025-W05`` (ISO week), ``2025-01`` (month), ``01-31 14:00``
+    (hour: a local datetime): sortable as text (an hourly view spans at most a few days)."""
+    if granularity == "hour":
+        return value.strftime("%m-%d %H:%M")
     if granularity == "week":
         year, week, _ = value.isocalendar()
         return f"{year}-W{week:02d}"
@@ -116,11 +125,15 @@ def _pp_delta(cur: Decimal | None, prev: Decimal | None) -> str | None:
     return f"{'+' if pp >= 0 else ''}{format(pp, 'f')} pp"
 
 
-def headline(cur: dict, prev: dict) -> list[Metric]:
-    """The seven headline metrics with their change against the previous period."""
+def headline(cur: dict, prev: dict, base: dict | None = None, prev_base: dict | None = None) -> list[Metric]:
+    """The seven headline metrics with their change against the previous period.
+
+    ``base`` / ``prev_base``: the same view's totals without the status filter; the error rate
+    is errors over all of those calls (an errors-only view is not "100% errors")."""
+    base, prev_base = base or cur, prev_base or prev
     cur_avg = cur["cost_usd"] / cur["requests"] if cur["requests"] else None
     prev_avg = prev["cost_usd"] / prev["requests"] if prev["requests"] else None
-    cur_err, prev_err = _rate(cur["errors"], cur["requests"]), _rate(prev["errors"], prev["requests"])
+    cur_err, prev_err = _rate(cur["errors"], base["requests"]), _rate(prev["errors"], prev_base["requests"])
     cur_miss = _rate(cur["calls_missing_cost"], cur["requests"])
     prev_miss = _rate(prev["calls_missing_cost"], prev["requests"])
     return [
@@ -134,8 +147,9 @@ def headline(cur: dict, prev: dict) -> list[Metric]:
                format_delta(cur["completion_tokens"], prev["completion_tokens"]), "off"),
         Metric("Avg cost / request", money_display(cur_avg), format_delta(cur_avg, prev_avg), "inverse",
                "Total spend divided by all requests in the period."),
-        Metric("Error rate", format_percent(cur["errors"], cur["requests"]), _pp_delta(cur_err, prev_err),
-               "inverse", "HTTP status >= 400, transport failures and stream errors (not cancellations)."),
+        Metric("Error rate", format_percent(cur["errors"], base["requests"]), _pp_delta(cur_err, prev_err),
+               "inverse", "Errors over all calls of the view (whatever the status filter): HTTP status >= 400, "
+                          "transport failures and stream errors (not cancellations)."),
         Metric("Missing cost", format_percent(cur["calls_missing_cost"], cur["requests"]),
                _pp_delta(cur_miss, prev_miss), "inverse",
                "Share of calls whose response carried no cost: their spend is not in the total."),
@@ -191,7 +205,7 @@ def model_table(rows: Sequence[dict]) -> pd.DataFrame:
             "Prompt tokens": format_count(r["prompt_tokens"]),
             "Completion tokens": format_count(r["completion_tokens"]),
             "Total tokens": format_count(tokens),
-            "Spend": money_display(cost, exact=True),
+            "Spend": money_display(cost),
             "Share": format_percent(cost, total),
             "Avg / request": money_display(cost / n) if n else "–",
             "Per 1M tokens": money_display(cost * MILLION / tokens) if tokens else "–",
@@ -282,8 +296,92 @@ def calls_table(calls: Sequence[dict], tz, *, errors: bool = False) -> pd.DataFr
             row["Message"] = label(c["error_message"][:200]) if c.get("error_message") else ""
         else:
             row["Tokens"] = format_count(c["total_tokens"])
-            row["Cost"] = money_display(c["cost_usd"], exact=True)
+            row["Cost"] = money_display(c["cost_usd"])
         row["Latency ms"] = format_count(c["latency_ms"])
         row["Id"] = c["id"]
         records.append(row)
     return pd.DataFrame(records)
+
+
+def hourly_rows(rows: Iterable[dict], tz) -> list[dict]:
+    """``db.hourly`` rows with ``hour`` as a local datetime in ``tz`` (a ZoneInfo)."""
+    return [{**r, "hour": r["hour"].astimezone(tz)} for r in rows]
+
+
+def error_kind(error_type: str | None, status: int | None) -> str:
+    """``http_429 (429)``, ``timeout (no status)``: an error's type with its HTTP status."""
+    return f"{label(error_type)} ({status if status is not None else 'no status'})"
+
+
+def errors_time_frame(kinds: Sequence[dict], granularity: str, tz: str) -> pd.DataFrame:
+    """Errors per local period x kind (error type and status). ``kinds``: ``db.request_log.error_kinds``."""
+    from spendlog.db.periods import get_zone, period_keys
+
+    zone = get_zone(tz)
+    keys = period_keys(tz, ["day" if granularity == "hour" else granularity])
+    cells: dict[tuple[str, str], int] = {}
+    for k in kinds:
+        when = k["bucket"]
+        if granularity == "hour":
+            period = period_label(when.astimezone(zone).replace(minute=0), "hour")
+        else:
+            period = period_label(keys(when)[0], granularity)
+        key = (period, error_kind(k["error_type"], k["status_code"]))
+        cells[key] = cells.get(key, 0) + k["errors"]
+    records = [{"period": p, "kind": kind, "errors": n} for (p, kind), n in sorted(cells.items())]
+    return pd.DataFrame(records, columns=["period", "kind", "errors"])
+
+
+def rate_frame(rows: Sequence[dict], dim: str) -> pd.DataFrame:
+    """Error rate per ``dim`` from totals read WITHOUT the status filter (errors over all calls)."""
+    records = [{dim: label(r[dim]), "rate": (r["errors"] / r["requests"]) if r["requests"] else 0.0,
+                "errors": r["errors"], "requests": r["requests"]} for r in rows if r["errors"]]
+    return pd.DataFrame(records, columns=[dim, "rate", "errors", "requests"])
+
+
+def log_table(rows: Sequence[dict], tz) -> pd.DataFrame:
+    """The request log's rows as display strings (money by the tables' rule; exact in the call)."""
+    records = []
+    for c in rows:
+        status = "–" if c["status_code"] is None else str(c["status_code"])
+        records.append({
+            "Time": _when(c["created_at"], tz),
+            "Model": label(c["model"]),
+            "App": label(c["app"]),
+            "User": label(c["user"]),
+            "Status": status if not c["error_type"] else f"{status} {label(c['error_type'])}",
+            "Tokens": format_count(c["total_tokens"]),
+            "Cost": money_display(c["cost_usd"]),
+            "Latency ms": format_count(c["latency_ms"]),
+            "Id": c["id"],
+        })
+    return pd.DataFrame(records, columns=["Time", "Model", "App", "User", "Status", "Tokens", "Cost", "Latency ms",
+                                          "Id"])
+
+
+def call_record(call: dict, tz) -> dict:
+    """One call's full record for display: every column, money exact, times in ``tz`` and UTC."""
+    out = {}
+    for name, value in call.items():
+        if name == "created_at" and value is not None:
+            out["created_at"] = f"{_when(value, tz)} ({value.isoformat()} UTC)"
+        elif name == "cost_usd":
+            out[name] = money_display(value, exact=True) if value is not None else None
+        elif name == "api_key_hint":
+            out[name] = safe_hint(value)
+        elif isinstance(value, str):
+            out[name] = label(value)
+        else:
+            out[name] = value
+    return out
+
+
+def errors_total_frame(rows: Sequence[dict], granularity: str) -> pd.DataFrame:
+    """Errors per period from the rollup's totals (every type together): the errors chart's frame
+    when the breakdown by type is not read."""
+    sums: dict[str, int] = {}
+    for r in rows:
+        period = period_label(r[granularity], granularity)
+        sums[period] = sums.get(period, 0) + (r["errors"] or 0)
+    records = [{"period": p, "kind": "all errors", "errors": n} for p, n in sorted(sums.items()) if n]
+    return pd.DataFrame(records, columns=["period", "kind", "errors"])

@@ -13,11 +13,13 @@ from zoneinfo import ZoneInfo
 import altair as alt
 import streamlit as st
 
-from spendlog.dashboard import auth, charts, data, downloads, frames
+from dataclasses import replace
+
+from spendlog.dashboard import auth, charts, data, downloads, frames, reads
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
+from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, SORTS, View, previous_period
 from spendlog.report.money import money_display
-from spendlog.dashboard.params import PRESETS, View, previous_period
 from spendlog.db.engine import mask_url
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
 from spendlog.db.insights import LATENCY_SAMPLE
@@ -51,16 +53,17 @@ def filters_for_dates(start: date, end: date, tz: str) -> Filters:
 
 def main() -> None:
     # an emoji icon is drawn in the page; a :material/...: one is fetched from fonts.gstatic.com on every visit
-    st.set_page_config(page_title="spendlog", page_icon="💵", layout="wide")
+    st.set_page_config(page_title="spendlog", page_icon="💵", layout="wide", initial_sidebar_state="auto")
     if not auth.gate():  # sign-in (docs/auth.md): nothing below runs for a visitor it refuses
         return
+    st.html(LAYOUT_CSS)
     url = data.db_url()
     try:
         masked = mask_url(url)
         state = data.state(url)
         _warnings(url)
         if state == "empty":
-            show_empty(masked)
+            st.fragment(_empty_until_calls, run_every=LIVE_SECONDS)(url, masked)
             return
         view = sidebar(lambda start, end, tz: _choices(url, start, end, tz))
     except (DatabaseUnavailableError, DatabaseURLError) as exc:
@@ -68,6 +71,34 @@ def main() -> None:
         return
     run_every = LIVE_SECONDS if view.live else None
     st.fragment(_live_overview, run_every=run_every)(url, view)
+
+
+# Layout from 800 to 1920 px: headline cards wrap in a grid and show their whole figure, buttons
+# wrap their text, the sidebar is narrower on narrow screens. A fixed stylesheet (no ledger text).
+LAYOUT_CSS = """<style>
+.st-key-kpis [data-testid="stHorizontalBlock"] { flex-wrap: wrap; gap: 0.75rem; }
+.st-key-kpis [data-testid="stColumn"] { flex: 1 1 11.5rem !important; min-width: 11.5rem !important;
+  width: auto !important; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { overflow: visible !important;
+  text-overflow: clip !important; }
+[data-testid="stMetricValue"] { font-size: clamp(1.35rem, 1.9vw, 2rem) !important; }
+.st-key-downloads button, .st-key-downloads button * { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; }
+@media (max-width: 1100px) {
+  section[data-testid="stSidebar"] { width: 15rem !important; min-width: 15rem !important; }
+}
+</style>"""
+
+
+def _empty_until_calls(url: str, masked: str) -> None:
+    """The empty-ledger page, re-checked every few seconds: the first call reloads the app."""
+    try:
+        ready = data.state(url) == "ready"
+    except (DatabaseUnavailableError, DatabaseURLError):
+        ready = False
+    if ready:
+        st.rerun(scope="app")
+    show_empty(masked)
 
 
 def _warnings(url: str) -> None:
@@ -115,35 +146,61 @@ def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
 
 
 def _overview(url: str, view: View) -> None:
+    tick = _tick(view)
+    if view.preset == "all":
+        first = reads.first_day(url, view.tz, as_of=tick)
+        if first is not None and first <= view.end:
+            view = view.with_dates(first, view.end)
     granularity = view.granularity
+    hourly = view.days <= HOURLY_DAYS and granularity in ("hour", "day")
+    if hourly:
+        granularity = "hour"
+    elif granularity == "hour":
+        granularity = "day"
     if granularity == "day" and view.days > MAX_BARS:
         granularity = "week"
     current = filters_for(view, view.start, view.end)
     prev_start, prev_end = previous_period(view.start, view.end)
     previous = filters_for(view, prev_start, prev_end)
 
-    tick = _tick(view)
     data.prefetch((data.totals, (url, current, BY_DAY, view.tz), {"as_of": tick}),
                   (data.totals, (url, current, BY_WHO, view.tz), {"as_of": tick}),
                   (data.totals, (url, previous, (), view.tz), {"as_of": tick}))
     day_rows = data.totals(url, current, BY_DAY, view.tz, as_of=tick)
-    rows = frames.by_period(day_rows, granularity)
+    if hourly:
+        rows = frames.hourly_rows(reads.hourly_totals(url, current, as_of=tick), ZoneInfo(view.tz))
+    else:
+        rows = frames.by_period(day_rows, granularity)
     total = frames.sum_rows(day_rows)
     prev_total = data.totals(url, previous, (), view.tz, as_of=tick)[0]
+    base = prev_base = None
+    if view.status != "all":  # rates are over every call of the view, whatever its status
+        base = data.totals(url, replace(current, status="all"), (), view.tz, as_of=tick)[0]
+        prev_base = data.totals(url, replace(previous, status="all"), (), view.tz, as_of=tick)[0]
 
     st.title("LLM spend")
     span = PRESETS[view.preset] if view.preset != "custom" else "Custom range"
     st.text(f"{span}: {view.start.isoformat()} – {view.end.isoformat()} ({view.tz}) · compared with "
             f"{prev_start.isoformat()} – {prev_end.isoformat()} · {mask_url(url)}")  # a URL's zone: plain text
-    _metrics(total, prev_total)
-    downloads.buttons(url, current, granularity, view.tz, view.start, view.end, total["requests"])
+    _metrics(total, prev_total, base, prev_base)
+    with st.container(key="downloads"):
+        downloads.buttons(url, current, "day" if hourly else granularity, view.tz, view.start, view.end,
+                          total["requests"])
     if not total["requests"]:
         st.info("No calls match these filters in this date range.")
         return
 
+    if view.status == "errors":
+        _errors_view(url, view, current, granularity, tick)
+        _log(url, view, current, total, tick)
+        _calls(url, view, current, total, tick)
+        return
     st.subheader(f"Spend per model per {granularity}")
-    if granularity != view.granularity:
-        st.caption(f"More than {MAX_BARS} days: shown per week.")
+    if hourly and view.granularity != "hour":
+        st.caption(f"Up to {HOURLY_DAYS} days: shown per hour ({view.tz}).")
+    elif granularity != view.granularity:
+        st.caption(f"More than {MAX_BARS} days: shown per week." if granularity == "week"
+                   else f"Per hour only for ranges up to {HOURLY_DAYS} days: shown per day.")
     _chart(charts.spend_by_model(frames.spend_frame(rows, granularity)))
 
     left, right = st.columns(2)
@@ -176,11 +233,121 @@ def _overview(url: str, view: View) -> None:
 
     st.subheader("Per model")
     st.dataframe(frames.model_table(by_model), hide_index=True, width="stretch")
+    st.caption(MONEY_RULE)
+    _log(url, view, current, total, tick)
     _calls(url, view, current, total, tick)
 
 
+MONEY_RULE = ("Money in tables: to the cent from $0.10, three significant digits below ($0.000148). "
+              "Exact figures: a call's record (click its row) and the CSV downloads.")
+
+
+def _errors_view(url: str, view: View, current: Filters, granularity: str, tick: int | None) -> None:
+    """With ``status=errors``: errors over time by type and status, and error rates per model and
+    per app against every call of the view (the same filters without the status one)."""
+    from spendlog.db.periods import date_bounds, period_boundaries, bucket_minutes
+
+    everything = replace(current, status="all")
+    day_all = data.totals(url, everything, BY_DAY, view.tz, as_of=tick)
+    who_all = data.totals(url, everything, BY_WHO, view.tz, as_of=tick)
+    calls = frames.sum_rows(day_all)["requests"]
+    heading = st.empty()
+    # error types are not in the rollup: the breakdown reads the range's calls (waits for a click when many)
+    if calls <= EAGER_SCAN_CALLS or st.toggle(
+            f"Break the errors down by type and status (reads all {calls:,} calls in the range)", key="scan_errors"):
+        lo, hi = date_bounds(view.start, view.end, view.tz)
+        minutes = bucket_minutes(period_boundaries(view.tz, ["day"], lo, hi)) if lo and hi else 60
+        kinds = reads.error_kinds(url, current, minutes, as_of=tick)
+        df = frames.errors_time_frame(kinds, granularity, view.tz)
+        heading.subheader(f"Errors per {granularity}, by error and status")
+    else:
+        heading.subheader(f"Errors per {'day' if granularity == 'hour' else granularity}")
+        df = frames.errors_total_frame(frames.by_period(day_all, "week" if granularity == "week" else
+                                                        "month" if granularity == "month" else "day"),
+                                       "week" if granularity == "week" else "month" if granularity == "month"
+                                       else "day")
+    _chart(charts.errors_over_time(df))
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Error rate per model")
+        _chart(charts.errors_by(frames.rate_frame(frames.regroup(day_all, "model"), "model"), "model", "Model"))
+    with right:
+        st.subheader("Error rate per app")
+        _chart(charts.errors_by(frames.rate_frame(frames.regroup(who_all, "app"), "app"), "app", "App"))
+    st.caption("Rates are errors over all calls of the view (same filters, any status). "
+               "A call's full error message: open it in the request log below.")
+
+
+LOG_SORTS = {"time": "Newest first", "cost": "Cost (highest first)", "tokens": "Tokens (most first)",
+             "latency": "Latency (slowest first)"}
+
+
+def _open_from(key: str, df) -> None:
+    """A row picked in table ``key`` opens that call (only when the pick changes)."""
+    event = st.session_state.get(key)
+    rows = list(getattr(getattr(event, "selection", None), "rows", None) or
+                ((event or {}).get("selection", {}).get("rows", []) if isinstance(event, dict) else []))
+    seen = st.session_state.get(f"_seen_{key}")
+    if rows != seen:
+        st.session_state[f"_seen_{key}"] = rows
+        if rows and rows[0] < len(df):
+            st.session_state["log_call"] = str(df.iloc[rows[0]]["Id"])
+            st.rerun()
+
+
+def _log(url: str, view: View, current: Filters, total: dict, tick: int | None) -> None:
+    """The request log: the view's calls one page at a time, sorted and searched on the server."""
+    ss = st.session_state
+    zone = ZoneInfo(view.tz)
+    with st.container(key="request_log"):
+        st.subheader("Request log")
+        signature = (current, view.q, view.sort)
+        if ss.get("_log_signature") not in (None, signature):
+            ss["log_page"] = 1
+            view = replace(view, page=0)
+        ss["_log_signature"] = signature
+        left, mid, right = st.columns([3, 2, 1])
+        left.text_input("Search", key="log_q", placeholder="model, app, user, tag, request id, error …",
+                        max_chars=200)
+        mid.selectbox("Sort", list(SORTS), key="log_sort", format_func=LOG_SORTS.__getitem__)
+        right.number_input("Page", min_value=1, max_value=1_000_000, step=1, key="log_page")
+        found = reads.log_page(url, current, view.q, view.sort, view.page, as_of=tick)
+        count = total["requests"] if not view.q else None
+        pages = f" of {max(1, -(-count // found.size)):,}" if count is not None else ""
+        shown = (f"{view.page * found.size + 1:,}–{view.page * found.size + len(found.rows):,}"
+                 if found.rows else "none")
+        st.caption(f"Page {view.page + 1:,}{pages}: calls {shown}"
+                   + (f" of {count:,}" if count is not None else (" (more follow)" if found.has_next else ""))
+                   + ". Click a row to open the call.")
+        df = frames.log_table(found.rows, zone)
+        st.dataframe(df, hide_index=True, width="stretch", key="log_table", on_select="rerun",
+                     selection_mode="single-row")
+        _open_from("log_table", df)
+        if view.call:
+            _call_detail(url, view.call, zone)
+
+
+def _call_detail(url: str, call_id: str, zone) -> None:
+    record = reads.call(url, call_id)
+    with st.container(border=True, key="call_detail"):
+        head, close = st.columns([5, 1])
+        if record is None:
+            head.text(f"No call with id {call_id[:64]}")
+        else:
+            head.markdown("**Call**")
+        if close.button("Close", key="close_call", icon=":material/close:"):
+            st.session_state["log_call"] = ""
+            st.rerun()
+        if record is not None:
+            shown = frames.call_record(record, zone)
+            if shown.get("error_message"):
+                st.text("Error message (in full):")
+                st.code(shown["error_message"], language=None, wrap_lines=True)
+            st.json(shown, expanded=True)
+
+
 def _calls(url: str, view: View, current: Filters, total: dict, tick: int | None) -> None:
-    """The 50 most expensive calls and the most recent errors."""
+    """The 50 most expensive calls and the most recent errors (a row opens its call)."""
     zone = ZoneInfo(view.tz)
     st.subheader("Most expensive calls")
     # finding them reads every call in the date range (no index orders calls by cost)
@@ -189,12 +356,17 @@ def _calls(url: str, view: View, current: Filters, total: dict, tick: int | None
     if calls <= EAGER_SCAN_CALLS or st.toggle(
             f"Scan all {calls:,} calls in the range for the 50 most expensive (takes a few seconds)",
             key="scan_expensive"):
-        st.dataframe(frames.calls_table(data.expensive_calls(url, current, as_of=tick), zone), hide_index=True,
-                     width="stretch")
+        df = frames.calls_table(data.expensive_calls(url, current, as_of=tick), zone)
+        st.dataframe(df, hide_index=True, width="stretch", key="expensive_table", on_select="rerun",
+                     selection_mode="single-row")
+        _open_from("expensive_table", df)
     st.subheader("Recent errors")
     failed = data.recent_errors(url, current, as_of=tick) if total["errors"] else []
     if failed:
-        st.dataframe(frames.calls_table(failed, zone, errors=True), hide_index=True, width="stretch")
+        df = frames.calls_table(failed, zone, errors=True)
+        st.dataframe(df, hide_index=True, width="stretch", key="errors_table", on_select="rerun",
+                     selection_mode="single-row")
+        _open_from("errors_table", df)
     else:
         st.caption("No errors in this range.")
 
@@ -214,10 +386,10 @@ def _chart(chart) -> None:
     st.vega_lite_chart(frame, spec, width="stretch")
 
 
-def _metrics(total: dict, prev_total: dict) -> None:
-    metrics = frames.headline(total, prev_total)
-    for row in (metrics[:4], metrics[4:]):
-        for column, m in zip(st.columns(4), row):
+def _metrics(total: dict, prev_total: dict, base: dict | None = None, prev_base: dict | None = None) -> None:
+    metrics = frames.headline(total, prev_total, base, prev_base)
+    with st.container(key="kpis"):
+        for column, m in zip(st.columns(len(metrics)), metrics):
             column.metric(m.label, m.value, m.delta, delta_color=m.delta_color, help=m.help, border=True)
     st.caption(f"Total spend, exact: **{money_display(total['cost_usd'], exact=True)}**")
 

@@ -7,6 +7,7 @@ URL form (only non-default values are written, so links stay short)::
 
     ?range=30d&tz=Asia/Tokyo&by=week&model=openai/gpt-4o&model=openai/gpt-4o-mini&status=errors
     ?range=custom&from=2025-01-01&to=2025-01-31
+    ?status=errors&q=timeout&sort=cost&page=2&call=<id>   (the request log: search, order, page, open call)
 
 Multi-valued filters repeat their key. Values are untrusted text; they only ever reach SQL as
 bound parameters (``spendlog.db.queries``), so a value that names nothing matches nothing.
@@ -41,10 +42,15 @@ PRESETS: dict[str, str] = {
     "90d": "Last 90 days",
     "mtd": "Month to date",
     "last_month": "Last month",
+    "all": "All time",
     "custom": "Custom",
 }
 DEFAULT_PRESET = "30d"
-GRANULARITIES = ("day", "week", "month")
+GRANULARITIES = ("hour", "day", "week", "month")
+HOURLY_DAYS = 2  # ranges up to this many days are shown per hour
+ALL_TIME_START = date(2000, 1, 1)  # "All time" before the page knows the first call's date
+SORTS = ("time", "cost", "tokens", "latency")  # the request log's orders (db.request_log.SORTS)
+MAX_SEARCH = 200
 STATUSES = ("all", "ok", "errors")
 # URL key -> (Filters field, db distinct_values column, sidebar label)
 DIMENSIONS: dict[str, tuple[str, str, str]] = {
@@ -90,6 +96,11 @@ class View:
     key_hints: tuple[str, ...] = ()
     status: str = "all"
     live: bool = False
+    # the request log: search text, order, 0-based page, the call opened (its id)
+    q: str = ""
+    sort: str = "time"
+    page: int = 0
+    call: str = ""
     notes: tuple[str, ...] = field(default=(), compare=False)  # what was ignored in the URL, and why
 
     @property
@@ -108,6 +119,8 @@ def preset_dates(preset: str, today: date) -> tuple[date, date]:
         return today - timedelta(days=int(preset[:-1]) - 1), today
     if preset == "mtd":
         return today.replace(day=1), today
+    if preset == "all":
+        return ALL_TIME_START, today
     if preset == "last_month":
         last = today.replace(day=1) - timedelta(days=1)
         return last.replace(day=1), last
@@ -183,8 +196,16 @@ def parse_params(params: Mapping[str, Sequence[str]], *, today_in, tz_default: s
         dims[fieldname] = tuple(dict.fromkeys(values))  # drop repeats, keep order
 
     live = (_one(params, "live") or "") in ("1", "true", "on")
+    q = (_one(params, "q") or "")[:MAX_SEARCH]
+    sort = _one(params, "sort") or "time"
+    if sort not in SORTS:
+        notes.append(f"unknown sort {sort[:16]!r}")
+        sort = "time"
+    page_text = _one(params, "page") or "1"
+    page = int(page_text) - 1 if page_text.isdigit() and 0 < int(page_text) <= 1_000_000 else 0
+    call = (_one(params, "call") or "")[:64]
     return View(preset=preset, start=start, end=end, tz=tz, granularity=granularity, status=status,
-                live=live, notes=tuple(notes), **dims)
+                live=live, q=q, sort=sort, page=page, call=call, notes=tuple(notes), **dims)
 
 
 def to_params(view: View, *, tz_default: str | None = None) -> dict[str, str | list[str]]:
@@ -207,4 +228,12 @@ def to_params(view: View, *, tz_default: str | None = None) -> dict[str, str | l
         out["status"] = view.status
     if view.live:
         out["live"] = "1"
+    if view.q:
+        out["q"] = view.q
+    if view.sort != "time":
+        out["sort"] = view.sort
+    if view.page:
+        out["page"] = str(view.page + 1)
+    if view.call:
+        out["call"] = view.call
     return out

@@ -1,7 +1,7 @@
 """Per-call rows: the ``completions`` records behind every total, streamed in chunks.
 
 ``iter_call_chunks(plain=True)`` is the bulk form for files: the database renders timestamps,
-money, tags and flags as text in ``spendlog.export``'s notation, so writing a CSV needs no Python
+money, tags and flags as text in ``spendlog.report.money.money_exact``'s notation, so writing a CSV needs no Python
 per cell (tests compare it with the typed form cell by cell).
 """
 
@@ -86,9 +86,9 @@ def iter_call_chunks(
 
     ``plain=True`` is the bulk form for files, converted inside the database: ``created_at`` as
     ISO 8601 UTC text (``2024-05-01T23:30:00.000000Z``), ``cost_usd`` as exact decimal text
-    without exponent or trailing zeros (``0.000148``; ``spendlog.export.format_money``'s form),
+    without exponent or trailing zeros (``0.000148``; ``spendlog.report.money.money_exact``'s form),
     ``tags`` as JSON text (keys in stored order), ``stream`` as ``true``/``false``; the rest as
-    usual. Each is exactly what ``spendlog.export`` writes for the typed value."""
+    usual. Each is exactly what ``spendlog.report.files`` writes for the typed value."""
     stmt = _calls_select(filters, columns, conn.dialect.name if plain else None)
     if plain and conn.dialect.name == "sqlite":
         # Plain columns need no result processing and SQLite steps rows lazily, so read the DBAPI

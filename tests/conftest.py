@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-pytest_plugins = ["fixture_upstream", "fixture_proxy", "fixture_dashboard", "fixture_oidc"]
+pytest_plugins = ["fixture_upstream", "fixture_proxy", "fixture_dashboard", "fixture_oidc", "fixture_browser"]
 
 PG_URL = os.environ.get("SPENDLOG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -16,7 +16,7 @@ import pytest
 from helpers import make_record
 from streamlit.testing.v1 import AppTest
 
-from spendlog.dashboard.formatting import format_count
+from spendlog.dashboard.formatting import format_count, format_percent
 from spendlog.report.money import money_display
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
@@ -177,7 +177,11 @@ def test_status_errors_and_recent_errors_table(monkeypatch, ledger, records):
     at = open_app(monkeypatch, ledger, {**RANGE, "status": "errors"})
     exp = expect(records, is_error)
     assert metric(at, "Requests") == format_count(exp["requests"]) and exp["requests"] > 0
-    assert metric(at, "Error rate") == "100.0%"
+    everything = expect(records)
+    # the rate is over every call of the view, not over the errors alone (which would be 100%)
+    assert metric(at, "Error rate") == format_percent(exp["requests"], everything["requests"])
+    assert exp["requests"] < everything["requests"]
+    assert any(s.value == "Error rate per app" for s in at.subheader)
     errors_table = at.dataframe[-1].value
     assert len(errors_table) == exp["requests"] and set(errors_table["Error"]) == {"http_429"}
 
@@ -229,7 +233,7 @@ def test_injection_value_next_to_a_real_one_adds_nothing(monkeypatch, ledger, re
 
 
 def test_bad_url_values_are_ignored_with_a_note(monkeypatch, ledger, records):
-    at = open_app(monkeypatch, ledger, {**RANGE, "tz": "Mars/Olympus", "by": "hour", "status": "nope"})
+    at = open_app(monkeypatch, ledger, {**RANGE, "tz": "Mars/Olympus", "by": "minute", "status": "nope"})
     assert_shows(at, expect(records))
     notes = [c.value for c in at.sidebar.text if c.value.startswith("Ignored in the link")]
     assert len(notes) == 3
@@ -252,8 +256,10 @@ def test_a_call_at_2330_utc_lands_on_the_right_local_day(monkeypatch, sqlite_url
     evening_in = {"UTC": "2025-03-14", "Asia/Tokyo": "2025-03-15", "Asia/Kolkata": "2025-03-14"}[tz] == day
     expected = (Decimal("0.25") if included else 0) + (Decimal("0.001") if evening_in else 0)
     assert shown == f"Total spend, exact: **{money_display(Decimal(expected), exact=True)}**"
-    if included:
-        assert chart_data(at)["period"].tolist() == [day]
+    if included:  # one day is shown per hour, at local times on that local day
+        late_local = {"UTC": "03-14 23:00", "Asia/Tokyo": "03-15 08:00", "Asia/Kolkata": "03-15 04:30"}[tz]
+        assert late_local in chart_data(at)["period"].tolist()
+        assert all(p.startswith(day[5:]) for p in chart_data(at)["period"])
 
 
 def test_empty_ledger_shows_how_to_start(monkeypatch, sqlite_url):
@@ -322,7 +328,9 @@ def test_postgres_ledger(monkeypatch, pg_url, records):
     at = open_app(monkeypatch, pg_url, {**RANGE, "model": ["deepseek/deepseek-r1"]})
     assert_shows(at, expect(records, lambda r: r["model"] == "deepseek/deepseek-r1"))
     at2 = open_app(monkeypatch, pg_url, {**RANGE, "tz": "Asia/Kolkata", "status": "errors"})
-    assert metric(at2, "Error rate") == "100.0%"
+    failed = expect(records, is_error)
+    assert metric(at2, "Requests") == format_count(failed["requests"])
+    assert metric(at2, "Error rate") != "100.0%" and any(s.value == "Error rate per app" for s in at2.subheader)
 
 
 def _cli_export(url: str, *args: str) -> bytes:
@@ -381,3 +389,37 @@ def test_a_ledger_that_turns_unreadable_shows_the_error_not_a_traceback(monkeypa
     at.run()
     assert not at.exception
     assert len(at.error) == 1 and f"cannot read {ledger}" in at.error[0].value
+
+
+def test_the_empty_pages_python_snippet_runs_as_printed(fake_upstream, tmp_path):
+    """The snippet, character for character except the router's address (the fake's here), records
+    a call in the ledger: it names its api_key and makes a call."""
+    import os
+    import subprocess
+    import sys
+
+    from spendlog.dashboard.empty import HOOK_SNIPPET
+
+    assert "api_key=" in HOOK_SNIPPET and HOOK_SNIPPET.count("https://api.solrouter.io/v1") == 1
+    script = tmp_path / "snippet.py"
+    script.write_text(HOOK_SNIPPET.replace("https://api.solrouter.io/v1", fake_upstream.base_url) + "\n")
+    url = f"sqlite:///{tmp_path / 'snippet.db'}"
+    env = {**os.environ, "SOLROUTER_API_KEY": fake_upstream.api_key, "SPENDLOG_DB_URL": url}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip()  # the answer was printed
+    engine = make_engine(url, pool=False)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT app, model, status_code FROM completions").fetchall()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("my-app", "openai/gpt-4o-mini", 200)]
+
+
+def test_the_empty_page_checks_for_calls_by_itself(monkeypatch, sqlite_url):
+    seed(sqlite_url, [])
+    at = open_app(monkeypatch, sqlite_url)
+    assert any("checks every few seconds" in i.value for i in at.info)
+    seed(sqlite_url, [make_record(created_at=datetime.now(UTC), cost_usd=Decimal("0.01"))])
+    at.run()  # what the page's timer does
+    assert any(m.label == "Total spend" for m in at.metric)

@@ -222,3 +222,29 @@ def test_first_run_never_prompts_and_opens_the_browser_itself(tmp_path, sqlite_u
     assert not (home / ".streamlit" / "credentials.toml").exists()
     assert opened.read_text().splitlines() == [f"http://127.0.0.1:{port}/"]
     assert {b"--server.headless=true", b"--browser.gatherUsageStats=false"} <= set(cmdline)
+
+
+def test_spendlog_alone_prints_its_help_without_an_error():
+    out = _spendlog()
+    assert out.returncode == 0 and "error" not in out.stderr.lower() and out.stderr == ""
+    assert out.stdout.startswith("Usage: spendlog") and "Commands:" in out.stdout
+
+
+def test_the_command_list_shows_each_whole_first_line():
+    from spendlog.cli import cli
+
+    out = _spendlog("--help")
+    listed = " ".join(out.stdout.split())  # the list wraps its long lines
+    for name, command in cli.commands.items():
+        first = command.help.strip().splitlines()[0].strip()
+        assert f"{name} {first}" in listed, name
+    assert "..." not in out.stdout.split("Commands:", 1)[1]
+
+
+def test_db_status_says_the_revision_is_the_newest(tmp_path):
+    from spendlog.db.migrate import head_revision
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    assert _spendlog("db", "upgrade", "--db", url).returncode == 0
+    out = _spendlog("db", "status", "--db", url)
+    assert f"revision:  {head_revision()} (the newest)" in out.stdout.splitlines()

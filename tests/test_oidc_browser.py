@@ -26,7 +26,7 @@ from fixture_dashboard import _stop as stop_server
 from fixture_dashboard import wait_healthy
 from fixture_oidc import secrets_toml
 from helpers import make_record
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+from fixture_browser import CHROMIUM, CHROMIUM_ARGS
 
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade

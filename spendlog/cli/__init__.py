@@ -16,6 +16,9 @@ class _Group(click.Group):
     def main(self, args=None, prog_name=None, **extra):
         try:
             rv = super().main(args=args, prog_name=prog_name or "spendlog", standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `spendlog` (or a group) alone: its help, no "error:"
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(130)
@@ -54,7 +57,17 @@ def _register() -> None:
     cli.add_command(whatif.whatif_cmd)
 
 
+def _whole_first_lines(group: click.Group) -> None:
+    """Command lists show each command's whole first help line (click cuts them at 45 characters)."""
+    for command in group.commands.values():
+        if command.help and not command.short_help:
+            command.short_help = command.help.strip().splitlines()[0].strip()
+        if isinstance(command, click.Group):
+            _whole_first_lines(command)
+
+
 _register()
+_whole_first_lines(cli)
 
 
 def main() -> None:

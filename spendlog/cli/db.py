@@ -52,6 +52,8 @@ def status_cmd(db_url: str | None, as_json: bool) -> None:
         rev += f" (newest is {info['head']}: run `spendlog db upgrade`)"
     elif info["schema"] == "newer":
         rev += f" (upgraded by a newer spendlog; this one knows up to {info['head']})"
+    elif info["schema"] == "current":
+        rev += " (the newest)"
     click.echo(f"database:  {info['url']}")
     click.echo(f"revision:  {rev}")
     click.echo(f"rows:      {info['rows'] if info['rows'] is not None else 0:,}")

@@ -37,11 +37,11 @@ def _pair(row, name: str) -> str:
 
 
 def _table(report, show_all: bool) -> str:
-    from spendlog.report.money import money_exact as format_money
+    from spendlog.report.money import money_exact
     from spendlog.report.reconcile import status_counts
 
     def money(figures) -> str:
-        return "-" if figures is None else format_money(figures.cost)
+        return "-" if figures is None else money_exact(figures.cost)
 
     out = []
     shown = report.rows if show_all else report.differing
@@ -49,17 +49,17 @@ def _table(report, show_all: bool) -> str:
         header = ["day", "model", "status", "requests r/l", "prompt tok r/l", "completion tok r/l",
                   "router USD", "ledger USD", "difference USD"]
         body = [[r.day.isoformat(), printable(r.model), r.status, _pair(r, "requests"), _pair(r, "prompt_tokens"),
-                 _pair(r, "completion_tokens"), money(r.router), money(r.ledger), format_money(r.difference("cost"))]
+                 _pair(r, "completion_tokens"), money(r.router), money(r.ledger), money_exact(r.difference("cost"))]
                 for r in shown]
         out += text_table(f"Reconciliation {report.first} .. {report.last} (UTC days), router vs ledger (r/l), "
-                          f"tolerance {format_money(report.tolerance)} USD", header, body, right={3, 4, 5, 6, 7, 8})
+                          f"tolerance {money_exact(report.tolerance)} USD", header, body, right={3, 4, 5, 6, 7, 8})
         explained = [r for r in report.differing if r.causes]
         if explained:
             out += ["", "Likely causes:"]
             out += [f"  {r.day} {printable(r.model)}: " + "; ".join(printable(c) for c in r.causes) for r in explained]
         out.append("")
-    body = [[m.month.strftime("%Y-%m"), format_money(m.router_cost), format_money(m.ledger_cost),
-             format_money(m.difference), format_money(m.unexplained)] for m in report.months]
+    body = [[m.month.strftime("%Y-%m"), money_exact(m.router_cost), money_exact(m.ledger_cost),
+             money_exact(m.difference), money_exact(m.unexplained)] for m in report.months]
     out += text_table("By month", ["month", "router USD", "ledger USD", "difference USD", "unexplained USD"],
                       body, right={1, 2, 3, 4})
     out.append("")

@@ -66,7 +66,7 @@ def reprice_cmd(from_value, to_value, models, dry_run, prices_path, db_url) -> N
     from spendlog.db.engine import make_engine, resolve_url
     from spendlog.db.migrate import ensure_schema
     from spendlog.db.reprice import count_repriceable, reprice
-    from spendlog.export import display_money, format_money
+    from spendlog.report.money import money_display, money_exact
 
     start, end = _bounds(from_value, to_value)
     book = load_book(prices_path)
@@ -88,5 +88,5 @@ def reprice_cmd(from_value, to_value, models, dry_run, prices_path, db_url) -> N
         engine.dispose()
     verb = "would change" if dry_run else "changed"
     click.echo(f"{result.rows:,} estimated or missing calls looked at, {result.changed:,} {verb}")
-    click.echo(f"old total {display_money(result.old_total)} (exact: {format_money(result.old_total)} USD)")
-    click.echo(f"new total {display_money(result.new_total)} (exact: {format_money(result.new_total)} USD)")
+    click.echo(f"old total {money_display(result.old_total)} (exact: {money_exact(result.old_total)} USD)")
+    click.echo(f"new total {money_display(result.new_total)} (exact: {money_exact(result.new_total)} USD)")

@@ -1,0 +1,54 @@
+"""Sums per UTC hour and model, for the dashboard's hourly view of short ranges (up to two days).
+
+The same exact sums as ``db.queries.grouped_totals`` (its own SQL builders): whole hours from
+``rollup_hourly``, the partial hours at the range's ends from ``completions``. Buckets are UTC
+hours; the page shows each at its local start time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection
+
+from .filters import Filters
+from .periods import ceil_hour, floor_hour
+from .queries import MEASURES, _grouped_select, _measures, _Part, _zero
+
+__all__ = ["hourly_totals", "MAX_HOURS"]
+
+MAX_HOURS = 24 * 3 + 2  # two local days and their DST / offset slack, with room to spare
+
+
+def hourly_totals(conn: Connection, filters: Filters) -> Iterator[dict]:
+    """``{"hour": aware UTC datetime, "model": str | None, **MEASURES}`` per hour and model,
+    ordered by hour then model. ``filters`` must have both ends, at most ``MAX_HOURS`` apart."""
+    start, end = filters.start, filters.end
+    if start is None or end is None or end - start > timedelta(hours=MAX_HOURS):
+        raise ValueError(f"hourly sums need a range of at most {MAX_HOURS} hours")
+    if start >= end:
+        return
+    first, last = ceil_hour(start), floor_hour(end)
+    parts: list[_Part] = []
+    if first < last:
+        parts.append(_Part("rollup", ((first, last),), 60))
+        edges = tuple(r for r in ((start, first), (last, end)) if r[0] < r[1])
+        if edges:
+            parts.append(_Part("raw", edges, 60))
+    else:
+        parts.append(_Part("raw", ((start, end),), 60))
+    dialect = conn.dialect.name
+    sums: dict[tuple[datetime, str | None], list] = {}
+    for part in parts:
+        stmt, nkeys = _grouped_select(dialect, part, filters, ["model"])
+        for row in conn.execute(stmt):
+            key = (floor_hour(row[0]), row[1] or None)
+            acc = sums.setdefault(key, _zero())
+            for i, value in enumerate(_measures(dialect, row[nkeys:])):
+                if value is not None:
+                    acc[i] += value if MEASURES[i] == "cost_usd" else int(value)
+    for (hour, model) in sorted(sums, key=lambda k: (k[0], k[1] is None, k[1] or "")):
+        out = {"hour": hour, "model": model}
+        out.update(zip(MEASURES, sums[(hour, model)]))
+        yield out

@@ -1,0 +1,140 @@
+"""The request log: single calls, one page at a time, for the dashboard's list of calls.
+
+``log_page`` reads one page of the calls matching ``Filters`` and an optional search text,
+sorted by time, cost, tokens or latency (newest / biggest first by default), with
+``LIMIT``/``OFFSET`` and one extra row to know whether another page follows, so the database
+never hands over more than a page. ``log_count`` says how many match (for "page 3 of 41");
+``get_call`` reads one call's full record by id.
+
+Every value reaches SQL as a bound parameter (SQLAlchemy Core, no SQL text): a search like
+``%' OR 1=1 --`` is matched literally (``LIKE`` wildcards in it are escaped).
+
+Speed: sorted by time, a page walks ``ix_completions_created_at`` backwards from the range's
+end and stops after a page (fast at any size). Sorted by cost, tokens or latency the database
+must rank every matching call of the range unless an index orders that column (see
+``docs/benchmarks.md`` for the figures with and without ``(cost_usd)``, ``(total_tokens)`` and
+``(latency_ms)`` indexes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import String, Text, cast, func, or_, select, type_coerce
+from sqlalchemy.engine import Connection
+
+from .filters import Filters, where_clauses
+from .models import Completion
+from .store import is_error_clause
+
+__all__ = ["error_kinds", "first_call_at", "SORTS", "SEARCHED", "PAGE_SIZE", "MAX_SEARCH", "LogPage", "log_page", "log_count", "get_call",
+           "LIST_COLUMNS"]
+
+SORTS = {"time": "created_at", "cost": "cost_usd", "tokens": "total_tokens", "latency": "latency_ms"}
+# what a search looks in: the id and request id, the dimensions, the error and the tags (as JSON text)
+SEARCHED = ("id", "request_id", "model", "app", "user", "error_type", "error_message", "tags")
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_SEARCH = 200  # characters of search text used
+LIST_COLUMNS = ("id", "created_at", "model", "provider", "app", "user", "api_key_hint", "status_code",
+                "error_type", "error_message", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
+                "latency_ms", "stream", "request_id")
+
+
+@dataclass(frozen=True)
+class LogPage:
+    rows: list[dict]
+    page: int  # 0-based
+    size: int
+    has_next: bool
+
+
+def _search_clause(dialect: str, text: str):
+    text = text.strip()[:MAX_SEARCH]
+    if not text:
+        return None
+    parts = []
+    for name in SEARCHED:
+        column = Completion.__table__.c[name]
+        if name == "tags":
+            column = type_coerce(column, Text) if dialect == "sqlite" else cast(column, Text)
+        elif name != "error_message":
+            column = type_coerce(column, String)
+        parts.append(column.icontains(text, autoescape=True))
+    return or_(*parts)
+
+
+def _where(dialect: str, filters: Filters, search: str) -> list:
+    clauses = where_clauses(filters, raw=True, ranges=[(filters.start, filters.end)])
+    found = _search_clause(dialect, search or "")
+    if found is not None:
+        clauses.append(found)
+    return clauses
+
+
+def _order(sort: str, descending: bool, dialect: str = "sqlite") -> list:
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+    column = Completion.__table__.c[SORTS[sort]]
+    created, ident = Completion.__table__.c.created_at, Completion.__table__.c.id
+    if sort == "time":
+        return [created.desc(), ident.desc()] if descending else [created.asc(), ident.asc()]
+    # calls without a figure (errors have no cost or tokens) go last either way. SQLite sorts NULL
+    # lowest, so a plain DESC already puts them last and can walk an index on the column; spelling
+    # out NULLS LAST there makes it sort the whole range instead. PostgreSQL needs it said.
+    if descending:
+        primary = column.desc() if dialect == "sqlite" else column.desc().nulls_last()
+    else:
+        primary = column.asc().nulls_last()
+    return [primary, created.desc(), ident.desc()]
+
+
+def log_page(conn: Connection, filters: Filters, *, search: str = "", sort: str = "time", descending: bool = True,
+             page: int = 0, size: int = PAGE_SIZE) -> LogPage:
+    """One page of matching calls (``LIST_COLUMNS`` as dicts; money exact ``Decimal``)."""
+    size = max(1, min(int(size), MAX_PAGE_SIZE))
+    page = max(0, int(page))
+    table = Completion.__table__
+    stmt = (select(*(table.c[name] for name in LIST_COLUMNS))
+            .where(*_where(conn.dialect.name, filters, search))
+            .order_by(*_order(sort, descending, conn.dialect.name))
+            .limit(size + 1).offset(page * size))
+    rows = [dict(zip(LIST_COLUMNS, row)) for row in conn.execute(stmt)]
+    return LogPage(rows=rows[:size], page=page, size=size, has_next=len(rows) > size)
+
+
+def log_count(conn: Connection, filters: Filters, *, search: str = "") -> int:
+    """How many calls match ``filters`` and ``search``."""
+    stmt = select(func.count()).select_from(Completion.__table__).where(*_where(conn.dialect.name, filters, search))
+    return int(conn.scalar(stmt) or 0)
+
+
+def get_call(conn: Connection, call_id: str) -> dict | None:
+    """Every column of one call, or None when no call has that id."""
+    if not call_id or len(call_id) > 64:
+        return None
+    table = Completion.__table__
+    row = conn.execute(select(table).where(table.c.id == call_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def error_kinds(conn: Connection, filters: Filters, *, minutes: int = 60) -> list[dict]:
+    """Failed calls counted per UTC time bucket (``minutes``: 60, 15 or 0 = per call), error type
+    and status: ``{"bucket": aware UTC datetime, "error_type", "status_code", "errors"}``.
+
+    Reads ``completions`` (the rollup has the error flag but not its type); the caller maps each
+    bucket to its local period (``db.periods.period_keys``)."""
+    from .queries import _raw_bucket  # the read layer's own UTC bucketing, shared
+
+    table = Completion.__table__
+    bucket = _raw_bucket(conn.dialect.name, minutes)
+    clauses = where_clauses(filters, raw=True, ranges=[(filters.start, filters.end)])
+    stmt = (select(bucket, table.c.error_type, table.c.status_code, func.count())
+            .where(*clauses, is_error_clause())
+            .group_by(bucket, table.c.error_type, table.c.status_code))
+    return [{"bucket": b, "error_type": t, "status_code": s, "errors": int(n)} for b, t, s, n in conn.execute(stmt)]
+
+
+def first_call_at(conn: Connection):
+    """When the ledger's first call was made (aware UTC), or None; from the indexed column."""
+    return conn.scalar(select(func.min(Completion.__table__.c.created_at)))
