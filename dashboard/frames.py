@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from spendlog.db.periods import next_period_start, period_start
+from spendlog.db.models import MONEY_MEASURES
 from spendlog.db.queries import MEASURES as READ_MEASURES
 
 from spendlog.dashboard.formatting import format_count, format_delta, format_percent, label, safe_hint
@@ -29,6 +30,9 @@ __all__ = [
     "regroup",
     "by_period",
     "headline",
+    "total_label",
+    "spend_split",
+    "markup",
     "spend_frame",
     "tokens_frame",
     "model_table",
@@ -66,8 +70,7 @@ def period_label(value, granularity: str) -> str:
 
 def sum_rows(rows: Iterable[dict]) -> dict:
     """Add up grouped rows' measures exactly (Decimal money, int counts)."""
-    total = {m: 0 for m in MEASURES}
-    total["cost_usd"] = Decimal(0)
+    total = {m: Decimal(0) if m in MONEY_MEASURES else 0 for m in MEASURES}
     for row in rows:
         for m in MEASURES:
             total[m] += row.get(m) or 0
@@ -137,9 +140,9 @@ def headline(cur: dict, prev: dict, base: dict | None = None, prev_base: dict | 
     cur_miss = _rate(cur["calls_missing_cost"], cur["requests"])
     prev_miss = _rate(prev["calls_missing_cost"], prev["requests"])
     return [
-        Metric("Total spend", money_display(cur["cost_usd"]), format_delta(cur["cost_usd"], prev["cost_usd"]),
-               "inverse", f"Exactly {money_display(cur['cost_usd'], exact=True)}; previous period "
-                          f"{money_display(prev['cost_usd'], exact=True)}"),
+        Metric(total_label(cur), money_display(cur["cost_usd"]), format_delta(cur["cost_usd"], prev["cost_usd"]),
+               "inverse", f"Exactly {money_display(cur['cost_usd'], exact=True)}: {spend_split(cur)}. "
+                          f"Previous period {money_display(prev['cost_usd'], exact=True)}"),
         Metric("Requests", format_count(cur["requests"]), format_delta(cur["requests"], prev["requests"]), "off"),
         Metric("Prompt tokens", format_count(cur["prompt_tokens"]),
                format_delta(cur["prompt_tokens"], prev["prompt_tokens"]), "off"),
@@ -152,8 +155,45 @@ def headline(cur: dict, prev: dict, base: dict | None = None, prev_base: dict | 
                           "transport failures and stream errors (not cancellations)."),
         Metric("Missing cost", format_percent(cur["calls_missing_cost"], cur["requests"]),
                _pp_delta(cur_miss, prev_miss), "inverse",
-               "Share of calls whose response carried no cost: their spend is not in the total."),
+               "Share of calls with no cost: no bill from the upstream and no price to estimate one "
+               "(an unknown model, no token counts). Their spend is not in the total."),
     ]
+
+
+def total_label(total: dict) -> str:
+    """``Total spend``, or ``Total spend (incl. $0.42 estimated)`` when estimates are in it."""
+    estimated = total.get("estimated_cost_usd") or Decimal(0)
+    return f"Total spend (incl. {money_display(estimated)} estimated)" if estimated else "Total spend"
+
+
+def spend_split(total: dict) -> str:
+    """What the total is made of: the upstream's bills, spendlog's estimates, the unpriced calls, and
+    the list price of the same calls (``docs/pricing.md``)."""
+    unpriced = total["calls_missing_cost"]
+    return (f"billed {money_display(total['billed_cost_usd'])} · estimated "
+            f"{money_display(total['estimated_cost_usd'])} · unpriced {format_count(unpriced)} "
+            f"call{'' if unpriced == 1 else 's'} · list price {money_display(total['list_cost_usd'])}")
+
+
+def markup(row: dict) -> Decimal | None:
+    """The router's markup over list price for the upstream-billed calls of a row:
+    ``(billed - list) / list``, None without billed calls that have a list price.
+
+    The rollup keeps one list sum for bills and estimates, so the bills' list price is taken as
+    ``list_cost_usd - estimated_cost_usd``: exact when the estimates are at list price (genai-prices
+    priced them), approximate when a prices file gives the model a rate of its own."""
+    listed = (row.get("list_cost_usd") or Decimal(0)) - (row.get("estimated_cost_usd") or Decimal(0))
+    billed = row.get("billed_cost_usd") or Decimal(0)
+    if listed <= 0 or not billed:
+        return None
+    return (billed - listed) / listed
+
+
+def _signed_percent(value: Decimal | None) -> str:
+    if value is None:
+        return "–"
+    pct = (value * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{'+' if pct > 0 else ''}{format(pct, 'f')}%"
 
 
 def _ranked_models(rows: Sequence[dict], limit: int) -> list:
@@ -210,9 +250,11 @@ def model_table(rows: Sequence[dict]) -> pd.DataFrame:
             "Avg / request": money_display(cost / n) if n else "–",
             "Per 1M tokens": money_display(cost * MILLION / tokens) if tokens else "–",
             "Missing cost": format_count(r["calls_missing_cost"]),
+            "Estimated": money_display(r["estimated_cost_usd"]),
+            "List cost": money_display(r["list_cost_usd"]),
+            "Markup": _signed_percent(markup(r)),
         })
     return pd.DataFrame(records)
-
 
 def top_frame(rows: Sequence[dict], dim: str, top: int = 10) -> pd.DataFrame:
     """The ``top`` values of ``dim`` by spend plus one "other" bar for the rest."""
