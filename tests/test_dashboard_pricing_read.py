@@ -56,10 +56,10 @@ def _sums(records):
 
 
 @pytest.fixture
-def ledger(sqlite_url):
+def ledger(db_url):  # SQLite and PostgreSQL
     records = priced_ledger()
-    seed(sqlite_url, records)
-    return sqlite_url, records
+    seed(db_url, records)
+    return db_url, records
 
 
 def test_the_total_is_split_into_billed_estimated_and_unpriced(monkeypatch, ledger):
