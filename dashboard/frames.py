@@ -19,6 +19,7 @@ from spendlog.db.models import MONEY_MEASURES
 from spendlog.db.queries import MEASURES as READ_MEASURES
 
 from spendlog.dashboard.formatting import format_count, format_delta, format_percent, label, safe_hint
+from spendlog.dashboard.prices import markup, signed_percent, spend_split, total_label
 from spendlog.report.money import money_display
 
 __all__ = [
@@ -30,9 +31,6 @@ __all__ = [
     "regroup",
     "by_period",
     "headline",
-    "total_label",
-    "spend_split",
-    "markup",
     "spend_frame",
     "tokens_frame",
     "model_table",
@@ -160,42 +158,6 @@ def headline(cur: dict, prev: dict, base: dict | None = None, prev_base: dict | 
     ]
 
 
-def total_label(total: dict) -> str:
-    """``Total spend``, or ``Total spend (incl. $0.42 estimated)`` when estimates are in it."""
-    estimated = total.get("estimated_cost_usd") or Decimal(0)
-    return f"Total spend (incl. {money_display(estimated)} estimated)" if estimated else "Total spend"
-
-
-def spend_split(total: dict) -> str:
-    """What the total is made of: the upstream's bills, spendlog's estimates, the unpriced calls, and
-    the list price of the same calls (``docs/pricing.md``)."""
-    unpriced = total["calls_missing_cost"]
-    return (f"billed {money_display(total['billed_cost_usd'])} · estimated "
-            f"{money_display(total['estimated_cost_usd'])} · unpriced {format_count(unpriced)} "
-            f"call{'' if unpriced == 1 else 's'} · list price {money_display(total['list_cost_usd'])}")
-
-
-def markup(row: dict) -> Decimal | None:
-    """The router's markup over list price for the upstream-billed calls of a row:
-    ``(billed - list) / list``, None without billed calls that have a list price.
-
-    The rollup keeps one list sum for bills and estimates, so the bills' list price is taken as
-    ``list_cost_usd - estimated_cost_usd``: exact when the estimates are at list price (genai-prices
-    priced them), approximate when a prices file gives the model a rate of its own."""
-    listed = (row.get("list_cost_usd") or Decimal(0)) - (row.get("estimated_cost_usd") or Decimal(0))
-    billed = row.get("billed_cost_usd") or Decimal(0)
-    if listed <= 0 or not billed:
-        return None
-    return (billed - listed) / listed
-
-
-def _signed_percent(value: Decimal | None) -> str:
-    if value is None:
-        return "–"
-    pct = (value * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    return f"{'+' if pct > 0 else ''}{format(pct, 'f')}%"
-
-
 def _ranked_models(rows: Sequence[dict], limit: int) -> list:
     spend: dict = {}
     for r in rows:
@@ -252,7 +214,7 @@ def model_table(rows: Sequence[dict]) -> pd.DataFrame:
             "Missing cost": format_count(r["calls_missing_cost"]),
             "Estimated": money_display(r["estimated_cost_usd"]),
             "List cost": money_display(r["list_cost_usd"]),
-            "Markup": _signed_percent(markup(r)),
+            "Markup": signed_percent(markup(r)),
         })
     return pd.DataFrame(records)
 

@@ -15,7 +15,7 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import auth, charts, data, downloads, frames, reads, whatif
+from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, whatif
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, SORTS, View, previous_period
@@ -393,7 +393,7 @@ def _metrics(total: dict, prev_total: dict, base: dict | None = None, prev_base:
         for column, m in zip(st.columns(len(metrics)), metrics):
             column.metric(m.label, m.value, m.delta, delta_color=m.delta_color, help=m.help, border=True)
     st.caption(f"Total spend, exact: **{money_display(total['cost_usd'], exact=True)}**")
-    st.caption("Of it: " + frames.spend_split(total).replace("$", "\\$"))  # \$: not LaTeX
+    st.caption("Of it: " + prices.spend_split(total).replace("$", "\\$"))  # \$: not LaTeX
 
 
 def _month(url: str, view: View, day_rows: list[dict], tick: int | None) -> None:

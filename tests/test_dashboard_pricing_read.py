@@ -13,7 +13,7 @@ import pytest
 from helpers import make_record
 from test_dashboard import RANGE, metric, open_app, seed
 
-from spendlog.dashboard import frames
+from spendlog.dashboard import prices
 from spendlog.db.estimate import price_book, price_record
 from spendlog.report.money import money_display
 
@@ -132,8 +132,8 @@ def test_the_what_if_panel_prices_the_calls_on_the_picked_model(monkeypatch, led
 
 def test_markup_and_labels_as_functions():
     row = {"billed_cost_usd": Decimal("1.2"), "estimated_cost_usd": Decimal("0.5"), "list_cost_usd": Decimal("1.5")}
-    assert frames.markup(row) == Decimal("0.2")  # the bills' list price is 1.5 - 0.5 = 1.0
-    assert frames.markup({**row, "billed_cost_usd": Decimal(0)}) is None
-    assert frames.markup({**row, "list_cost_usd": Decimal("0.5")}) is None  # no list price for the bills
-    assert frames.total_label({"estimated_cost_usd": Decimal(0)}) == "Total spend"
-    assert frames.total_label({"estimated_cost_usd": Decimal("0.000148")}) == "Total spend (incl. $0.000148 estimated)"
+    assert prices.markup(row) == Decimal("0.2")  # the bills' list price is 1.5 - 0.5 = 1.0
+    assert prices.markup({**row, "billed_cost_usd": Decimal(0)}) is None
+    assert prices.markup({**row, "list_cost_usd": Decimal("0.5")}) is None  # no list price for the bills
+    assert prices.total_label({"estimated_cost_usd": Decimal(0)}) == "Total spend"
+    assert prices.total_label({"estimated_cost_usd": Decimal("0.000148")}) == "Total spend (incl. $0.000148 estimated)"
