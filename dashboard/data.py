@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from spendlog.db import insights, queries
+from spendlog.db import whatif as whatifs
 from spendlog.db.engine import NoLedgerError, default_db_url, make_engine, read_connection, read_error
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
 from spendlog.db.queries import Filters
@@ -37,6 +38,7 @@ __all__ = [
     "latency",
     "expensive_calls",
     "recent_errors",
+    "whatif",
     "read",
     "prefetch",
 ]
@@ -102,6 +104,20 @@ def expensive_calls(url: str, filters: Filters, *, as_of: int | None) -> list[di
 @st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
 def recent_errors(url: str, filters: Filters, *, as_of: int | None) -> list[dict]:
     return read(url, insights.recent_errors, filters)
+
+
+def _whatif(conn, filters: Filters, target: str):
+    from spendlog.db.estimate import price_book  # the writer's price book: genai-prices + $SPENDLOG_PRICES
+
+    models = tuple(m for m in filters.models if m) if filters.models else ()
+    return whatifs.whatif(conn, price_book(), target, start=filters.start, end=filters.end, models=models)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner=False)
+def whatif(url: str, filters: Filters, target: str, *, as_of: int | None):
+    """``db.whatif.whatif`` for the view's range and model filter (reads the range's calls one by
+    one, so the page asks only once a model is picked). ``WhatIfError`` for a model nothing prices."""
+    return read(url, _whatif, filters, target)
 
 
 def prefetch(*calls: tuple[Callable, tuple, dict]) -> None:

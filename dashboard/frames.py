@@ -15,9 +15,11 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from spendlog.db.periods import next_period_start, period_start
+from spendlog.db.models import MONEY_MEASURES
 from spendlog.db.queries import MEASURES as READ_MEASURES
 
 from spendlog.dashboard.formatting import format_count, format_delta, format_percent, label, safe_hint
+from spendlog.dashboard.prices import markup, signed_percent, spend_split, total_label
 from spendlog.report.money import money_display
 
 __all__ = [
@@ -66,8 +68,7 @@ def period_label(value, granularity: str) -> str:
 
 def sum_rows(rows: Iterable[dict]) -> dict:
     """Add up grouped rows' measures exactly (Decimal money, int counts)."""
-    total = {m: 0 for m in MEASURES}
-    total["cost_usd"] = Decimal(0)
+    total = {m: Decimal(0) if m in MONEY_MEASURES else 0 for m in MEASURES}
     for row in rows:
         for m in MEASURES:
             total[m] += row.get(m) or 0
@@ -137,9 +138,9 @@ def headline(cur: dict, prev: dict, base: dict | None = None, prev_base: dict | 
     cur_miss = _rate(cur["calls_missing_cost"], cur["requests"])
     prev_miss = _rate(prev["calls_missing_cost"], prev["requests"])
     return [
-        Metric("Total spend", money_display(cur["cost_usd"]), format_delta(cur["cost_usd"], prev["cost_usd"]),
-               "inverse", f"Exactly {money_display(cur['cost_usd'], exact=True)}; previous period "
-                          f"{money_display(prev['cost_usd'], exact=True)}"),
+        Metric(total_label(cur), money_display(cur["cost_usd"]), format_delta(cur["cost_usd"], prev["cost_usd"]),
+               "inverse", f"Exactly {money_display(cur['cost_usd'], exact=True)}: {spend_split(cur)}. "
+                          f"Previous period {money_display(prev['cost_usd'], exact=True)}"),
         Metric("Requests", format_count(cur["requests"]), format_delta(cur["requests"], prev["requests"]), "off"),
         Metric("Prompt tokens", format_count(cur["prompt_tokens"]),
                format_delta(cur["prompt_tokens"], prev["prompt_tokens"]), "off"),
@@ -152,7 +153,8 @@ def headline(cur: dict, prev: dict, base: dict | None = None, prev_base: dict | 
                           "transport failures and stream errors (not cancellations)."),
         Metric("Missing cost", format_percent(cur["calls_missing_cost"], cur["requests"]),
                _pp_delta(cur_miss, prev_miss), "inverse",
-               "Share of calls whose response carried no cost: their spend is not in the total."),
+               "Share of calls with no cost: no bill from the upstream and no price to estimate one "
+               "(an unknown model, no token counts). Their spend is not in the total."),
     ]
 
 
@@ -210,9 +212,11 @@ def model_table(rows: Sequence[dict]) -> pd.DataFrame:
             "Avg / request": money_display(cost / n) if n else "–",
             "Per 1M tokens": money_display(cost * MILLION / tokens) if tokens else "–",
             "Missing cost": format_count(r["calls_missing_cost"]),
+            "Estimated": money_display(r["estimated_cost_usd"]),
+            "List cost": money_display(r["list_cost_usd"]),
+            "Markup": signed_percent(markup(r)),
         })
     return pd.DataFrame(records)
-
 
 def top_frame(rows: Sequence[dict], dim: str, top: int = 10) -> pd.DataFrame:
     """The ``top`` values of ``dim`` by spend plus one "other" bar for the rest."""

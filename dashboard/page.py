@@ -15,7 +15,7 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import auth, charts, data, downloads, frames, reads
+from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, whatif
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, SORTS, View, previous_period
@@ -232,8 +232,9 @@ def _overview(url: str, view: View) -> None:
         _chart(charts.error_rate_by_model(frames.error_frame(ranked)))
 
     st.subheader("Per model")
-    st.dataframe(frames.model_table(by_model), hide_index=True, width="stretch")
+    st.dataframe(frames.model_table(frames.regroup(day_rows, "model")), hide_index=True, width="stretch")
     st.caption(MONEY_RULE)
+    whatif.panel(url, current, [r["model"] for r in by_model if r["model"]], tick)
     _log(url, view, current, total, tick)
     _calls(url, view, current, total, tick)
 
@@ -392,6 +393,7 @@ def _metrics(total: dict, prev_total: dict, base: dict | None = None, prev_base:
         for column, m in zip(st.columns(len(metrics)), metrics):
             column.metric(m.label, m.value, m.delta, delta_color=m.delta_color, help=m.help, border=True)
     st.caption(f"Total spend, exact: **{money_display(total['cost_usd'], exact=True)}**")
+    st.caption("Of it: " + prices.spend_split(total).replace("$", "\\$"))  # \$: not LaTeX
 
 
 def _month(url: str, view: View, day_rows: list[dict], tick: int | None) -> None:

@@ -35,7 +35,7 @@ def _plain_column(dialect: str, name: str):
             return type_coerce(expr.op("||")(literal_column("'Z'")), String).label(name)
         expr = func.to_char(func.timezone(literal_column("'UTC'"), column), literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""))
         return type_coerce(expr, String).label(name)
-    if name == "cost_usd":  # exact decimal text, no exponent, no trailing zeros: 0.000148, 12.5, 0
+    if name in ("cost_usd", "list_cost_usd"):  # exact decimal text, no exponent, no trailing zeros: 0.000148, 12.5, 0
         if dialect == "sqlite":  # stored as integer pico-dollars: whole part, point, 12 places
             pico = type_coerce(column, BigInteger)
 

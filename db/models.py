@@ -100,14 +100,17 @@ SPEND_MEASURES = (
     "reasoning_tokens",
     "cost_usd",
     "calls_missing_cost",
+    "billed_cost_usd",
+    "estimated_cost_usd",
+    "list_cost_usd",
 )
 # What priced each call, per rollup row (revision 0002): ``cost_usd`` = ``billed_cost_usd`` (calls whose
 # cost is the upstream's bill) + ``estimated_cost_usd`` (spendlog's estimates); ``list_cost_usd`` sums the
 # list price of every call that has one, billed ones included. The count of unpriced calls is
-# ``calls_missing_cost`` (cost_source 'missing', cost NULL). Kept out of SPEND_MEASURES until the read
-# layer and the exports show them (issue 14, phase 2), so the files' columns do not change yet.
+# ``calls_missing_cost`` (cost_source 'missing', cost NULL). The read layer and the grouped exports
+# carry all of them (issue 14, phase 2).
 PRICE_MEASURES = ("billed_cost_usd", "estimated_cost_usd", "list_cost_usd")
-ROLLUP_MEASURES = (*SPEND_MEASURES, *PRICE_MEASURES, "latency_ms_sum", "latency_count")
+ROLLUP_MEASURES = (*SPEND_MEASURES, "latency_ms_sum", "latency_count")
 MONEY_MEASURES = frozenset({"cost_usd", *PRICE_MEASURES})
 COST_SOURCES = ("upstream", "estimated", "missing")
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from .calls import iter_call_chunks, iter_calls
 from .filters import STATUSES, Filters, where_clauses
-from .models import SPEND_MEASURES, Completion, RollupHourly
+from .models import MONEY_MEASURES, SPEND_MEASURES, Completion, RollupHourly
 from .periods import (
     PERIODS,
     bucket_minutes,
@@ -68,7 +68,7 @@ GROUPS = ("day", "week", "month", "model", "provider", "app", "user", "key")
 DIMENSIONS = {"model": "model", "provider": "provider", "app": "app", "user": "user", "key": "api_key_hint"}
 MEASURES = (*SPEND_MEASURES, "errors", "latency_ms_sum", "latency_count")
 _TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
-_COST = MEASURES.index("cost_usd")
+_MONEY = frozenset(i for i, m in enumerate(MEASURES) if m in MONEY_MEASURES)  # exact Decimal sums
 _SOURCES = ("auto", "raw", "rows", "rollup")
 _RANGES_PER_QUERY = 200  # split hours read from raw rows per query (an OR of indexed ranges)
 
@@ -112,12 +112,18 @@ def _money_sums(dialect: str, column) -> list:
 
 
 def _measures(dialect: str, values: Sequence) -> list:
-    """A result row's measure columns as ``MEASURES`` (SQLite's two money sums joined)."""
+    """A result row's measure columns as ``MEASURES`` (SQLite's two sums per money measure joined)."""
     if dialect != "sqlite":
         return list(values)
-    high, low = values[_COST], values[_COST + 1]
-    cost = None if high is None and low is None else from_pico((high or 0) * 2**32 + (low or 0))
-    return [*values[:_COST], cost, *values[_COST + 2 :]]
+    out: list = []
+    it = iter(values)
+    for i in range(len(MEASURES)):
+        value = next(it)
+        if i in _MONEY:
+            low = next(it)
+            value = None if value is None and low is None else from_pico((value or 0) * 2**32 + (low or 0))
+        out.append(value)
+    return out
 
 
 def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[str]):
@@ -135,6 +141,10 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
             *(func.sum(getattr(c, t)) for t in _TOKENS),
             *_money_sums(dialect, c.cost_usd),
             func.sum(case((c.cost_usd.is_(None), 1), else_=0)),
+            # the rollup's split (db.rollups): a cost is an estimate or else the upstream's bill
+            *_money_sums(dialect, case((c.cost_source == "estimated", None), else_=c.cost_usd)),
+            *_money_sums(dialect, case((c.cost_source == "estimated", c.cost_usd), else_=None)),
+            *_money_sums(dialect, c.list_cost_usd),
             func.sum(case((is_error_clause(), 1), else_=0)),
             func.sum(c.latency_ms),
             func.count(c.latency_ms),
@@ -146,6 +156,9 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
             *(func.sum(getattr(r, t)) for t in _TOKENS),
             *_money_sums(dialect, r.cost_usd),
             func.sum(r.calls_missing_cost),
+            *_money_sums(dialect, r.billed_cost_usd),
+            *_money_sums(dialect, r.estimated_cost_usd),
+            *_money_sums(dialect, r.list_cost_usd),
             func.sum(case((r.is_error.is_(True), r.requests), else_=0)),
             func.sum(r.latency_ms_sum),
             func.sum(r.latency_count),
@@ -243,16 +256,14 @@ def _check_groups(by: Sequence[str]) -> tuple[str, ...]:
 
 
 def _zero() -> list:
-    row: list = [0] * len(MEASURES)
-    row[_COST] = Decimal(0)
-    return row
+    return [Decimal(0) if i in _MONEY else 0 for i in range(len(MEASURES))]
 
 
 def _add(acc: list, values: Sequence, sign: int = 1) -> None:
     """Add one result row's ``MEASURES`` to ``acc`` (``sign`` -1 subtracts them)."""
     for i, value in enumerate(values):
         if value is not None:
-            acc[i] += sign * (value if i == _COST else int(value))
+            acc[i] += sign * (value if i in _MONEY else int(value))
 
 
 class _Groups:
@@ -331,7 +342,8 @@ def grouped_totals(
 ) -> Iterator[dict]:
     """Sums per group: one dict per group with the group names (in ``by`` order; periods as
     ``datetime.date`` of the local period start, dimensions as ``str`` or ``None`` for unknown)
-    and then ``MEASURES`` (ints; ``cost_usd`` an exact ``Decimal``). ``by=[]`` gives one totals
+    and then ``MEASURES`` (ints; the money sums ``cost_usd`` = ``billed_cost_usd`` +
+    ``estimated_cost_usd`` and ``list_cost_usd`` exact ``Decimal``s). ``by=[]`` gives one totals
     row (zeros when nothing matches). Sorted by the group columns, unknown dimension last."""
     by = _check_groups(by)
     groups = _Groups(by, tz)

@@ -83,7 +83,9 @@ def open_app(monkeypatch, url: str, params: dict | None = None) -> AppTest:
 
 
 def metric(at: AppTest, name: str) -> str:
-    return next(m.value for m in at.metric if m.label == name)
+    """A headline metric's value; "Total spend" also finds "Total spend (incl. $x estimated)"."""
+    return next(m.value for m in at.metric if m.label == name or (name == "Total spend" and
+                                                                 m.label.startswith("Total spend (incl. ")))
 
 
 def exact_caption(at: AppTest) -> str:
@@ -105,7 +107,12 @@ def chart_data(at: AppTest, index: int = 0):
 
 @pytest.fixture
 def records() -> list[dict]:
-    return seed_records()
+    """The seeded calls as the store keeps them: unbilled calls to priced models are estimated
+    (issue 14), so the hand sums count what the ledger holds."""
+    from spendlog.db.estimate import price_book, price_record
+
+    book = price_book()
+    return [price_record(book, r) for r in seed_records()]
 
 
 @pytest.fixture
@@ -319,7 +326,9 @@ def test_live_toggle_is_part_of_the_link_and_shows_new_calls(monkeypatch, sqlite
     later = page._now() + page.LIVE_SECONDS
     monkeypatch.setattr(page, "_now", lambda: later)
     at.run()  # AppTest has no timer: this rerun, one tick later, stands in for the fragment's
-    assert_shows(at, expect([*records, extra]))
+    from spendlog.db.estimate import price_book, price_record
+
+    assert_shows(at, expect([price_record(price_book(), r) for r in (*records, extra)]))
 
 
 @pytest.mark.pg

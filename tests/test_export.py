@@ -74,6 +74,48 @@ def test_grouped_and_per_call_exports_agree_to_the_last_digit(ledger):
     assert sum((Decimal(x["cost_usd"]) for x in lines if x["cost_usd"] is not None), Decimal(0)) == exact["cost_usd"]
 
 
+def _sum(rows, column) -> Decimal:
+    return sum((Decimal(r[column]) for r in rows if r[column]), Decimal(0))
+
+
+def test_price_columns_agree_between_per_call_grouped_and_focus(ledger):
+    """The price split (issue 14): the grouped file's billed / estimated / list sums and unpriced
+    count, read from the rollup (split hours in Asia/Kolkata), equal the per-call file's sums to the
+    last digit, and FOCUS puts bills in BilledCost, bills + estimates in EffectiveCost, list prices in
+    ListCost."""
+    url, _ = ledger
+    calls = export_rows(url, "--by", "call")
+    sources = {r["cost_source"] for r in calls}
+    assert sources == {"upstream", "estimated", "missing"}
+    billed = _sum([r for r in calls if r["cost_source"] == "upstream"], "cost_usd")
+    estimated = _sum([r for r in calls if r["cost_source"] == "estimated"], "cost_usd")
+    listed = _sum(calls, "list_cost_usd")
+    unpriced = sum(1 for r in calls if r["cost_source"] == "missing")
+    assert billed > 0 and estimated > 0 and listed > 0 and unpriced > 0
+    assert all(r["price_source"].startswith("genai-prices ") for r in calls if r["cost_source"] == "estimated")
+    assert all(r["price_source"] == "" and r["cost_usd"] == "" for r in calls if r["cost_source"] == "missing")
+    for by in ("day,model", "month,app", "provider"):
+        rows = export_rows(url, "--by", by, "--tz", "Asia/Kolkata")
+        assert (_sum(rows, "billed_cost_usd"), _sum(rows, "estimated_cost_usd"), _sum(rows, "list_cost_usd")) == (
+            billed, estimated, listed)
+        assert sum(int(r["calls_unpriced"]) for r in rows) == unpriced
+        assert all(r["calls_unpriced"] == r["calls_missing_cost"] for r in rows)
+        assert all(Decimal(r["billed_cost_usd"]) + Decimal(r["estimated_cost_usd"]) == Decimal(r["cost_usd"])
+                   for r in rows)
+    for by in ("day,model", "call"):
+        focus = export_rows(url, "--format", "focus", "--by", by, "--tz", "Asia/Kolkata")
+        assert _sum(focus, "BilledCost") == billed
+        assert _sum(focus, "EffectiveCost") == billed + estimated
+        assert _sum(focus, "ListCost") == listed
+        assert _sum(focus, "x_EstimatedCost") == estimated
+    per_call = {r["x_CallId"]: r for r in focus}
+    for r in calls:
+        f = per_call[r["id"]]
+        assert (f["x_CostSource"], f["x_PriceSource"]) == (r["cost_source"], r["price_source"])
+        if r["cost_source"] == "estimated":
+            assert (f["BilledCost"], f["EffectiveCost"], f["x_EstimatedCost"]) == ("0", r["cost_usd"], r["cost_usd"])
+
+
 def test_per_call_cells(sqlite_url):
     record = make_record(datetime(2024, 5, 1, 23, 30, tzinfo=UTC), cost_usd=Decimal("0.000000000001"),
                          tags={"team": "ml"}, stream=True, api_key_hint="sr_...abcd", ttft_ms=None)

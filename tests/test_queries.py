@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -160,6 +161,44 @@ def test_totals_equal_per_call_rows_and_hand_sums(seeded, filters):
         rows = list(grouped_totals(conn, filters, by, "Asia/Tokyo"))
         assert sum(r["requests"] for r in rows) == total["requests"]
         assert sum((r["cost_usd"] for r in rows), Decimal(0)) == total["cost_usd"]
+
+
+def _price_sums(calls) -> dict:
+    """The price measures summed per call in Python: the reference for the read layer's rollup sums."""
+    zero = Decimal(0)
+    return {
+        "billed_cost_usd": sum((c["cost_usd"] for c in calls
+                                if c["cost_usd"] is not None and c["cost_source"] != "estimated"), zero),
+        "estimated_cost_usd": sum((c["cost_usd"] for c in calls
+                                   if c["cost_usd"] is not None and c["cost_source"] == "estimated"), zero),
+        "list_cost_usd": sum((c["list_cost_usd"] for c in calls if c["list_cost_usd"] is not None), zero),
+        "calls_missing_cost": sum(1 for c in calls if c["cost_source"] == "missing"),
+    }
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
+@pytest.mark.parametrize("filters", FILTER_CASES[:4])
+def test_price_measures_equal_per_call_sums(seeded, filters, tz):
+    """billed + estimated = cost_usd, and each price measure, grouped by day in a zone whose days cut
+    UTC hours (the raw and split-hour paths), equals the sum over the same calls read one by one."""
+    conn, _ = seeded
+    calls = list(iter_calls(conn, filters, chunk_size=101))
+    expected = _price_sums(calls)
+    if filters == Filters():  # the ledger holds every kind of call, so no sum below is trivially 0
+        assert all(expected[m] > 0 for m in expected)
+    total = next(grouped_totals(conn, filters, [], tz))
+    assert {m: total[m] for m in expected} == expected
+    assert total["billed_cost_usd"] + total["estimated_cost_usd"] == total["cost_usd"]
+    rows = list(grouped_totals(conn, filters, ["day", "model"], tz))
+    assert {m: sum((r[m] for r in rows), type(expected[m])(0)) for m in expected} == expected
+    by_day: dict = {}
+    zone = ZoneInfo(tz)
+    for c in calls:
+        by_day.setdefault(c["created_at"].astimezone(zone).date(), []).append(c)
+    days = {r["day"]: r for r in grouped_totals(conn, filters, ["day"], tz)}
+    assert set(days) == set(by_day)
+    for day, chosen in by_day.items():
+        assert {m: days[day][m] for m in expected} == _price_sums(chosen), day
 
 
 @pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu"])
@@ -349,7 +388,9 @@ def test_result_shape_and_order(sqlite_url):
         keys = [((r["model"] is None, r["model"] or ""), r["day"]) for r in rows]
         assert keys == sorted(keys)
         assert all(isinstance(r["day"], date) and isinstance(r["cost_usd"], Decimal) for r in rows)
-        assert all(type(r[m]) is int for r in rows for m in MEASURES if m != "cost_usd")
+        money = ("cost_usd", "billed_cost_usd", "estimated_cost_usd", "list_cost_usd")
+        assert all(isinstance(r[m], Decimal) for r in rows for m in money)
+        assert all(type(r[m]) is int for r in rows for m in MEASURES if m not in money)
         calls = list(iter_calls(conn, Filters(), chunk_size=7))
         assert [(c["created_at"], c["id"]) for c in calls] == sorted((c["created_at"], c["id"]) for c in calls)
         assert set(calls[0]) >= {"id", "created_at", "cost_usd", "tags", "api_key_hint", "error_message"}

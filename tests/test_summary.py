@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from spendlog.cli import cli
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.report.money import money_display
+from spendlog.report.money import money_display, money_exact
 from test_queries import make_record, seed
 
 UTC = timezone.utc
@@ -136,3 +136,32 @@ def test_summary_money_text():
     assert money_display(Decimal("0.09999")) == "$0.10"
     assert money_display(Decimal("0.000000000001")) == "$0.000000000001"
     assert money_display(Decimal("-2.5")) == "-$2.50"
+
+
+def test_the_total_says_what_is_billed_estimated_and_unpriced(ledger):
+    """An unbilled call to a priced model is estimated by the store: the total is labelled as holding
+    an estimate, and the split line shows bills, estimates, unpriced calls and the list price."""
+    from spendlog.db.estimate import price_book, price_record
+
+    unbilled = make_record(datetime(2024, 5, 2, 10, tzinfo=UTC), model="openai/gpt-4o-mini", cost_usd=None,
+                           cost_source="missing", prompt_tokens=2_000_000, completion_tokens=1_000_000)
+    estimate = price_record(price_book(), dict(unbilled))["cost_usd"]
+    assert estimate > 0
+    engine = make_engine(ledger)
+    from spendlog.db.store import insert_records
+    with engine.begin() as conn:
+        insert_records(conn, [unbilled])
+    engine.dispose()
+    code, out, err = run("--db", ledger)
+    assert code == 0, err
+    total = Decimal("1234.750148") + estimate
+    assert f"Total spend   {money_display(total)}   (exact: {money_exact(total)} USD)   incl. {money_display(estimate)} estimated" in out
+    line = next(x for x in out.splitlines() if x.startswith("Priced"))
+    assert line.startswith(f"Priced        billed $1,234.75, estimated {money_display(estimate)}, unpriced 1 calls")
+    assert "list price $" in line
+
+
+def test_a_total_of_bills_only_has_no_estimate_label(ledger):
+    code, out, _ = run("--db", ledger)
+    assert "estimated" not in out.splitlines()[2]
+    assert "Priced        billed $1,234.75, estimated $0.00, unpriced 1 calls" in out

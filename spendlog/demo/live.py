@@ -23,7 +23,7 @@ import httpx
 
 from spendlog import LoggingTransport
 
-from .traffic import ENDPOINTS, KEY_NAMES, Prompts, demo_keys, sample_call
+from .traffic import ENDPOINTS, KEY_NAMES, NO_COST_SHARE, NO_COST_SHARE_MISTRAL, Prompts, demo_keys, sample_call
 
 __all__ = ["LiveSender", "start_live_traffic"]
 
@@ -82,6 +82,11 @@ class LiveSender:
             "X-Fake-Latency-Ms": str(rng.randint(80, 600)),
             "X-Fake-Chunk-Delay-Ms": "15",
         }
+        # like the backfill, a share of calls is answered as OpenAI answers (usage, no cost), so the
+        # live ledger shows spendlog's estimates beside the router's bills
+        share = NO_COST_SHARE_MISTRAL if str(body.get("model", "")).startswith("mistralai/") else NO_COST_SHARE
+        if rng.random() < share:
+            headers["X-Fake-No-Cost"] = "1"
         if self.via == "hook":  # the transport adds its own via=hook tag; the header one would win
             headers["X-Spendlog-Tags"] = f"env={KEY_NAMES[key_index]}"
         url = self.base_url + ENDPOINTS[endpoint]

@@ -14,7 +14,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import TextIO
 
-from spendlog.db.models import SPEND_MEASURES
+from spendlog.db.models import MONEY_MEASURES, SPEND_MEASURES
 from spendlog.db.queries import Filters, grouped_totals, iter_call_chunks
 
 from .focus import export_focus_calls, export_focus_grouped
@@ -32,7 +32,11 @@ __all__ = [
 ]
 
 FORMATS = TABLE_FORMATS
-GROUP_MEASURES = SPEND_MEASURES  # the grouped file's measure columns: the rollup's spend sums
+# The grouped file's measure columns: the rollup's spend sums (``cost_usd`` = ``billed_cost_usd`` +
+# ``estimated_cost_usd``), then ``calls_unpriced``: the calls with no cost (``cost_source = 'missing'``),
+# the same count as ``calls_missing_cost``, which stays for the scripts that read it.
+GROUP_MEASURES = (*SPEND_MEASURES, "calls_unpriced")
+_GROUP_SOURCE = {"calls_unpriced": "calls_missing_cost"}  # file column -> read-layer measure
 CALL_COLUMNS = (
     "id",
     "created_at",
@@ -55,11 +59,13 @@ CALL_COLUMNS = (
     "reasoning_tokens",
     "cost_usd",
     "cost_source",
+    "list_cost_usd",
+    "price_source",
     "latency_ms",
     "ttft_ms",
 )
 _CALL_TEXT = ("id", "request_id", "model", "requested_model", "provider", "app", "user", "tags", "api_key_hint",
-              "error_type", "finish_reason", "cost_source")
+              "error_type", "finish_reason", "cost_source", "price_source")
 _first_char = itemgetter(0)
 
 
@@ -75,9 +81,9 @@ def export_grouped(
     if fmt == "focus":
         return export_focus_grouped(conn, filters, by, tz, out, progress=progress)
     columns = grouped_columns(by)
-    rows = ([r[c] for c in columns] for r in grouped_totals(conn, filters, by, tz))
-    kinds = ["any"] * len(by) + ["int"] * len(GROUP_MEASURES)
-    kinds[len(by) + GROUP_MEASURES.index("cost_usd")] = "money"
+    sources = [_GROUP_SOURCE.get(c, c) for c in columns]
+    rows = ([r[c] for c in sources] for r in grouped_totals(conn, filters, by, tz))
+    kinds = ["any"] * len(by) + ["money" if m in MONEY_MEASURES else "int" for m in GROUP_MEASURES]
     return write_table(chunked(rows), columns, fmt, out, kinds=kinds, progress=progress)
 
 

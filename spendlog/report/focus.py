@@ -61,6 +61,9 @@ FOCUS_COLUMNS = (
     "x_CallId",
     "x_CreatedAt",
     "x_StatusCode",
+    "x_EstimatedCost",
+    "x_CostSource",
+    "x_PriceSource",
 )
 ROUTER = "SolRouter"
 
@@ -72,22 +75,27 @@ def _focus_instant(value: datetime) -> str:
 _UTC = ZoneInfo("UTC")
 
 
-def _focus_row(*, cost, period: tuple[datetime, datetime], billing: tuple[datetime, datetime], model, provider,
+def _money(value) -> Decimal:
+    return value if value is not None else Decimal(0)
+
+
+def _focus_row(*, cost, billed, estimated, listed, period: tuple[datetime, datetime], billing: tuple[datetime, datetime], model, provider,
                app, user, key, requests, prompt, completion, total, cached, reasoning, missing, tags,
-               call_id=None, created_at=None, status=None) -> list:
-    cost = cost if cost is not None else Decimal(0)
+               call_id=None, created_at=None, status=None, cost_source=None, price_source=None) -> list:
+    # BilledCost: only the upstream's bills; EffectiveCost: bills + spendlog's estimates (docs/focus.md)
+    cost, billed, estimated, listed = map(_money, (cost, billed, estimated, listed))
     labels = {"app": app, "user": user, "api_key_hint": key, **(tags or {})}
     labels = {k: v for k, v in labels.items() if v is not None}
     what = model or "unknown model"
     return [
-        cost, cost, cost, cost, "USD", key or "unknown",
+        billed, cost, listed, cost, "USD", key or "unknown",
         *map(_focus_instant, (*billing, *period)),
         "Usage", "Usage-Based", f"{requests} LLM API call{'s' if requests != 1 else ''} to {what} via {ROUTER}",
         "Standard", ROUTER, provider or ROUTER, ROUTER, ROUTER, "AI and Machine Learning",
         model, model, "LLM model" if model else None, app, app,
         total, "Tokens", labels or None,
         requests, prompt, completion, cached, reasoning, missing, provider, app, user, key,
-        call_id, created_at, status,
+        call_id, created_at, status, estimated, cost_source, price_source,
     ]
 
 
@@ -109,7 +117,8 @@ def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out
             start = local_midnight(r[period], zone)
             end = local_midnight(next_period_start(r[period], period), zone)
             yield _focus_row(
-                cost=r["cost_usd"], period=(start, end), billing=_billing_month(start), model=r.get("model"),
+                cost=r["cost_usd"], billed=r["billed_cost_usd"], estimated=r["estimated_cost_usd"],
+                listed=r["list_cost_usd"], period=(start, end), billing=_billing_month(start), model=r.get("model"),
                 provider=r.get("provider"), app=r.get("app"), user=r.get("user"), key=r.get("key"),
                 requests=r["requests"], prompt=r["prompt_tokens"], completion=r["completion_tokens"],
                 total=r["total_tokens"], cached=r["cached_tokens"], reasoning=r["reasoning_tokens"],
@@ -121,7 +130,7 @@ def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out
 
 _FOCUS_CALL_SOURCE = ("id", "created_at", "model", "provider", "app", "user", "api_key_hint", "tags", "status_code",
                       "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
-                      "cost_usd")
+                      "cost_usd", "cost_source", "list_cost_usd", "price_source")
 
 
 def export_focus_calls(conn, filters: Filters, out: TextIO, *, progress=None, chunk_size: int = 10_000) -> int:
@@ -130,14 +139,16 @@ def export_focus_calls(conn, filters: Filters, out: TextIO, *, progress=None, ch
         for chunk in iter_call_chunks(conn, filters, _FOCUS_CALL_SOURCE, chunk_size=chunk_size):
             rows = []
             for (cid, created, model, provider, app, user, key, tags, status, prompt, completion, total, cached,
-                 reasoning, cost) in chunk:
+                 reasoning, cost, source, listed, priced) in chunk:
                 hour = created.replace(minute=0, second=0, microsecond=0)
+                estimate = source == "estimated"
                 rows.append(_focus_row(
-                    cost=cost, period=(hour, hour + timedelta(hours=1)), billing=_billing_month(hour), model=model,
+                    cost=cost, billed=None if estimate else cost, estimated=cost if estimate else None,
+                    listed=listed, period=(hour, hour + timedelta(hours=1)), billing=_billing_month(hour), model=model,
                     provider=provider, app=app, user=user, key=key, requests=1, prompt=prompt,
                     completion=completion, total=total, cached=cached, reasoning=reasoning,
                     missing=int(cost is None), tags=tags if isinstance(tags, dict) else None,
-                    call_id=cid, created_at=created, status=status,
+                    call_id=cid, created_at=created, status=status, cost_source=source, price_source=priced,
                 ))
             yield rows
 

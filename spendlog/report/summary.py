@@ -2,7 +2,8 @@
 
 Figures come from ``spendlog.db.queries.grouped_totals`` (the dashboard's numbers, to the last
 digit); money reads as on the dashboard (``money_display``), the total also exactly
-(``money_exact``, the files' form). The header names the range's real local dates: the ones asked
+(``money_exact``, the files' form), split into the upstream's bills, spendlog's estimates and the
+unpriced calls, beside the list price. The header names the range's real local dates: the ones asked
 for, else those of the first and the last matching call.
 """
 
@@ -34,7 +35,11 @@ def summary_lines(conn: Connection, filters: Filters, by: Sequence[str], tz: str
     errors = total["errors"]
     rate = f"{errors / requests:.1%}" if requests else "0.0%"
     out += [
-        f"Total spend   {money_display(total['cost_usd'])}   (exact: {money_exact(total['cost_usd'])} USD)",
+        f"Total spend   {money_display(total['cost_usd'])}   (exact: {money_exact(total['cost_usd'])} USD)"
+        + (f"   incl. {money_display(total['estimated_cost_usd'])} estimated" if total["estimated_cost_usd"] else ""),
+        f"Priced        billed {money_display(total['billed_cost_usd'])}, estimated "
+        f"{money_display(total['estimated_cost_usd'])}, unpriced {total['calls_missing_cost']:,} calls;   "
+        f"list price {money_display(total['list_cost_usd'])}",
         f"Requests      {requests:,}   errors {errors:,} ({rate})   without cost {total['calls_missing_cost']:,}",
         f"Tokens        {total['prompt_tokens']:,} prompt, {total['completion_tokens']:,} completion, "
         f"{total['total_tokens']:,} total",
