@@ -238,6 +238,7 @@ def _check_groups(by: Sequence[str]) -> tuple[str, ...]:
 
 
 def zero_measures() -> list:
+    """A row of ``MEASURES`` at zero (cost as ``Decimal(0)``), to add rows to with ``add_measures``."""
     row: list = [0] * len(MEASURES)
     row[_COST] = Decimal(0)
     return row
