@@ -127,13 +127,16 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
     con.execute("DELETE FROM rollup_hourly")
     con.execute(
         """
-        INSERT INTO rollup_hourly
+        INSERT INTO rollup_hourly (bucket, model, provider, app, user, api_key_hint, is_error, requests,
+               prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, cost_usd,
+               calls_missing_cost, latency_ms_sum, latency_count, billed_cost_usd)
         SELECT substr(created_at, 1, 13) || ':00:00.000000', coalesce(model, ''), coalesce(provider, ''),
                coalesce(app, ''), coalesce(user, ''), coalesce(api_key_hint, ''),
                (status_code IS NULL OR status_code >= 400 OR (error_type IS NOT NULL AND error_type != 'cancelled')),
                count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
                coalesce(sum(total_tokens), 0), coalesce(sum(cached_tokens), 0), coalesce(sum(reasoning_tokens), 0),
-               coalesce(sum(cost_usd), 0), sum(cost_usd IS NULL), coalesce(sum(latency_ms), 0), count(latency_ms)
+               coalesce(sum(cost_usd), 0), sum(cost_usd IS NULL), coalesce(sum(latency_ms), 0), count(latency_ms),
+               coalesce(sum(cost_usd), 0)  -- every generated cost is the upstream's bill
         FROM completions GROUP BY 1, 2, 3, 4, 5, 6, 7
         """
     )

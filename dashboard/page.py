@@ -15,10 +15,10 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, whatif
+from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, request_log_view, whatif
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
-from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, SORTS, View, previous_period
+from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period
 from spendlog.report.money import money_display
 from spendlog.db.engine import mask_url
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
@@ -192,7 +192,7 @@ def _overview(url: str, view: View) -> None:
 
     if view.status == "errors":
         _errors_view(url, view, current, granularity, tick)
-        _log(url, view, current, total, tick)
+        request_log_view.request_log(url, view, current, total, tick)
         _calls(url, view, current, total, tick)
         return
     st.subheader(f"Spend per model per {granularity}")
@@ -235,7 +235,7 @@ def _overview(url: str, view: View) -> None:
     st.dataframe(frames.model_table(frames.regroup(day_rows, "model")), hide_index=True, width="stretch")
     st.caption(MONEY_RULE)
     whatif.panel(url, current, [r["model"] for r in by_model if r["model"]], tick)
-    _log(url, view, current, total, tick)
+    request_log_view.request_log(url, view, current, total, tick)
     _calls(url, view, current, total, tick)
 
 
@@ -279,74 +279,6 @@ def _errors_view(url: str, view: View, current: Filters, granularity: str, tick:
                "A call's full error message: open it in the request log below.")
 
 
-LOG_SORTS = {"time": "Newest first", "cost": "Cost (highest first)", "tokens": "Tokens (most first)",
-             "latency": "Latency (slowest first)"}
-
-
-def _open_from(key: str, df) -> None:
-    """A row picked in table ``key`` opens that call (only when the pick changes)."""
-    event = st.session_state.get(key)
-    rows = list(getattr(getattr(event, "selection", None), "rows", None) or
-                ((event or {}).get("selection", {}).get("rows", []) if isinstance(event, dict) else []))
-    seen = st.session_state.get(f"_seen_{key}")
-    if rows != seen:
-        st.session_state[f"_seen_{key}"] = rows
-        if rows and rows[0] < len(df):
-            st.session_state["log_call"] = str(df.iloc[rows[0]]["Id"])
-            st.rerun()
-
-
-def _log(url: str, view: View, current: Filters, total: dict, tick: int | None) -> None:
-    """The request log: the view's calls one page at a time, sorted and searched on the server."""
-    ss = st.session_state
-    zone = ZoneInfo(view.tz)
-    with st.container(key="request_log"):
-        st.subheader("Request log")
-        signature = (current, view.q, view.sort)
-        if ss.get("_log_signature") not in (None, signature):
-            ss["log_page"] = 1
-            view = replace(view, page=0)
-        ss["_log_signature"] = signature
-        left, mid, right = st.columns([3, 2, 1])
-        left.text_input("Search", key="log_q", placeholder="model, app, user, tag, request id, error …",
-                        max_chars=200)
-        mid.selectbox("Sort", list(SORTS), key="log_sort", format_func=LOG_SORTS.__getitem__)
-        right.number_input("Page", min_value=1, max_value=1_000_000, step=1, key="log_page")
-        found = reads.log_page(url, current, view.q, view.sort, view.page, as_of=tick)
-        count = total["requests"] if not view.q else None
-        pages = f" of {max(1, -(-count // found.size)):,}" if count is not None else ""
-        shown = (f"{view.page * found.size + 1:,}–{view.page * found.size + len(found.rows):,}"
-                 if found.rows else "none")
-        st.caption(f"Page {view.page + 1:,}{pages}: calls {shown}"
-                   + (f" of {count:,}" if count is not None else (" (more follow)" if found.has_next else ""))
-                   + ". Click a row to open the call.")
-        df = frames.log_table(found.rows, zone)
-        st.dataframe(df, hide_index=True, width="stretch", key="log_table", on_select="rerun",
-                     selection_mode="single-row")
-        _open_from("log_table", df)
-        if view.call:
-            _call_detail(url, view.call, zone)
-
-
-def _call_detail(url: str, call_id: str, zone) -> None:
-    record = reads.call(url, call_id)
-    with st.container(border=True, key="call_detail"):
-        head, close = st.columns([5, 1])
-        if record is None:
-            head.text(f"No call with id {call_id[:64]}")
-        else:
-            head.markdown("**Call**")
-        if close.button("Close", key="close_call", icon=":material/close:"):
-            st.session_state["log_call"] = ""
-            st.rerun()
-        if record is not None:
-            shown = frames.call_record(record, zone)
-            if shown.get("error_message"):
-                st.text("Error message (in full):")
-                st.code(shown["error_message"], language=None, wrap_lines=True)
-            st.json(shown, expanded=True)
-
-
 def _calls(url: str, view: View, current: Filters, total: dict, tick: int | None) -> None:
     """The 50 most expensive calls and the most recent errors (a row opens its call)."""
     zone = ZoneInfo(view.tz)
@@ -360,14 +292,14 @@ def _calls(url: str, view: View, current: Filters, total: dict, tick: int | None
         df = frames.calls_table(data.expensive_calls(url, current, as_of=tick), zone)
         st.dataframe(df, hide_index=True, width="stretch", key="expensive_table", on_select="rerun",
                      selection_mode="single-row")
-        _open_from("expensive_table", df)
+        request_log_view.open_from("expensive_table", df)
     st.subheader("Recent errors")
     failed = data.recent_errors(url, current, as_of=tick) if total["errors"] else []
     if failed:
         df = frames.calls_table(failed, zone, errors=True)
         st.dataframe(df, hide_index=True, width="stretch", key="errors_table", on_select="rerun",
                      selection_mode="single-row")
-        _open_from("errors_table", df)
+        request_log_view.open_from("errors_table", df)
     else:
         st.caption("No errors in this range.")
 

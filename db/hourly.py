@@ -1,6 +1,6 @@
 """Sums per UTC hour and model, for the dashboard's hourly view of short ranges (up to two days).
 
-The same exact sums as ``db.queries.grouped_totals`` (its own SQL builders): whole hours from
+The same exact sums as ``db.queries.grouped_totals`` (its ``bucket_sums``): whole hours from
 ``rollup_hourly``, the partial hours at the range's ends from ``completions``. Buckets are UTC
 hours; the page shows each at its local start time.
 """
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from .filters import Filters
 from .periods import ceil_hour, floor_hour
-from .queries import MEASURES, _grouped_select, _measures, _Part, _zero
+from .queries import MEASURES, add_measures, bucket_sums, zero_measures
 
 __all__ = ["hourly_totals", "MAX_HOURS"]
 
@@ -30,24 +30,18 @@ def hourly_totals(conn: Connection, filters: Filters) -> Iterator[dict]:
     if start >= end:
         return
     first, last = ceil_hour(start), floor_hour(end)
-    parts: list[_Part] = []
+    parts: list[tuple[str, tuple]] = []
     if first < last:
-        parts.append(_Part("rollup", ((first, last),), 60))
+        parts.append(("rollup", ((first, last),)))
         edges = tuple(r for r in ((start, first), (last, end)) if r[0] < r[1])
         if edges:
-            parts.append(_Part("raw", edges, 60))
+            parts.append(("raw", edges))
     else:
-        parts.append(_Part("raw", ((start, end),), 60))
-    dialect = conn.dialect.name
+        parts.append(("raw", ((start, end),)))
     sums: dict[tuple[datetime, str | None], list] = {}
-    for part in parts:
-        stmt, nkeys = _grouped_select(dialect, part, filters, ["model"])
-        for row in conn.execute(stmt):
-            key = (floor_hour(row[0]), row[1] or None)
-            acc = sums.setdefault(key, _zero())
-            for i, value in enumerate(_measures(dialect, row[nkeys:])):
-                if value is not None:
-                    acc[i] += value if MEASURES[i] == "cost_usd" else int(value)
+    for source, ranges in parts:
+        for (bucket, model), values in bucket_sums(conn, source, ranges, filters, ["model"], 60):
+            add_measures(sums.setdefault((floor_hour(bucket), model or None), zero_measures()), values)
     for (hour, model) in sorted(sums, key=lambda k: (k[0], k[1] is None, k[1] or "")):
         out = {"hour": hour, "model": model}
         out.update(zip(MEASURES, sums[(hour, model)]))

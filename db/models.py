@@ -83,6 +83,12 @@ class Completion(Base):
         Index("ix_completions_model_created_at", "model", "created_at"),
         Index("ix_completions_app_created_at", "app", "created_at"),
         Index("ix_completions_user_created_at", "user", "created_at"),
+        # the request log's ranked orders (biggest first) and request-id lookup (revision 0003). The
+        # ranked ones are DESC NULLS LAST on PostgreSQL; SQLite cannot say NULLS LAST in an index and
+        # sorts NULL lowest, so 0003 makes them plain there (alembic compares them on PostgreSQL only)
+        *(Index(f"ix_completions_{name}", column.desc().nulls_last()) for name, column in (
+            ("cost_usd", cost_usd), ("total_tokens", total_tokens), ("latency_ms", latency_ms))),
+        Index("ix_completions_request_id", "request_id"),
     )
 
 

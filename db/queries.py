@@ -28,9 +28,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, Integer, case, cast, func, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, case, func, literal_column, select, type_coerce
 from sqlalchemy.engine import Connection
 
+from .buckets import raw_bucket
 from .calls import iter_call_chunks, iter_calls
 from .filters import STATUSES, Filters, where_clauses
 from .models import MONEY_MEASURES, SPEND_MEASURES, Completion, RollupHourly
@@ -45,7 +46,7 @@ from .periods import (
     period_keys,
 )
 from .store import is_error_clause
-from .types import UTCDateTime, from_pico
+from .types import from_pico
 
 __all__ = [
     "GROUPS",
@@ -62,6 +63,9 @@ __all__ = [
     "distinct_values",
     "total_spend",
     "call_span",
+    "bucket_sums",
+    "zero_measures",
+    "add_measures",
 ]
 
 GROUPS = ("day", "week", "month", "model", "provider", "app", "user", "key")
@@ -83,24 +87,6 @@ class _Part(NamedTuple):
 
 
 # ---------------------------------------------------------------- grouped SQL
-
-
-def _raw_bucket(dialect: str, minutes: int):
-    created = Completion.created_at
-    if minutes == 0:
-        return created
-    if dialect == "sqlite":  # created_at is 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) text
-        if minutes == 60:
-            expr = func.substr(created, 1, 13).op("||")(literal_column("':00'"))
-        else:
-            minute = cast(func.substr(created, 15, 2), Integer)
-            step = literal_column(str(minutes))
-            quarter = minute.op("/")(step).op("*")(step)  # plain "/": SQLite divides integers exactly
-            expr = func.substr(created, 1, 14).op("||")(func.printf(literal_column("'%02d'"), quarter))
-        return type_coerce(expr, UTCDateTime())
-    seconds = literal_column(str(minutes * 60))
-    expr = func.to_timestamp(func.floor(func.extract("epoch", created) / seconds) * seconds)
-    return type_coerce(expr, UTCDateTime())
 
 
 def _money_sums(dialect: str, column) -> list:
@@ -130,7 +116,7 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
     raw = part.source == "raw"
     keys = []
     if part.bucket is not None:
-        keys.append(_raw_bucket(dialect, part.bucket) if raw else RollupHourly.bucket)
+        keys.append(raw_bucket(dialect, part.bucket) if raw else RollupHourly.bucket)
     for d in dims:
         column = DIMENSIONS[d]
         keys.append(func.coalesce(getattr(Completion, column), "") if raw else getattr(RollupHourly, column))
@@ -167,6 +153,15 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
     if keys:
         stmt = stmt.group_by(*keys)
     return stmt, len(keys)
+
+
+def bucket_sums(conn: Connection, source: str, ranges: Sequence[tuple[datetime, datetime]], filters: Filters,
+                dims: Sequence[str], minutes: int = 60) -> Iterator[tuple[tuple, list]]:
+    """``(keys, MEASURES)`` per UTC bucket (``minutes``; the rollup's are its hour rows) and ``dims``,
+    summed exactly over the [start, end) ``ranges`` from one ``source`` ("rollup" or "raw")."""
+    stmt, nkeys = _grouped_select(conn.dialect.name, _Part(source, tuple(ranges), minutes), filters, dims)
+    for row in conn.execute(stmt):
+        yield tuple(row[:nkeys]), _measures(conn.dialect.name, row[nkeys:])
 
 
 def _data_span(conn: Connection) -> tuple[datetime | None, datetime | None]:
@@ -255,11 +250,12 @@ def _check_groups(by: Sequence[str]) -> tuple[str, ...]:
     return by
 
 
-def _zero() -> list:
+def zero_measures() -> list:
+    """A row of ``MEASURES`` at zero (money as ``Decimal(0)``), to add rows to with ``add_measures``."""
     return [Decimal(0) if i in _MONEY else 0 for i in range(len(MEASURES))]
 
 
-def _add(acc: list, values: Sequence, sign: int = 1) -> None:
+def add_measures(acc: list, values: Sequence, sign: int = 1) -> None:
     """Add one result row's ``MEASURES`` to ``acc`` (``sign`` -1 subtracts them)."""
     for i, value in enumerate(values):
         if value is not None:
@@ -291,8 +287,8 @@ class _Groups:
         key = self.key(instant, dim_values)
         acc = self.sums.get(key)
         if acc is None:
-            acc = self.sums[key] = _zero()
-        _add(acc, values)
+            acc = self.sums[key] = zero_measures()
+        add_measures(acc, values)
 
 
 class _SplitHours:
@@ -323,11 +319,11 @@ class _SplitHours:
     def take(self, part: _Part, hour: datetime, dim_values: tuple, values: Sequence) -> bool:
         """Account for one row of a split ``hour``. True when the row is held (a rollup row:
         not to be added yet); False for a raw row, which is then added to its period as usual."""
-        held = self._held.setdefault((hour, dim_values), _zero())
+        held = self._held.setdefault((hour, dim_values), zero_measures())
         if part.source == "rollup":
-            _add(held, values)
+            add_measures(held, values)
             return True
-        _add(held, values, -1)
+        add_measures(held, values, -1)
         return False
 
     def settle(self, groups: _Groups) -> None:
@@ -364,7 +360,7 @@ def grouped_totals(
             groups.add(bucket, dim_values, values)
     split.settle(groups)
     if not by and not groups.sums:
-        groups.sums[()] = _zero()
+        groups.sums[()] = zero_measures()
     for key in sorted(groups.sums, key=_sort_key):
         out = dict(zip(by, key))
         out.update(zip(MEASURES, groups.sums[key]))

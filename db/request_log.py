@@ -9,26 +9,36 @@ never hands over more than a page. ``log_count`` says how many match (for "page 
 Every value reaches SQL as a bound parameter (SQLAlchemy Core, no SQL text): a search like
 ``%' OR 1=1 --`` is matched literally (``LIKE`` wildcards in it are escaped).
 
-Speed: sorted by time, a page walks ``ix_completions_created_at`` backwards from the range's
-end and stops after a page (fast at any size). Sorted by cost, tokens or latency the database
-must rank every matching call of the range unless an index orders that column (see
-``docs/benchmarks.md`` for the figures with and without ``(cost_usd)``, ``(total_tokens)`` and
-``(latency_ms)`` indexes).
+Speed (revision 0003, figures in ``docs/benchmarks.md``): sorted by time, a page walks
+``ix_completions_created_at`` backwards from the range's end and stops after a page. Sorted by
+cost, tokens or latency it walks ``ix_completions_cost_usd`` (``_total_tokens``, ``_latency_ms``)
+from the top and keeps the calls in the range, so it stops after a page too. SQLite's planner
+would rather take the created_at index for the range and sort the whole range, so there the
+range is written ``+created_at`` (unary plus: not an index term) when the range holds at least
+``RANKED_WALK_MIN`` calls; a range with fewer is read by its created_at index and sorted (a few
+calls in a long ledger would otherwise mean walking most of the ranked index). PostgreSQL's
+planner picks the ``DESC NULLS LAST`` index itself. A search text that looks like an id (no
+spaces) is first looked up by equality on ``id`` (the primary key) and ``request_id``
+(``ix_completions_request_id``); only when no call of the view has it exactly does the search
+fall back to the substring match, which reads every call of the range.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import String, Text, cast, func, or_, select, type_coerce
+from sqlalchemy import String, Text, cast, func, literal, or_, select, type_coerce
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.engine import Connection
 
 from .filters import Filters, where_clauses
+from .buckets import raw_bucket
 from .models import Completion
 from .store import is_error_clause
 
 __all__ = ["error_kinds", "first_call_at", "SORTS", "SEARCHED", "PAGE_SIZE", "MAX_SEARCH", "LogPage", "log_page", "log_count", "get_call",
-           "LIST_COLUMNS"]
+           "LIST_COLUMNS", "looks_like_id", "RANKED_WALK_MIN"]
 
 SORTS = {"time": "created_at", "cost": "cost_usd", "tokens": "total_tokens", "latency": "latency_ms"}
 # what a search looks in: the id and request id, the dimensions, the error and the tags (as JSON text)
@@ -36,6 +46,8 @@ SEARCHED = ("id", "request_id", "model", "app", "user", "error_type", "error_mes
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_SEARCH = 200  # characters of search text used
+# SQLite, ranked orders: a range with at least this many calls walks the ranked column's index
+RANKED_WALK_MIN = 20_000
 LIST_COLUMNS = ("id", "created_at", "model", "provider", "app", "user", "api_key_hint", "status_code",
                 "error_type", "error_message", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
                 "latency_ms", "stream", "request_id")
@@ -49,10 +61,25 @@ class LogPage:
     has_next: bool
 
 
-def _search_clause(dialect: str, text: str):
-    text = text.strip()[:MAX_SEARCH]
-    if not text:
-        return None
+def looks_like_id(text: str) -> bool:
+    """Whether a search text may be a call's ``id`` or ``request_id`` (one word, not too long)."""
+    return 0 < len(text) <= 255 and not any(ch.isspace() for ch in text)
+
+
+def _range(dialect: str, filters: Filters, plain: bool) -> list:
+    """The date range as conditions; on SQLite, unless ``plain``, on ``+created_at`` (see above)."""
+    when = Completion.__table__.c.created_at
+    if not plain and dialect == "sqlite":
+        when = UnaryExpression(when, operator=operators.custom_op("+"), type_=when.type)
+    parts = []
+    if filters.start is not None:
+        parts.append(when >= filters.start)
+    if filters.end is not None:
+        parts.append(when < filters.end)
+    return parts
+
+
+def _substring_clause(dialect: str, text: str):
     parts = []
     for name in SEARCHED:
         column = Completion.__table__.c[name]
@@ -64,9 +91,34 @@ def _search_clause(dialect: str, text: str):
     return or_(*parts)
 
 
-def _where(dialect: str, filters: Filters, search: str) -> list:
-    clauses = where_clauses(filters, raw=True, ranges=[(filters.start, filters.end)])
-    found = _search_clause(dialect, search or "")
+def _search_clause(conn: Connection, filters: Filters, text: str):
+    """Equality on id / request_id when the text is one of the view's, else the substring match."""
+    text = text.strip()[:MAX_SEARCH]
+    if not text:
+        return None
+    if looks_like_id(text):
+        table = Completion.__table__
+        exact = or_(table.c.id == text, table.c.request_id == text)
+        dialect = conn.dialect.name
+        probe = (select(literal(1)).select_from(table)
+                 .where(exact, *where_clauses(filters, raw=True, ranges=[]), *_range(dialect, filters, plain=False))
+                 .limit(1))
+        if conn.scalar(probe) is not None:
+            return exact
+    return _substring_clause(conn.dialect.name, text)
+
+
+def _walk_ranked(conn: Connection, filters: Filters) -> bool:
+    """SQLite: whether the range holds ``RANKED_WALK_MIN`` calls or more (read off its index)."""
+    table = Completion.__table__
+    some = select(table.c.id).where(*_range("sqlite", filters, plain=True)).limit(RANKED_WALK_MIN).subquery()
+    return int(conn.scalar(select(func.count()).select_from(some)) or 0) >= RANKED_WALK_MIN
+
+
+def _where(conn: Connection, filters: Filters, search: str, sort: str = "time") -> list:
+    plain = sort == "time" or conn.dialect.name != "sqlite" or not _walk_ranked(conn, filters)
+    clauses = [*where_clauses(filters, raw=True, ranges=[]), *_range(conn.dialect.name, filters, plain)]
+    found = _search_clause(conn, filters, search or "")
     if found is not None:
         clauses.append(found)
     return clauses
@@ -95,9 +147,10 @@ def log_page(conn: Connection, filters: Filters, *, search: str = "", sort: str 
     size = max(1, min(int(size), MAX_PAGE_SIZE))
     page = max(0, int(page))
     table = Completion.__table__
+    order = _order(sort, descending, conn.dialect.name)
     stmt = (select(*(table.c[name] for name in LIST_COLUMNS))
-            .where(*_where(conn.dialect.name, filters, search))
-            .order_by(*_order(sort, descending, conn.dialect.name))
+            .where(*_where(conn, filters, search, sort))
+            .order_by(*order)
             .limit(size + 1).offset(page * size))
     rows = [dict(zip(LIST_COLUMNS, row)) for row in conn.execute(stmt)]
     return LogPage(rows=rows[:size], page=page, size=size, has_next=len(rows) > size)
@@ -105,7 +158,7 @@ def log_page(conn: Connection, filters: Filters, *, search: str = "", sort: str 
 
 def log_count(conn: Connection, filters: Filters, *, search: str = "") -> int:
     """How many calls match ``filters`` and ``search``."""
-    stmt = select(func.count()).select_from(Completion.__table__).where(*_where(conn.dialect.name, filters, search))
+    stmt = select(func.count()).select_from(Completion.__table__).where(*_where(conn, filters, search))
     return int(conn.scalar(stmt) or 0)
 
 
@@ -124,10 +177,8 @@ def error_kinds(conn: Connection, filters: Filters, *, minutes: int = 60) -> lis
 
     Reads ``completions`` (the rollup has the error flag but not its type); the caller maps each
     bucket to its local period (``db.periods.period_keys``)."""
-    from .queries import _raw_bucket  # the read layer's own UTC bucketing, shared
-
     table = Completion.__table__
-    bucket = _raw_bucket(conn.dialect.name, minutes)
+    bucket = raw_bucket(conn.dialect.name, minutes)
     clauses = where_clauses(filters, raw=True, ranges=[(filters.start, filters.end)])
     stmt = (select(bucket, table.c.error_type, table.c.status_code, func.count())
             .where(*clauses, is_error_clause())

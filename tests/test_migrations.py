@@ -127,9 +127,9 @@ def test_upgrade_from_0001_with_rows_keeps_every_row_and_exact_sums(db_url):
         before_rows, before_rollup = raw(conn, completions), raw(conn, rollup)
         raw_cost = conn.scalar(text("SELECT SUM(cost_usd) FROM completions"))
     assert len(before_rows) == 300 and len(before_rollup) > 10
-    upgrade(engine)
+    upgrade(engine, "0002")
     with engine.connect() as conn:
-        assert current_revision(conn) == head_revision() == "0002"
+        assert current_revision(conn) == "0002"
         assert raw(conn, completions) == before_rows
         assert raw(conn, rollup) == before_rollup
         assert set(conn.execute(select(Completion.price_source, Completion.list_cost_usd))) == {(None, None)}
@@ -141,6 +141,70 @@ def test_upgrade_from_0001_with_rows_keeps_every_row_and_exact_sums(db_url):
         total = conn.execute(select(func.sum(table.c.cost_usd), func.sum(table.c.billed_cost_usd),
                                     func.sum(table.c.calls_missing_cost), func.sum(table.c.requests))).one()
         assert total == (sum(r["cost_usd"] for r in rows if r["cost_usd"] is not None),) * 2 + (100, 300)
+    upgrade(engine)  # and on to the newest
+    with engine.connect() as conn:
+        assert raw(conn, completions) == before_rows
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(ctx, Base.metadata) == []
+    engine.dispose()
+
+
+REQUEST_LOG_INDEXES = {"ix_completions_cost_usd", "ix_completions_total_tokens", "ix_completions_latency_ms",
+                       "ix_completions_request_id"}
+
+
+def test_upgrade_from_0002_with_rows_adds_the_request_log_indexes_and_keeps_every_row(db_url):
+    """A 0002 ledger with calls (billed, estimated, unpriced, failed) and its rollup upgraded to
+    0003: every row and every stored value unchanged, the sums exact, the four request-log
+    indexes there, the schema equal to the models; and back down to 0002 without them."""
+    from alembic import command
+    from decimal import Decimal
+    from sqlalchemy import insert, text
+
+    from spendlog.db.migrate import alembic_config
+    from spendlog.db.models import RollupHourly
+    from spendlog.db.store import rollup_rows
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0002")
+    rows = _rows_0001(240)
+    for i, r in enumerate(rows):
+        if i % 3 == 0 and i % 2:  # some unpriced calls got an estimate (0002's cost_source)
+            r.update(cost_usd=Decimal("0.000000987654") * i, cost_source="estimated", price_source="builtin")
+        r["list_cost_usd"] = Decimal("0.0002") * i if i % 4 else None
+        r.setdefault("price_source", None)
+    with engine.begin() as conn:
+        conn.execute(insert(Completion.__table__), rows)
+        conn.execute(insert(RollupHourly.__table__), rollup_rows(rows))
+
+    def raw(conn, table):
+        cols = ", ".join(f'"{c.name}"' for c in table.columns)
+        keys = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+        return conn.execute(text(f"SELECT {cols} FROM {table.name} ORDER BY {keys}")).all()
+
+    def sums(conn):
+        return (conn.execute(select(func.count(), func.sum(Completion.cost_usd), func.sum(Completion.list_cost_usd),
+                                    func.sum(Completion.total_tokens))).one(),
+                conn.execute(select(func.sum(RollupHourly.requests), func.sum(RollupHourly.cost_usd),
+                                    func.sum(RollupHourly.estimated_cost_usd))).one())
+
+    with engine.connect() as conn:
+        before = raw(conn, Completion.__table__), raw(conn, RollupHourly.__table__)
+        before_sums = sums(conn)
+        assert not REQUEST_LOG_INDEXES & {ix["name"] for ix in inspect(conn).get_indexes("completions")}
+    assert len(before[0]) == 240
+    assert before_sums[0][1] == sum(r["cost_usd"] for r in rows if r["cost_usd"] is not None)
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert current_revision(conn) == head_revision() == "0003"
+        assert (raw(conn, Completion.__table__), raw(conn, RollupHourly.__table__)) == before
+        assert sums(conn) == before_sums
+        assert REQUEST_LOG_INDEXES <= {ix["name"] for ix in inspect(conn).get_indexes("completions")}
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, Base.metadata) == []
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+    with engine.connect() as conn:
+        assert not REQUEST_LOG_INDEXES & {ix["name"] for ix in inspect(conn).get_indexes("completions")}
+        assert raw(conn, Completion.__table__) == before[0]
     engine.dispose()
