@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 
 __all__ = ["price_book", "price_record", "price_records", "priced_fields"]
 
@@ -58,6 +59,17 @@ def price_book():
         return book
 
 
+# The largest price stored for one call: the bound the capture puts on an upstream cost
+# (spendlog.usage.MAX_COST_USD). Token counts that would price a call past it (2**62 tokens) are a
+# broken answer, not a bill: the call stays unpriced instead of poisoning its batch (a SQLite
+# money column holds 9,223,372 USD).
+MAX_PRICE_USD = Decimal(10_000)
+
+
+def _storable(price):
+    return price if price is not None and abs(price.cost) <= MAX_PRICE_USD else None
+
+
 def priced_fields(book, record: Mapping, *, billed: bool) -> dict | None:
     """The pricing columns for one call (``cost_usd``, ``cost_source``, ``price_source``,
     ``list_cost_usd``), or None when nothing prices it. ``billed``: the call has an upstream cost,
@@ -73,6 +85,7 @@ def priced_fields(book, record: Mapping, *, billed: bool) -> dict | None:
             cache_write_tokens=record.get("cache_write_tokens"))
     except (TypeError, ValueError, ArithmeticError):
         return None  # counts of the wrong type: the store's own checks decide about the record
+    estimate, listed = _storable(estimate), _storable(listed)
     if billed:
         return None if listed is None else {"price_source": listed.source, "list_cost_usd": listed.cost}
     if estimate is None:

@@ -171,3 +171,23 @@ def test_records_written_by_the_background_writer_are_estimated(db_url, monkeypa
     engine.dispose()
     assert (row.cost_source, row.cost_usd) == (
         "estimated", genai_cost("gpt-4o-mini", AT, record, provider_api_url="https://api.openai.com"))
+
+
+def test_token_counts_that_would_price_a_call_past_the_bound_leave_it_unpriced(db_url):
+    """2**62 prompt tokens would be estimated at ~$700bn, past what a money column holds on SQLite
+    (the whole batch failed with OverflowError): such a call stays missing, the others are priced."""
+    from spendlog.db.estimate import MAX_PRICE_USD
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    huge = make_record(created_at=AT, model="openai/gpt-4o-mini", prompt_tokens=2**62, completion_tokens=1,
+                       total_tokens=2**62 + 1, cost_usd=None, cost_source="missing")
+    fine = make_record(created_at=AT, model="openai/gpt-4o-mini", prompt_tokens=1000, completion_tokens=10,
+                       total_tokens=1010, cost_usd=None, cost_source="missing")
+    with engine.begin() as conn:
+        assert insert_records(conn, [huge, fine]) == 2
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(Completion))}
+    engine.dispose()
+    assert (rows[huge["id"]].cost_source, rows[huge["id"]].cost_usd, rows[huge["id"]].list_cost_usd) == ("missing", None, None)
+    assert rows[fine["id"]].cost_source == "estimated" and 0 < rows[fine["id"]].cost_usd <= MAX_PRICE_USD

@@ -358,7 +358,11 @@ def test_healthz_describes_upstream_and_writer(proxy, fake_upstream):
     assert resp.status_code == 200
     data = resp.json()
     assert data["status"] == "ok" and data["upstream"] == fake_upstream.base_url
-    assert data["writer"]["state"] == "ok" and data["writer"]["written"] >= 1
+    assert data["writer"]["state"] == "ok"
+    # "writer" is the answering worker's own: with several workers another one may have taken the call
+    assert sum(w["requests"] for w in data["workers"]) >= 1
+    if data["worker_count"] == 1:
+        assert data["writer"]["written"] >= 1
     assert set(data["writer"]) >= {"url", "pending", "spooled", "dropped", "last_error"}
     assert fake_upstream.requests[-1].path == "/v1/chat/completions"  # health is answered locally
 

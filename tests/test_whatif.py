@@ -89,6 +89,8 @@ def test_totals_are_the_per_call_sums(ledger):
 
 def run(*args: str):
     result = CliRunner().invoke(cli, ["whatif", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a crash shows its traceback, not an empty stderr
     return result.exit_code, result.stdout, result.stderr
 
 

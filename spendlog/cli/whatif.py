@@ -37,7 +37,7 @@ def _cells(row, money) -> list:
 def whatif_cmd(target, from_value, to_value, tz, models, fmt, prices_path, db_url) -> None:
     """Show what the same calls (same tokens) would have cost on another model, per source model."""
     from spendlog.db.whatif import WhatIfError, whatif
-    from spendlog.export import display_money, format_money
+    from spendlog.report.money import money_display, money_exact
 
     filters = _filters(from_value, to_value, tz)
     book = load_book(prices_path)
@@ -52,18 +52,18 @@ def whatif_cmd(target, from_value, to_value, tz, models, fmt, prices_path, db_ur
     rows = [*result.rows, result.total]
     if fmt == "json":
         click.echo(json.dumps({"as": result.target, "price_entry": result.target_entry,
-                               "models": [dict(zip(_COLUMNS, _cells(r, format_money))) for r in result.rows],
-                               "total": dict(zip(_COLUMNS, _cells(result.total, format_money)))}, indent=2))
+                               "models": [dict(zip(_COLUMNS, _cells(r, money_exact))) for r in result.rows],
+                               "total": dict(zip(_COLUMNS, _cells(result.total, money_exact)))}, indent=2))
     elif fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(_COLUMNS)
-        writer.writerows(_cells(r, format_money) for r in rows)
+        writer.writerows(_cells(r, money_exact) for r in rows)
         click.echo(out.getvalue(), nl=False)
     else:
         header = ["model", "requests", "actual cost", "unpriced", f"cost as {printable(target)}", "difference"]
-        body = [[printable(r.model) if r.model else "(none)", f"{r.requests:,}", display_money(r.actual_cost_usd),
-                 f"{r.unpriced:,}", display_money(r.cost_as_usd), display_money(r.difference_usd)] for r in rows]
+        body = [[printable(r.model) if r.model else "(none)", f"{r.requests:,}", money_display(r.actual_cost_usd),
+                 f"{r.unpriced:,}", money_display(r.cost_as_usd), money_display(r.difference_usd)] for r in rows]
         lines = text_table(f"What if these calls had gone to {printable(target)} ({result.target_entry})",
                            header, body, right={1, 2, 3, 4, 5})
         if result.total.not_priced_as:
