@@ -56,10 +56,13 @@ def _isolated_data_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("SPENDLOG_UPSTREAM", raising=False)
     monkeypatch.delenv("SPENDLOG_TZ", raising=False)
     monkeypatch.delenv("SPENDLOG_ALLOWED", raising=False)
-    from spendlog.db import log
+    from spendlog.db import log, registry
 
     log.reset_for_tests()
     yield data
+    # the test's writers stop with it: a writer left retrying an unreachable ledger would otherwise
+    # work (and allocate) inside the next tests' measurements
+    registry.reset_for_tests(timeout=2)
 
 
 @pytest.fixture

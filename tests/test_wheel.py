@@ -9,6 +9,8 @@ import textwrap
 import pytest
 from helpers import ROOT, install_wheel
 
+from spendlog.db.migrate import head_revision
+
 
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_records_a_call(tmp_path):
@@ -40,4 +42,4 @@ def test_wheel_installs_into_a_fresh_venv_and_records_a_call(tmp_path):
     status = subprocess.run([str(venv / "bin" / "spendlog"), "db", "status"], capture_output=True, text=True,
                             env=env, cwd=tmp_path, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert "rows:      1" in status.stdout and "revision:  0001" in status.stdout
+    assert "rows:      1" in status.stdout and f"revision:  {head_revision()} (the newest)" in status.stdout

@@ -60,6 +60,9 @@ def test_eight_processes_into_one_sqlite_file(sqlite_url):
         subprocess.Popen(
             [sys.executable, "-c", SUBMIT_SCRIPT.format(tests=tests_dir, n=2000, proc=p, url=sqlite_url)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # loading the price data takes each writer ~0.6 s of CPU (issue 14); eight at once on two cores
+            # can pass the default 5 s exit wait, which spools: the test is about locks, not exit speed
+            env={**os.environ, "SPENDLOG_EXIT_TIMEOUT": "60"},
         )
         for p in range(8)
     ]
