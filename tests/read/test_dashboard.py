@@ -22,7 +22,7 @@ from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.store import insert_records, is_error
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 UTC = timezone.utc
 START = datetime(2025, 3, 10, tzinfo=UTC)
 MODELS = [("openai/gpt-4o-mini", "openai"), ("anthropic/claude-3.5-sonnet", "anthropic"), ("deepseek/deepseek-r1", "deepseek")]

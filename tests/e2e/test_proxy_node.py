@@ -19,7 +19,7 @@ from fixture_proxy import normalise, rows, usage_of
 
 from spendlog.fake_upstream import expected_usage
 
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = Path(__file__).parent.parent / "node"
 MESSAGES = [{"role": "user", "content": "Say hello to the proxy from Node"}]
 
 

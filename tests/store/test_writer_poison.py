@@ -23,7 +23,7 @@ from spendlog.db.engine import resolve_url
 from spendlog.db.status import database_status
 from spendlog.db.writer import Writer, dropped_count, spool_path, spooled_count
 
-TESTS = str(Path(__file__).parent)
+TESTS = str(Path(__file__).parent.parent)
 
 
 def _cleaned(value: str) -> str:

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from spendlog.cli.dashboard import is_loopback, secrets_auth
 from spendlog.dashboard.auth import AllowList, AuthConfigError, is_allowed, parse_allowed, sign_in_expired
 
-APP = Path(__file__).resolve().parent / "oidc" / "app.py"
+APP = Path(__file__).resolve().parent.parent / "oidc" / "app.py"
 FIGURE = "TOTAL $123.45"
 AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "a-long-enough-cookie-secret",
         "client_id": "spendlog", "client_secret": "client-secret",

@@ -20,7 +20,7 @@ from spendlog.fake_upstream import expected_usage
 
 pytestmark = pytest.mark.timeout(300)
 
-TESTS = str(Path(__file__).parent)
+TESTS = str(Path(__file__).parent.parent)
 MESSAGES = [{"role": "user", "content": "one call then exit"}]
 
 

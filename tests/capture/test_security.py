@@ -41,7 +41,7 @@ from spendlog.transport import LoggingTransport
 
 pytestmark = pytest.mark.timeout(300)
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 MESSAGES = [{"role": "user", "content": "keep my keys safe"}]
 # libraries of the *app* that log their own request lines (httpx logs URLs with their query at INFO):
 # what they print is the app's business, not spendlog's

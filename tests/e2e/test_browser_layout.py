@@ -29,7 +29,7 @@ from spendlog.db.queries import Filters, date_bounds, grouped_totals
 from spendlog.db.request_log import log_page
 from spendlog.db.store import insert_records
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UTC = timezone.utc
 
 # The texts a chart shows: Vega draws into an SVG; a label it hides for overlap has opacity 0.

@@ -23,7 +23,7 @@ from spendlog.db.engine import make_engine, resolve_url, write_lock_path
 from spendlog.db.migrate import upgrade
 from spendlog.db.writer import Writer, dropped_count, spool_path, spooled_count
 
-TESTS = str(Path(__file__).parent)
+TESTS = str(Path(__file__).parent.parent)
 
 HOLDER = """
 import contextlib, sys, time

@@ -55,7 +55,7 @@ def test_submit_then_flush_writes_rows_and_rollup(sqlite_url):
 
 @pytest.mark.slow
 def test_eight_processes_into_one_sqlite_file(sqlite_url):
-    tests_dir = str(Path(__file__).parent)
+    tests_dir = str(Path(__file__).parent.parent)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", SUBMIT_SCRIPT.format(tests=tests_dir, n=2000, proc=p, url=sqlite_url)],
@@ -84,7 +84,7 @@ def test_script_that_records_one_call_and_exits_leaves_its_row(sqlite_url):
     result = run_python(
         f"""
         import sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
         from helpers import make_record
         from spendlog.db.writer import submit
         submit(make_record(model="openai/one-shot"), {sqlite_url!r})

@@ -24,7 +24,7 @@ from spendlog.db.store import insert_records
 from spendlog.db.writer import Writer, spool_path, spooled_count
 
 FUTURE = "9999_from_the_future"
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 
 def _newer_ledger(url: str, rows: int = 0) -> None:

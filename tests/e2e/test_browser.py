@@ -21,7 +21,7 @@ from spendlog.db.migrate import upgrade
 from spendlog.db.queries import Filters, date_bounds, grouped_totals
 from spendlog.db.store import insert_records
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 UTC = timezone.utc
 
