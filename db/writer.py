@@ -11,19 +11,17 @@ duplicates, on the next successful write and on start. If even the spool cannot 
 records are counted as dropped, warned about, and the count is kept on disk and shown by
 ``spendlog db status``: never silent.
 
-One bad record never costs the others: a batch that fails because of a record (a value no
-column takes) is written without it (``db.store.insert_isolating``), and the record is
-quarantined on its own in ``<spool>.rejected`` with the reason; so are spool lines that cannot
-be read back. A database migrated by a newer spendlog is said so once, and records are spooled
+One bad record never costs the others: a batch that fails because of a record (a value no column takes)
+is written without it (``db.store.insert_isolating``), and the record is quarantined on its own in
+``<spool>.rejected`` with the reason; so are spool lines that cannot be read back. A database migrated by a newer spendlog is said so once, and records are spooled
 (the schema is looked at again every minute, not per batch) until spendlog is upgraded.
 
-Memory is bounded and ``submit`` never blocks: past ``max_pending`` queued records, records go to
-an overflow queue (``max_overflow``) that a second thread spools; past that they are dropped and
-counted (the last resort). The process's writers, one per database, and what becomes of them at
+Memory is bounded and ``submit`` never blocks: past ``max_pending`` queued records, records go to an
+overflow queue (``max_overflow``) that a second thread spools; past that they are dropped and counted. The process's writers, one per database, and what becomes of them at
 fork, exit and SIGTERM (flushed with a bounded wait, the rest spooled) are ``db.registry``'s job;
-``get_writer`` and ``submit`` go through it.
-SQLite writers in every process queue for one ``flock`` (``db.engine.write_lock_path``) around each
-write transaction, so none starves on the busy timeout.
+``get_writer`` and ``submit`` go through it. SQLite writers in every process queue for one ``flock``
+(``db.engine.write_lock_path``) around each write transaction, so none starves on the busy timeout;
+records are priced (``db.estimate.price_batch``) before it is taken.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from .log import log, warn_once
 from .migrate import ensure_schema
 from .registry import flush
 from .spool import DroppedCounter, QuarantineError, Spool, dropped_count, rejected_count, spool_path, spooled_count
+from .estimate import price_batch
 from .store import insert_isolating, insert_records, is_record_error
 
 __all__ = ["Writer", "get_writer", "submit", "flush", "spool_path", "dropped_count", "spooled_count",
@@ -277,6 +276,7 @@ class Writer:
         """Store ``records`` in one transaction; returns (rows added, [(record, reason)] refused).
         Raises when the database (or its lock) is unavailable."""
         engine = self._engine_ready()
+        records = price_batch(records)  # outside the lock: pricing is CPU, the lock is for writing
         with file_lock(self._write_lock, optional=True, timeout=lock_timeout()):
             try:
                 with engine.begin() as conn:
