@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from .buckets import raw_bucket
 from .calls import iter_call_chunks, iter_calls
 from .filters import STATUSES, Filters, where_clauses
+from .groups import GROUPS, parse_groups
 from .models import MONEY_MEASURES, SPEND_MEASURES, Completion, RollupHourly
 from .periods import (
     PERIODS,
@@ -68,7 +69,6 @@ __all__ = [
     "add_measures",
 ]
 
-GROUPS = ("day", "week", "month", "model", "provider", "app", "user", "key")
 DIMENSIONS = {"model": "model", "provider": "provider", "app": "app", "user": "user", "key": "api_key_hint"}
 MEASURES = (*SPEND_MEASURES, "errors", "latency_ms_sum", "latency_count")
 _TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
@@ -236,27 +236,6 @@ def _smaller_side(hour: datetime, boundary: datetime) -> tuple[datetime, datetim
     if boundary - hour <= timedelta(minutes=30):
         return hour, boundary
     return boundary, hour + timedelta(hours=1)
-
-
-def parse_groups(value: str | Sequence[str], *, allow_call: bool = False) -> tuple[str, ...]:
-    """The one group rule: ``"day,model"`` (or a sequence) -> ``("day", "model")``, each a known group,
-    none twice; with ``allow_call``, ``call`` alone (one row per call). ``ValueError`` says what is wrong
-    without naming an option, so the CLI can put ``--by`` in front of it."""
-    raw = value.split(",") if isinstance(value, str) else list(value)
-    groups = tuple(g.strip().lower() for g in raw if g.strip()) if isinstance(value, str) else tuple(raw)
-    choices = (*GROUPS, "call") if allow_call else GROUPS
-    if isinstance(value, str) and not groups:
-        raise ValueError("needs at least one of: " + ", ".join(choices))
-    if "call" in groups and allow_call:
-        if groups != ("call",):
-            raise ValueError("call cannot be combined with other groups")
-        return groups
-    for g in groups:
-        if g not in GROUPS:
-            raise ValueError(f"{g!r} is not a group: choose from {', '.join(choices)}")
-    if len(set(groups)) != len(groups):
-        raise ValueError("lists a group twice")
-    return groups
 
 
 def _check_groups(by: Sequence[str]) -> tuple[str, ...]:

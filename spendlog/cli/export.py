@@ -16,7 +16,7 @@ from ._common import db_option, fail, output_file, parse_date, reading
 
 def _parse_groups(value: str, *, allow_call: bool) -> list[str]:
     """``--by``: the rule is ``db.queries.parse_groups``; its ``ValueError`` becomes one usage line."""
-    from spendlog.db.queries import parse_groups
+    from spendlog.db.groups import parse_groups
 
     if not allow_call and "call" in (g.strip().lower() for g in value.split(",")):
         fail("--by call is for `spendlog export`")
