@@ -17,6 +17,8 @@ IANA timezone (``zoneinfo``, DST-correct), stored and queried as UTC instants:
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,6 +51,22 @@ def get_zone(tz: str) -> ZoneInfo:
         return ZoneInfo(tz.strip())
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(f"unknown timezone {tz!r}: use an IANA name such as UTC or Europe/Berlin") from exc
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_day(value: str | None) -> date | None:
+    """A ``YYYY-MM-DD`` day (None stays None); ``ValueError`` naming the value otherwise. The one
+    date rule: the CLI's options (``--from``, ``--to``, ``--before``) and the dashboard read days with it."""
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str) or not _DAY.match(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date: use YYYY-MM-DD") from None
 
 
 def date_bounds(

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from .buckets import raw_bucket
 from .calls import iter_call_chunks, iter_calls
 from .filters import STATUSES, Filters, where_clauses
+from .groups import GROUPS, parse_groups
 from .models import MONEY_MEASURES, SPEND_MEASURES, Completion, RollupHourly
 from .periods import (
     PERIODS,
@@ -68,7 +69,6 @@ __all__ = [
     "add_measures",
 ]
 
-GROUPS = ("day", "week", "month", "model", "provider", "app", "user", "key")
 DIMENSIONS = {"model": "model", "provider": "provider", "app": "app", "user": "user", "key": "api_key_hint"}
 MEASURES = (*SPEND_MEASURES, "errors", "latency_ms_sum", "latency_count")
 _TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
@@ -239,15 +239,7 @@ def _smaller_side(hour: datetime, boundary: datetime) -> tuple[datetime, datetim
 
 
 def _check_groups(by: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(by, str):
-        by = (by,)
-    by = tuple(by)
-    for g in by:
-        if g not in GROUPS:
-            raise ValueError(f"unknown group {g!r}: choose from {', '.join(GROUPS)}")
-    if len(set(by)) != len(by):
-        raise ValueError("a group is listed twice")
-    return by
+    return parse_groups((by,) if isinstance(by, str) else by)
 
 
 def zero_measures() -> list:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ import click
 
 __all__ = ["db_option", "fail", "need_demo_extra", "output_file", "parse_date", "reading", "storage_errors"]
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def db_option(f):
@@ -61,15 +59,14 @@ def storage_errors(action: str, url) -> Iterator[None]:
 
 
 def parse_date(value: str | None, option: str) -> date | None:
-    """``YYYY-MM-DD`` for ``option`` (None stays None); anything else is a one-line usage error."""
-    if value is None:
-        return None
+    """``YYYY-MM-DD`` for ``option`` (None stays None), by ``db.periods.parse_day``'s rule; its
+    ``ValueError`` becomes a one-line usage error naming the option."""
+    from spendlog.db.periods import parse_day
+
     try:
-        if not _DATE.match(value):
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"{option} {value!r} is not a date: use YYYY-MM-DD")
+        return parse_day(value)
+    except ValueError as exc:
+        fail(f"{option} {exc}")
     return None  # unreachable
 
 
