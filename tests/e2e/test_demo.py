@@ -278,7 +278,9 @@ def test_the_demo_backfills_sends_live_calls_through_hook_and_proxy_serves_the_d
         fresh = [r for r in rows if r.tags.get("via") == via]
         assert fresh, f"no live rows through the {via}: {output}"
         assert all(r.created_at >= started for r in fresh)
-        assert any(r.status_code == 200 and r.cost_source == "upstream" and r.cost_usd > 0 for r in fresh)
+        # a share of the live calls is answered without a cost, like OpenAI's (issue 14): those are estimated
+        assert any(r.status_code == 200 and r.cost_source in ("upstream", "estimated") and r.cost_usd > 0
+                   for r in fresh)
         assert all(r.app in {a.name for a in APPS} and r.user in USERS for r in fresh)
         assert all(r.upstream.startswith("127.0.0.1:") for r in fresh)
     assert "backfilled" in output and "stopping" in output
