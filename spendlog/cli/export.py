@@ -90,6 +90,8 @@ def export_cmd(from_value, to_value, tz, by_value, fmt, output, db_url) -> None:
     if fmt == "focus" and by != ["call"] and sum(g in ("day", "week", "month") for g in by) != 1:
         fail("--format focus needs exactly one of day, week or month in --by (or --by call)")
     with reading(db_url) as conn, output_file(output) as (stream, target):
+        if by == ["call"]:
+            _say_if_pruned(conn, filters)
         show_progress = target is not None and by == ["call"] and sys.stderr.isatty()
         try:
             if by == ["call"]:
@@ -102,6 +104,17 @@ def export_cmd(from_value, to_value, tz, by_value, fmt, output, db_url) -> None:
             raise SystemExit(0)
     if target is not None:
         click.echo(f"wrote {rows:,} rows to {target}", err=True)
+
+
+def _say_if_pruned(conn, filters) -> None:
+    """A per-call file over a pruned range (``spendlog db prune``) lacks those calls: say so in one line
+    rather than hand over a short file silently; the grouped exports still hold their totals."""
+    from spendlog.db.prune import pruned_until, range_pruned
+
+    if range_pruned(conn, filters.start, filters.end):
+        click.echo(f"spendlog export: the ledger keeps calls from {pruned_until(conn):%Y-%m-%d %H:%M} UTC on (older ones "
+                   "were pruned), so this per-call file lacks those; grouped exports (--by day,model ...) still hold "
+                   "their totals", err=True)
 
 
 @contextmanager

@@ -180,3 +180,30 @@ def test_rebuild_rollups_after_a_prune_keeps_the_pruned_hours(db_url):
             assert sum(t["requests"] for t in totals[0]) > 0  # January is still there, from the rollup alone
     finally:
         engine.dispose()
+
+
+def test_a_per_call_export_over_a_pruned_range_says_so_in_one_line(sqlite_url):
+    """The per-call file over pruned months lacks those calls: the export says so on stderr (one line)
+    instead of handing over a short file silently; a range after the cutoff, or a grouped export, says nothing."""
+    from click.testing import CliRunner
+
+    from spendlog.cli import cli
+
+    records = _records()
+    engine = _ledger(sqlite_url, records)
+    prune_before(engine, CUTOFF, batch=100)
+    engine.dispose()
+
+    def export(*args):
+        result = CliRunner().invoke(cli, ["export", "--db", sqlite_url, *args])
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    said = export("--by", "call", "--from", "2025-01-15", "--to", "2025-03-15")
+    lines = [line for line in said.splitlines() if line.strip()]
+    with make_engine(sqlite_url).connect() as conn:
+        kept_from = floor_hour(conn.scalar(select(func.min(Completion.created_at))))
+    assert kept_from >= CUTOFF
+    assert len(lines) == 1 and "pruned" in lines[0] and f"{kept_from:%Y-%m-%d %H:%M} UTC" in lines[0], said
+    assert export("--by", "call", "--from", "2025-03-02") == ""
+    assert export("--by", "day,model", "--from", "2025-01-15", "--to", "2025-03-15") == ""
