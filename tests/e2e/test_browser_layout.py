@@ -243,8 +243,12 @@ def test_the_dashboard_at_800_and_1400_px(chromium, ledgers, tmp_path):
     exact = money_display(by_cost.rows[0]["cost_usd"], exact=True)
     assert exact in detail.inner_text()  # the exact figure in the record
     target = second.rows[3]
+    # a link opened afresh (a new tab: its own Streamlit session, as when someone follows a shared link)
+    page.close()
+    page = context.new_page()
+    log = page.locator(".st-key-request_log")
     page.goto(f"{url}?{urlencode({'q': target['request_id']})}")
-    log.get_by_text("Page 1: calls 1–1.", exact=False).wait_for()
+    log.get_by_text("Page 1: calls 1–1", exact=False).wait_for(timeout=60_000)
     # clicking the row (its selection box, the grid's first column) opens that call
     grid = log.get_by_test_id("stDataFrame")
     grid.scroll_into_view_if_needed()
