@@ -369,8 +369,8 @@ def call_record(call: dict, tz) -> dict:
     for name, value in call.items():
         if name == "created_at" and value is not None:
             out["created_at"] = f"{_when(value, tz)} ({value.isoformat()} UTC)"
-        elif name == "cost_usd":
-            out[name] = money_display(value, exact=True) if value is not None else None
+        elif isinstance(value, Decimal):  # the call's money (cost_usd, list_cost_usd): every stored digit
+            out[name] = money_display(value, exact=True)
         elif name == "api_key_hint":
             out[name] = safe_hint(value)
         elif isinstance(value, str):

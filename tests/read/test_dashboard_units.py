@@ -279,3 +279,17 @@ def test_other_charts_render_to_vega_lite(make):
     spec = make().to_dict()
     assert spec["mark"]["type"] == "bar"
     assert next(iter(spec["datasets"].values()))  # the chart carries its data
+
+
+def test_a_calls_record_shows_every_money_column_exactly():
+    """The opened call showed ``list_cost_usd`` as ``Decimal('0.001879900000')`` (only ``cost_usd``
+    was formatted); every money column is the exact amount, an unknown one stays None."""
+    at = datetime(2026, 12, 2, 3, 18, 50, tzinfo=timezone.utc)
+    record = frames.call_record({"id": "c1", "created_at": at, "cost_usd": Decimal("0.0018799"),
+                                 "list_cost_usd": Decimal("0.001879900000"), "cost_source": "estimated",
+                                 "prompt_tokens": 2353}, timezone.utc)
+    assert record["cost_usd"] == "$0.0018799"
+    assert record["list_cost_usd"] == "$0.0018799"
+    assert record["prompt_tokens"] == 2353 and record["cost_source"] == "estimated"
+    assert frames.call_record({"id": "c2", "cost_usd": None, "list_cost_usd": None}, timezone.utc) == {
+        "id": "c2", "cost_usd": None, "list_cost_usd": None}
