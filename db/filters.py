@@ -17,7 +17,7 @@ from sqlalchemy import and_, not_, or_
 from .models import Completion, RollupHourly
 from .store import is_error_clause
 
-__all__ = ["Filters", "STATUSES", "FILTER_DIMENSIONS", "where_clauses"]
+__all__ = ["Filters", "STATUSES", "FILTER_DIMENSIONS", "where_clauses", "tag_clauses"]
 
 STATUSES = ("all", "ok", "errors")
 # Filters attribute -> column (the same name in completions and rollup_hourly)
@@ -38,6 +38,8 @@ class Filters:
     users: tuple[str, ...] = ()
     key_hints: tuple[str, ...] = ()
     status: str = "all"
+    # (key, value) pairs, AND-ed: a call matches when its tags hold every pair (issue 15)
+    tags: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -51,6 +53,8 @@ class Filters:
             if isinstance(value, str):
                 value = (value,)
             object.__setattr__(self, name, tuple(str(v) for v in value))
+        pairs = self.tags.items() if isinstance(self.tags, dict) else self.tags
+        object.__setattr__(self, "tags", tuple(sorted({(str(k), str(v)) for k, v in pairs})))
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
 
@@ -74,6 +78,12 @@ def _range_clause(when, start: datetime | None, end: datetime | None):
     return and_(*parts) if parts else None
 
 
+def tag_clauses(tags: tuple[tuple[str, str], ...]) -> list:
+    """Conditions on ``completions.tags`` (JSON on SQLite, JSONB on PostgreSQL): the call's tag
+    ``key`` equals ``value``, for every pair. Bound parameters, never SQL text."""
+    return [Completion.tags[key].as_string() == value for key, value in tags]
+
+
 def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetime | None, datetime | None]]) -> list:
     """SQL conditions for ``filters`` on ``completions`` (``raw``) or ``rollup_hourly``, with
     the time condition taken from ``ranges`` ([start, end) pairs, ``None`` = open, OR-ed)."""
@@ -90,6 +100,10 @@ def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetim
         values = getattr(filters, attr)
         if values:
             clauses.append(_dimension_clause(getattr(table, column), values, raw))
+    if filters.tags:
+        if not raw:
+            raise ValueError("tag filters read completions (raw=True): rollup_hourly has no tags")
+        clauses.extend(tag_clauses(filters.tags))
     if filters.status != "all":
         error = is_error_clause() if raw else RollupHourly.is_error.is_(True)
         clauses.append(error if filters.status == "errors" else not_(error))

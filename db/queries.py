@@ -24,6 +24,7 @@ they are summed like any others. Filter values are bound parameters, never SQL t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
@@ -210,6 +211,10 @@ def plan_grouped(
 
     first = ceil_hour(start) if start is not None else None
     last = floor_hour(end) if end is not None else None
+    if filters.tags:  # rollup_hourly has no tags: a tag filter reads the calls themselves
+        if source == "rollup":
+            raise ValueError("the rollup cannot answer this exactly: it has no tags")
+        source = "raw" if source == "auto" else source
     if source in ("raw", "rows") or (first is not None and last is not None and first >= last):
         if source == "rollup":
             raise ValueError("the rollup cannot answer this exactly: the range is not in whole hours")
@@ -382,6 +387,8 @@ def distinct_values(conn: Connection, column: str, filters: Filters | None = Non
     filters = filters or Filters()
     start = floor_hour(filters.start) if filters.start is not None else None
     end = ceil_hour(filters.end) if filters.end is not None else None
+    if filters.tags:  # the rollup has no tags: offer every value the rollup knows in the range
+        filters = replace(filters, tags=())
     col = getattr(RollupHourly, DIMENSIONS[column])
     clauses = where_clauses(filters, raw=False, ranges=[(start, end)])
     stmt = select(col).where(*clauses, col != "").group_by(col).order_by(col)
