@@ -198,7 +198,7 @@ def top_spenders(df: pd.DataFrame, title: str) -> alt.Chart:
         .encode(
             y=alt.Y("name_short:N", sort=alt.EncodingSortField("rank", order="ascending"),
                     axis=_category_axis(title)),
-            x=alt.X("cost:Q", title="Spend (USD)", axis=alt.Axis(format=money_format(values), labelOverlap=True),
+            x=alt.X("cost:Q", title="Spend (USD)", axis=alt.Axis(format=money_format(values), labelOverlap=True, labelFlush=True),
                     scale=quantity_scale(values)),
             color=alt.Color("group:N", legend=None,
                             scale=alt.Scale(domain=["top", "other"], range=["#4c78a8", "#bbbbbb"])),
@@ -221,7 +221,7 @@ def latency_by_model(df: pd.DataFrame) -> alt.Chart:
         .encode(
             y=alt.Y("model_short:N", axis=_category_axis()),
             yOffset=alt.YOffset("percentile:N", sort=["p50", "p95"]),
-            x=alt.X("ms:Q", title="Latency (ms)", scale=quantity_scale(values), axis=alt.Axis(labelOverlap=True)),
+            x=alt.X("ms:Q", title="Latency (ms)", scale=quantity_scale(values), axis=alt.Axis(labelOverlap=True, labelFlush=True)),
             color=alt.Color("percentile:N", title=None, sort=["p50", "p95"], legend=alt.Legend(orient="bottom")),
             tooltip=[
                 alt.Tooltip("model:N", title="Model"),
@@ -241,7 +241,7 @@ def _rate_chart(df: pd.DataFrame, column: str, title: str | None) -> alt.Chart:
         .encode(
             y=alt.Y(f"{column}_short:N", sort=alt.EncodingSortField("rate", order="descending"),
                     axis=_category_axis(title)),
-            x=alt.X("rate:Q", title="Error rate (of all calls)", axis=alt.Axis(format=".1~%", labelOverlap=True),
+            x=alt.X("rate:Q", title="Error rate (of all calls)", axis=alt.Axis(format=".1~%", labelOverlap=True, labelFlush=True),
                     scale=quantity_scale(df["rate"])),
             tooltip=[
                 alt.Tooltip(f"{column}:N", title=title or column.capitalize()),

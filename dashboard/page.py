@@ -73,15 +73,21 @@ def main() -> None:
     st.fragment(_live_overview, run_every=run_every)(url, view)
 
 
-# Layout from 800 to 1920 px: headline cards wrap in a grid and show their whole figure, buttons
-# wrap their text, the sidebar is narrower on narrow screens. A fixed stylesheet (no ledger text).
+# Layout from 800 to 1920 px: side-by-side charts and tables go one under the other when a column
+# would be narrower than 22rem (at 800 px a chart beside another had no room for its axes), headline
+# cards wrap in a grid and show their whole label and figure, buttons wrap their text, the sidebar is
+# narrower on narrow screens. A fixed stylesheet (no ledger text).
 LAYOUT_CSS = """<style>
+[class*="st-key-pair_"] [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
+[class*="st-key-pair_"] [data-testid="stColumn"] { flex: 1 1 22rem !important; min-width: min(22rem, 100%) !important; }
 .st-key-kpis [data-testid="stHorizontalBlock"] { flex-wrap: wrap; gap: 0.75rem; }
 .st-key-kpis [data-testid="stColumn"] { flex: 1 1 11.5rem !important; min-width: 11.5rem !important;
   width: auto !important; }
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] * { overflow: visible !important;
   text-overflow: clip !important; }
 [data-testid="stMetricValue"] { font-size: clamp(1.35rem, 1.9vw, 2rem) !important; }
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; }
 .st-key-downloads button, .st-key-downloads button * { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; }
 @media (max-width: 1100px) {
@@ -203,7 +209,7 @@ def _overview(url: str, view: View) -> None:
                    else f"Per hour only for ranges up to {HOURLY_DAYS} days: shown per day.")
     _chart(charts.spend_by_model(frames.spend_frame(rows, granularity)))
 
-    left, right = st.columns(2)
+    left, right = _pair("month_tokens")
     with left:
         _month(url, view, day_rows, tick)
     with right:
@@ -211,7 +217,7 @@ def _overview(url: str, view: View) -> None:
         _chart(charts.tokens_by_period(frames.tokens_frame(rows, granularity)))
 
     combos = data.totals(url, current, BY_WHO, view.tz, as_of=tick)
-    left, right = st.columns(2)
+    left, right = _pair("app_user")
     with left:
         st.subheader("Spend by app")
         _chart(charts.top_spenders(frames.top_frame(frames.regroup(combos, "app"), "app"), "App"))
@@ -221,7 +227,7 @@ def _overview(url: str, view: View) -> None:
 
     by_model = frames.regroup(rows, "model")
     ranked = sorted(by_model, key=lambda r: (-r["requests"], r["model"] or ""))[:LATENCY_MODELS]
-    left, right = st.columns(2)
+    left, right = _pair("latency_errors")
     with left:
         st.subheader("Latency per model")
         stats = data.latency(url, current, tuple(r["model"] for r in ranked), as_of=tick)
@@ -268,7 +274,7 @@ def _errors_view(url: str, view: View, current: Filters, granularity: str, tick:
                                        "week" if granularity == "week" else "month" if granularity == "month"
                                        else "day")
     _chart(charts.errors_over_time(df))
-    left, right = st.columns(2)
+    left, right = _pair("error_rates")
     with left:
         st.subheader("Error rate per model")
         _chart(charts.errors_by(frames.rate_frame(frames.regroup(day_all, "model"), "model"), "model", "Model"))
@@ -304,6 +310,17 @@ def _calls(url: str, view: View, current: Filters, total: dict, tick: int | None
         st.caption("No errors in this range.")
 
 
+# Streamlit sizes a chart to its column and the last x label, the legend and the axis title stood a
+# little past it, cut off (measured in Chromium at 800 and 1400 px): keep that much room on the right
+CHART_RIGHT_PAD = 28
+
+
+def _pair(name: str):
+    """Two columns side by side that go one under the other on a narrow page (``LAYOUT_CSS``)."""
+    with st.container(key=f"pair_{name}"):
+        return st.columns(2)
+
+
 def _chart(chart) -> None:
     """Draw one of ``dashboard.charts``' Altair charts.
 
@@ -316,6 +333,11 @@ def _chart(chart) -> None:
     spec.pop("config", None)  # Altair's default theme (fixed 300 px views); Streamlit themes the chart
     spec.pop("data", None)
     spec.pop("datasets", None)
+    # the column's width with the axis labels, titles and legend inside it (Streamlit's default fit
+    # drew the plot that wide and cut what stood beside it), and the plot's own height above the axes
+    # and legend (a long legend no longer squeezes the bars)
+    spec["autosize"] = {"type": "fit-x", "contains": "padding"}
+    spec["padding"] = {"left": 5, "top": 5, "bottom": 5, "right": CHART_RIGHT_PAD}
     st.vega_lite_chart(frame, spec, width="stretch")
 
 
