@@ -26,6 +26,7 @@ from .models import (
     Completion,
     RollupHourly,
 )
+from .periods import floor_hour
 from .prune import pruned_until
 from .types import MONEY_SCALE, from_pico
 
@@ -54,10 +55,6 @@ def is_error_clause(table=Completion):
     )
 
 
-def _hour(ts: datetime) -> datetime:
-    return ts.replace(minute=0, second=0, microsecond=0)
-
-
 def rollup_limits(dialect: str) -> dict[str, int | Decimal]:
     """The largest sum each rollup measure holds on this backend (money measures in USD)."""
     money = from_pico(_INT64_MAX) if dialect == "sqlite" else Decimal(10**18) - Decimal(1).scaleb(-MONEY_SCALE)
@@ -66,7 +63,7 @@ def rollup_limits(dialect: str) -> dict[str, int | Decimal]:
 
 def _key(r: dict) -> tuple:
     return (
-        _hour(r["created_at"]),
+        floor_hour(r["created_at"]),
         r.get("model") or "",
         r.get("provider") or "",
         r.get("app") or "",

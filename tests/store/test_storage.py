@@ -122,3 +122,24 @@ def test_money_is_never_a_float():
     assert to_pico(Decimal("0.0000148")) == 14_800_000
     assert from_pico(14_800_000) == Decimal("0.0000148")
     assert to_pico(Decimal("0.0000000000005")) == 0  # half-even below a pico-dollar
+
+
+def test_a_call_stamped_in_another_zone_lands_in_its_utc_hour(engine):
+    # 10:30 at +05:30 is 05:00 UTC: its rollup hour is 05:00 UTC, not 10:00 local (04:30 UTC), which no
+    # hourly read would ever ask for; a rebuild from the stored rows agrees
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    new_york = timezone(timedelta(hours=-5))
+    with engine.begin() as conn:
+        insert_records(conn, [make_record(created_at=datetime(2026, 11, 3, 10, 30, tzinfo=kolkata)),
+                              make_record(created_at=datetime(2026, 11, 3, 0, 59, 59, tzinfo=new_york))])
+
+    def buckets(conn):
+        return sorted((r.bucket, r.requests) for r in conn.execute(select(RollupHourly.bucket, RollupHourly.requests)))
+
+    expected = [(datetime(2026, 11, 3, 5, tzinfo=timezone.utc), 2)]
+    with engine.connect() as conn:
+        assert buckets(conn) == expected
+    with engine.begin() as conn:
+        rebuild_rollups(conn)
+    with engine.connect() as conn:
+        assert buckets(conn) == expected
