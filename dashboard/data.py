@@ -109,13 +109,12 @@ def recent_errors(url: str, filters: Filters, *, as_of: int | None) -> list[dict
 def _whatif(conn, filters: Filters, target: str):
     from spendlog.db.estimate import price_book  # the writer's price book: genai-prices + $SPENDLOG_PRICES
 
-    models = tuple(m for m in filters.models if m) if filters.models else ()
-    return whatifs.whatif(conn, price_book(), target, start=filters.start, end=filters.end, models=models)
+    return whatifs.whatif(conn, price_book(), target, filters)
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner=False)
 def whatif(url: str, filters: Filters, target: str, *, as_of: int | None):
-    """``db.whatif.whatif`` for the view's range and model filter (reads the range's calls one by
+    """``db.whatif.whatif`` for the view's filters, all of them (reads the matching calls one by
     one, so the page asks only once a model is picked). ``WhatIfError`` for a model nothing prices."""
     return read(url, _whatif, filters, target)
 

@@ -11,14 +11,13 @@ prices depend on each call's prompt), never from the rollup.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from .filters import Filters, where_clauses
 from .models import Completion
 
 __all__ = ["WhatIfError", "WhatIfRow", "WhatIf", "whatif"]
@@ -62,23 +61,20 @@ class WhatIf:
     total: WhatIfRow
 
 
-def whatif(conn: Connection, book, target: str, *, start: datetime | None = None, end: datetime | None = None,
-           models: Sequence[str] = (), chunk_size: int = 20_000) -> WhatIf:
-    """Per source model, what the calls in ``[start, end)`` (of ``models``, if given) would have cost on
-    ``target``; rows sorted by model. ``WhatIfError`` when ``book`` has no price for ``target``."""
+def whatif(conn: Connection, book, target: str, filters: Filters | None = None, *,
+           chunk_size: int = 20_000) -> WhatIf:
+    """Per source model, what the calls ``filters`` select (the read layer's filters: range, model,
+    provider, app, user, key, status, tags; ``""`` in a tuple matches unknown values) would have
+    cost on ``target``; rows sorted by model. ``WhatIfError`` when ``book`` has no price for ``target``."""
     target = (target or "").strip()
     entry = book.resolve(target) if target else None
     if entry is None:
         raise WhatIfError(f"no price for model {target!r}: use an id genai-prices or your prices file knows "
                           "(e.g. openai/gpt-4o-mini)")
+    filters = filters or Filters()
     table = Completion.__table__
-    query = select(*(table.c[c] for c in _READ))
-    if start is not None:
-        query = query.where(table.c.created_at >= start)
-    if end is not None:
-        query = query.where(table.c.created_at < end)
-    if models:
-        query = query.where(table.c.model.in_(list(models)))
+    query = select(*(table.c[c] for c in _READ)).where(
+        *where_clauses(filters, raw=True, ranges=[(filters.start, filters.end)]))
     per: dict[str, WhatIfRow] = {}
     estimate = book.estimate
     result = conn.execute(query, execution_options={"yield_per": chunk_size})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import io
 import json
+from decimal import Decimal
 
 import click
 
+from spendlog.report.table import write_table
 from spendlog.report.terminal import printable, text_table
 
 from ._common import db_option, fail, reading
@@ -46,7 +48,7 @@ def whatif_cmd(target, from_value, to_value, tz, models, fmt, prices_path, db_ur
              "e.g. openai/gpt-4o-mini)")
     with reading(db_url) as conn:
         try:
-            result = whatif(conn, book, target, start=filters.start, end=filters.end, models=tuple(models))
+            result = whatif(conn, book, target, dataclasses.replace(filters, models=tuple(models)))
         except WhatIfError as exc:
             fail(f"--as: {exc}")
     rows = [*result.rows, result.total]
@@ -55,10 +57,10 @@ def whatif_cmd(target, from_value, to_value, tz, models, fmt, prices_path, db_ur
                                "models": [dict(zip(_COLUMNS, _cells(r, money_exact))) for r in result.rows],
                                "total": dict(zip(_COLUMNS, _cells(result.total, money_exact)))}, indent=2))
     elif fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(_COLUMNS)
-        writer.writerows(_cells(r, money_exact) for r in rows)
+        # the shared CSV writer: a model id like =HYPERLINK(...) is written as text, never a formula
+        out = io.StringIO(newline="")
+        write_table([[_cells(r, Decimal) for r in rows]], _COLUMNS, "csv", out,
+                    kinds=("any", "int", "money", "int", "money", "money", "int"))
         click.echo(out.getvalue(), nl=False)
     else:
         header = ["model", "requests", "actual cost", "unpriced", f"cost as {printable(target)}", "difference"]

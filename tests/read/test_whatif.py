@@ -15,6 +15,7 @@ from spendlog.cli import cli
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.pricing import load_price_book
+from spendlog.db.queries import Filters
 from spendlog.db.store import insert_records
 from spendlog.db.whatif import WhatIfError, whatif
 from test_estimate import AT, unbilled
@@ -81,7 +82,7 @@ def test_totals_are_the_per_call_sums(ledger):
     assert result.total.actual_cost_usd == sum(stored_costs.values())
     assert result.target_entry == "openrouter:openai/gpt-4o"
     with engine.connect() as conn:
-        only = whatif(conn, book, TARGET, start=AT, end=AT + timedelta(hours=6), models=["gpt-4o-mini"])
+        only = whatif(conn, book, TARGET, Filters(start=AT, end=AT + timedelta(hours=6), models=("gpt-4o-mini",)))
     assert [(r.model, r.requests) for r in only.rows] == [("gpt-4o-mini", 2)]
     with engine.connect() as conn, pytest.raises(WhatIfError):
         whatif(conn, book, "acme/nothing-prices-this")
@@ -126,3 +127,40 @@ def test_cli_bad_prices_file(tmp_path, sqlite_url):
     bad.write_text('[[price]]\nmodel = "x"\ninput = "1"\n')
     code, out, err = run("--db", sqlite_url, "--as", TARGET, "--prices", str(bad))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "bad.toml: line 1" in err
+
+
+def test_every_filter_narrows_the_calls_and_empty_means_unknown(db_url, monkeypatch):
+    # the dashboard passes its whole view: app, status, tags and "" (calls with no model) select
+    # exactly those calls; `models=[""]` once became `model IN ('')`, which matches no NULL model
+    monkeypatch.delenv("SPENDLOG_PRICES", raising=False)
+    engine = make_engine(db_url)
+    upgrade(engine)
+    calls = [make_record(created_at=AT, app="etl", tags={"team": "core"}),
+             make_record(created_at=AT, app="web", status_code=500, tags={"team": "growth"}),
+             make_record(created_at=AT, model=None, app="etl")]
+    with engine.begin() as conn:
+        insert_records(conn, calls)
+    book = load_price_book(None)
+
+    def requests(**f) -> dict[str, int]:
+        with engine.connect() as conn:
+            return {r.model: r.requests for r in whatif(conn, book, TARGET, Filters(**f)).rows}
+
+    assert requests() == {"": 1, "openai/gpt-4o-mini": 2}
+    assert requests(apps=("etl",)) == {"": 1, "openai/gpt-4o-mini": 1}
+    assert requests(status="errors") == {"openai/gpt-4o-mini": 1}
+    assert requests(tags={"team": "growth"}) == {"openai/gpt-4o-mini": 1}
+    assert requests(models=("",)) == {"": 1}
+    engine.dispose()
+
+
+def test_cli_csv_writes_a_hostile_model_id_as_text(sqlite_url):
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        insert_records(conn, [make_record(created_at=AT, model='=HYPERLINK("http://x","y")')])
+    engine.dispose()
+    code, out, err = run("--db", sqlite_url, "--as", TARGET, "--format", "csv")
+    assert code == 0, err
+    row = out.splitlines()[1]
+    assert row.startswith("\"'=HYPERLINK(") and not row.startswith("=")
