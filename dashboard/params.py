@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from spendlog.db.periods import parse_day
+
 __all__ = [
     "PRESETS",
     "GRANULARITIES",
@@ -138,12 +140,16 @@ def _one(params: Mapping[str, Sequence[str]], key: str) -> str | None:
     return values[-1] if values else None
 
 
-def _parse_date(text: str | None) -> date | None:
+def _parse_date(params: Mapping[str, Sequence[str]], key: str, notes: list[str]) -> date | None:
+    """The ``from``/``to`` day by the one date rule (``db.periods.parse_day``, strict ``YYYY-MM-DD``:
+    ``2025-03-01junk`` is not a day); a malformed one is ignored with a note."""
+    text = (_one(params, key) or "").strip()
     if not text:
         return None
     try:
-        return date.fromisoformat(text.strip()[:10])
+        return parse_day(text)
     except ValueError:
+        notes.append(f"'{key}' {text[:16]!r} is not a date (YYYY-MM-DD): ignored")
         return None
 
 
@@ -161,7 +167,7 @@ def parse_params(params: Mapping[str, Sequence[str]], *, today_in, tz_default: s
     today = today_in(tz)
 
     preset = _one(params, "range") or ""
-    first, last = _parse_date(_one(params, "from")), _parse_date(_one(params, "to"))
+    first, last = _parse_date(params, "from", notes), _parse_date(params, "to", notes)
     if preset not in PRESETS:
         if preset:
             notes.append(f"unknown range {preset[:32]!r}")

@@ -138,7 +138,13 @@ def test_untrusted_params_fall_back_with_a_note():
     )
     assert view.tz == "UTC" and view.preset == "30d" and view.granularity == "day" and view.status == "all"
     assert view.models == ("ok",)
-    assert len(view.notes) == 4
+    assert len(view.notes) == 5 and "'from' '2025-13-45' is not a date (YYYY-MM-DD): ignored" in view.notes
+
+
+def test_a_date_with_trailing_text_is_not_a_date():
+    view = parse_params({"from": ["2025-03-01junk"], "to": ["2025-03-05"]}, today_in=fixed_today)
+    assert (view.start, view.end) == (date(2025, 3, 5), date(2025, 3, 5))
+    assert view.notes == ("'from' '2025-03-01junk' is not a date (YYYY-MM-DD): ignored",)
 
 
 def test_custom_dates_are_ordered_and_completed():
