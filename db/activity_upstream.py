@@ -18,7 +18,6 @@ it records nothing.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from datetime import date, datetime, timedelta, timezone
 import httpx
 
 from .activity import Activity, read_json_chunks
+from .hosts import is_loopback
 
 __all__ = ["BASE_URL_ENV", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "KEY_ENV", "ROUTER_WINDOW_DAYS",
            "UpstreamError", "activity_url", "default_range", "fetch_activity", "management_key"]
@@ -53,15 +53,6 @@ def management_key(environ: Mapping[str, str] | None = None) -> str:
     return key
 
 
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def activity_url(base: str | None = None, environ: Mapping[str, str] | None = None) -> httpx.URL:
     """``{base}/activity`` for ``base`` (else ``$SOLROUTER_BASE_URL``, else the router's URL)."""
     raw = base or (os.environ if environ is None else environ).get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -74,7 +65,7 @@ def activity_url(base: str | None = None, environ: Mapping[str, str] | None = No
     if url.userinfo:
         raise UpstreamError("--upstream must not hold credentials: the management key comes from "
                             f"${KEY_ENV}")
-    if url.scheme == "http" and not _loopback(url.host):
+    if url.scheme == "http" and not is_loopback(url.host):
         raise UpstreamError(f"--upstream {url.host}: use https:// (the management key would cross the "
                             "network in clear text)")
     if url.query or url.fragment:

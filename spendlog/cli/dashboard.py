@@ -19,7 +19,6 @@ has no sign-in, so it listens on a loopback address only; another ``--host`` the
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 import sys
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 import click
 
 from spendlog.db.errors import first_line
+from spendlog.db.hosts import is_loopback
 
 from ._common import db_option, fail
 
@@ -116,16 +116,6 @@ def secrets_auth(secrets: Path | None = None) -> dict | None:
         if "auth" in parsed:
             auth = parsed["auth"] if isinstance(parsed["auth"], dict) else {}
     return auth
-
-
-def is_loopback(host: str) -> bool:
-    """Only this machine can reach ``host`` (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _sign_in_url(auth: dict) -> str | None:

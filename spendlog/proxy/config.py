@@ -6,11 +6,12 @@ the CLI turns it into ``spendlog: error: ...`` and exit code 2.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass
 
 from yarl import URL
+
+from spendlog.db.hosts import is_loopback
 
 __all__ = [
     "DEFAULT_UPSTREAM",
@@ -38,17 +39,6 @@ class ProxyConfigError(ValueError):
 def default_upstream() -> str:
     """``$SPENDLOG_UPSTREAM``, else SolRouter."""
     return os.environ.get("SPENDLOG_UPSTREAM") or DEFAULT_UPSTREAM
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and literal loopback addresses (127.0.0.0/8, ::1); any other name or
-    address counts as reachable from the network."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_upstream(raw: str) -> URL:
