@@ -14,8 +14,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium():
+    """One browser per test module (each test opens its own context or page in it)."""
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         if IN_CI:
             pytest.fail(f"CI=true and Chromium is missing at {CHROMIUM}")

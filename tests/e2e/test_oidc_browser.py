@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from conftest import IN_CI
 from fixture_dashboard import _stop as stop_server
 from fixture_dashboard import wait_healthy
 from fixture_oidc import secrets_toml
 from helpers import make_record
-from fixture_browser import CHROMIUM, CHROMIUM_ARGS
 
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
@@ -39,22 +35,6 @@ FIGURE = "$123.45"  # the dashboard's total spend for it
 COOKIE_SECRET = "spendlog-test-cookie-secret-0123456789"
 USER_COOKIE = "_streamlit_user"  # streamlit/web/server/starlette/starlette_server_config.py
 ALLOWED = ["alice@example.com", "@team.example.org"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        if IN_CI:
-            pytest.fail(f"CI=true and Chromium is missing at {CHROMIUM}")
-        pytest.skip(f"Chromium not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +69,8 @@ def figure(page):
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context()
+def page(chromium):
+    context = chromium.new_context()
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1:")
                   else route.abort())
     page = context.new_page()
