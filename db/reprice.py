@@ -8,8 +8,9 @@ stay byte-identical.
 
 It runs in batches of ``batch_size`` rows in ``(created_at, id)`` order, one transaction each, up
 to the last matching row when it starts (calls written later are priced by their writer): the
-changed rows are updated and the rollup is corrected by the difference of their sums
-(``db.store.rollup_delta``) in the same transaction, so rollups always equal the rows. Safe while
+changed rows' new prices are staged in a temporary table, the rollup is corrected by the
+difference of their sums (one INSERT ... SELECT ... ON CONFLICT in the database, exact in its own
+units) and the rows are updated, in the same transaction, so rollups always equal the rows. Safe while
 apps write: writers only insert new rows and add to the rollup, which commutes with the
 corrections; on PostgreSQL the batch's rows are locked (``FOR UPDATE``) so two re-pricings never
 count one change twice, and on SQLite each batch takes the writers' ``flock`` (``write_lock_path``)
@@ -23,22 +24,34 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.engine import Engine
+from datetime import timezone
 
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, case, func, literal_column, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+
+from .buckets import raw_bucket
 from .engine import file_lock, lock_timeout, write_lock_path
 from .estimate import priced_fields
-from .models import Completion
-from .store import add_to_rollups, rollup_delta
-from .types import Money
+from .models import PRICE_MEASURES, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, Completion, RollupHourly
+from .rollups import is_error_clause
+from .types import Money, UTCDateTime, from_pico
 
 __all__ = ["RepriceResult", "reprice", "reprice_where", "count_repriceable"]
 
 REPRICED = ("estimated", "missing")
 _PRICE_COLUMNS = ("cost_usd", "cost_source", "price_source", "list_cost_usd")
-_READ = ("id", "created_at", "model", "provider", "upstream", "app", "user", "api_key_hint", "status_code",
-         "error_type", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
-         "latency_ms", *_PRICE_COLUMNS)
+# what pricing needs, then the price columns as they are
+_READ = ("id", "created_at", "model", "provider", "upstream", "prompt_tokens", "completion_tokens", "cached_tokens",
+         "reasoning_tokens", *_PRICE_COLUMNS)
+_DELTA = ("cost_usd", "calls_missing_cost", *PRICE_MEASURES)
+_UTC = timezone.utc
+# The batch's new prices, staged in a temporary table (one per connection): the rollup correction and
+# the update are then two set statements in the database, not a Python loop over rows.
+_STAGE = Table("reprice_stage", MetaData(), Column("id", String(36), primary_key=True), Column("cost_usd", Money()),
+               Column("cost_source", String(16)), Column("price_source", String(255)),
+               Column("list_cost_usd", Money()), prefixes=["TEMPORARY"])
 
 
 @dataclass(frozen=True)
@@ -78,21 +91,112 @@ def _new_values(book, row: dict) -> dict:
     return fields
 
 
-def _update(conn, params: list[tuple]) -> None:
-    """``UPDATE completions`` of the price columns, one executemany through the driver: at a million
-    rows SQLAlchemy's per-row parameter processing would be most of the run. Money is bound as the
-    ``Money`` type stores it (integer pico-dollars on SQLite, NUMERIC elsewhere)."""
+def _raw_columns(dialect: str) -> list:
+    """The columns ``_READ`` as the driver returns them: no per-row type processing (a third of the
+    time at a million rows); ``_rows`` converts the two that need it."""
+    table = Completion.__table__
+    money = BigInteger() if dialect == "sqlite" else table.c.cost_usd.type
+    out = []
+    for name in _READ:
+        column = table.c[name]
+        if name == "created_at":
+            column = type_coerce(column, String() if dialect == "sqlite" else column.type.impl)
+        elif name in ("cost_usd", "list_cost_usd"):
+            column = type_coerce(column, money if dialect == "sqlite" else column.type.impl)
+        out.append(column)
+    return out
+
+
+def _rows(dialect: str, result) -> list[dict]:
+    sqlite = dialect == "sqlite"
+    rows = []
+    for row in result:
+        r = dict(zip(_READ, row))
+        at = r["created_at"]
+        r["created_at"] = (datetime.fromisoformat(at).replace(tzinfo=_UTC) if sqlite or at.tzinfo is None
+                           else at.astimezone(_UTC))
+        for name in ("cost_usd", "list_cost_usd"):
+            value = r[name]
+            if value is not None:
+                r[name] = from_pico(value) if sqlite else Decimal(value)
+        rows.append(r)
+    return rows
+
+
+def _stage(conn: Connection) -> None:
+    """The batch's temporary table, made once per connection and emptied after each batch."""
+    _STAGE.create(conn, checkfirst=True)
+
+
+def _hour(dialect: str):
+    """A call's UTC hour exactly as ``rollup_hourly.bucket`` stores it (SQLite: the naive text)."""
+    if dialect == "sqlite":
+        created = Completion.created_at
+        return type_coerce(func.substr(created, 1, 13).op("||")(literal_column("':00:00.000000'")), UTCDateTime())
+    return raw_bucket(dialect, 60)
+
+
+def _correct_rollup(conn: Connection) -> None:
+    """Add to ``rollup_hourly`` what the staged prices change, per key: the new sums minus the old
+    ones of the cost measures and of ``calls_missing_cost``, read before the rows are updated. A
+    delta goes to the first bucket of its hour, which always holds the key (its calls were counted
+    there or in a continuation bucket of the same hour; readers sum the hour's buckets). Exact:
+    integer pico-dollars on SQLite, NUMERIC on PostgreSQL."""
+    dialect = conn.dialect.name
+    c, n = Completion, _STAGE.c
+    zero = literal_column("0")
+
+    def money(column):
+        return func.coalesce(column, zero)
+
+    def split(cost, source, estimated: bool):
+        return case((source == "estimated", cost if estimated else zero), else_=zero if estimated else cost)
+
+    def change(new, old):
+        return func.sum(new) - func.sum(old)
+
+    deltas = {
+        "cost_usd": change(money(n.cost_usd), money(c.cost_usd)),
+        "calls_missing_cost": change(case((n.cost_usd.is_(None), 1), else_=0), case((c.cost_usd.is_(None), 1), else_=0)),
+        "billed_cost_usd": change(split(money(n.cost_usd), n.cost_source, False),
+                                  split(money(c.cost_usd), c.cost_source, False)),
+        "estimated_cost_usd": change(split(money(n.cost_usd), n.cost_source, True),
+                                     split(money(c.cost_usd), c.cost_source, True)),
+        "list_cost_usd": change(money(n.list_cost_usd), money(c.list_cost_usd)),
+    }
+    keys = [_hour(dialect), *(func.coalesce(getattr(c, d), "") for d in ROLLUP_DIMENSIONS[1:-1]),
+            case((is_error_clause(), True), else_=False)]
+    measures = [deltas[m] if m in deltas else zero for m in ROLLUP_MEASURES]
+    # An implicit join, so that the SELECT has a WHERE (SQLite's upsert-from-select needs one). On
+    # SQLite the staged id is wrapped (|| '') so that it cannot be looked up by index: the planner
+    # then walks the few staged rows and finds each call by its primary key, instead of scanning every
+    # call for each batch (it has no statistics for the temporary table).
+    staged_id = n.id.concat("") if dialect == "sqlite" else n.id
+    query = (select(*keys, *measures).select_from(Completion.__table__, _STAGE).where(c.id == staged_id)
+             .group_by(*keys))
+    table = RollupHourly.__table__
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table).from_select(
+        [*ROLLUP_DIMENSIONS, *ROLLUP_MEASURES], query)
+    stmt = stmt.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS),
+                                      set_={m: table.c[m] + stmt.excluded[m] for m in _DELTA})
+    conn.execute(stmt)
+
+
+def _apply(conn: Connection, staged: list[tuple]) -> None:
+    """Stage the changed rows' new prices, correct the rollup by their difference, then update the
+    rows (one executemany by primary key through the driver; money bound as ``Money`` stores it)."""
     dialect = conn.dialect
     to_db = Money().process_bind_param
-
-    def money(value):
-        return to_db(value, dialect)
-
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (f"UPDATE completions SET cost_usd = {mark}, cost_source = {mark}, price_source = {mark}, "
-           f"list_cost_usd = {mark} WHERE id = {mark}")
-    rows = [(None if c is None else money(c), s, p, None if lc is None else money(lc), i) for c, s, p, lc, i in params]
-    conn.exec_driver_sql(sql, rows)
+    _stage(conn)
+    rows = [(i, None if c is None else to_db(c, dialect), s, p, None if lc is None else to_db(lc, dialect))
+            for i, c, s, p, lc in staged]
+    conn.exec_driver_sql(f"INSERT INTO reprice_stage (id, cost_usd, cost_source, price_source, list_cost_usd) "
+                         f"VALUES ({', '.join([mark] * 5)})", rows)
+    _correct_rollup(conn)
+    conn.exec_driver_sql(f"UPDATE completions SET cost_usd = {mark}, cost_source = {mark}, price_source = {mark}, "
+                         f"list_cost_usd = {mark} WHERE id = {mark}", [(*values, i) for i, *values in rows])
+    conn.execute(_STAGE.delete())
 
 
 def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetime | None = None,
@@ -102,9 +206,9 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
     with ``book`` (a ``PriceBook``). ``dry_run``: compute and report, change nothing.
     ``progress(n)`` is called after each batch with the rows it looked at."""
     table = Completion.__table__
-    cols = [table.c[c] for c in _READ]
-    where = reprice_where(start, end, models)
     dialect = engine.dialect.name
+    cols = _raw_columns(dialect)
+    where = reprice_where(start, end, models)
     lock = write_lock_path(engine.url)
     seen = changed = 0
     old_total = new_total = Decimal(0)
@@ -126,10 +230,10 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
         if dialect == "postgresql" and not dry_run:
             query = query.with_for_update()
         with file_lock(None if dry_run else lock, optional=True, timeout=lock_timeout()), engine.begin() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            rows = _rows(dialect, conn.execute(query).all())
             if not rows:
                 break
-            old, new, params = [], [], []
+            staged = []
             for row in rows:
                 values = _new_values(book, row)
                 if row["cost_usd"] is not None:
@@ -137,15 +241,12 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
                 if values["cost_usd"] is not None:
                     new_total += values["cost_usd"]
                 if any(row[c] != values[c] for c in _PRICE_COLUMNS):
-                    old.append(row)
-                    new.append({**row, **values})
-                    params.append((values["cost_usd"], values["cost_source"], values["price_source"],
-                                   values["list_cost_usd"], row["id"]))
-            if params and not dry_run:
-                _update(conn, params)
-                add_to_rollups(conn, rollup_delta(old, new))
+                    staged.append((row["id"], values["cost_usd"], values["cost_source"], values["price_source"],
+                                   values["list_cost_usd"]))
+            if staged and not dry_run:
+                _apply(conn, staged)
         seen += len(rows)
-        changed += len(params)
+        changed += len(staged)
         after = (rows[-1]["created_at"], rows[-1]["id"])
         if progress is not None:
             progress(len(rows))
