@@ -22,8 +22,11 @@ _TTL = data.TTL_SECONDS
 
 
 @st.cache_data(ttl=_TTL, max_entries=64, show_spinner=False)
-def log_page(url: str, filters: Filters, search: str, sort: str, page: int, *, as_of: int | None):
-    return data.read(url, lambda conn: request_log.log_page(conn, filters, search=search, sort=sort, page=page))
+def log_page(url: str, filters: Filters, search: str, sort: str, page: int, *, search_all: bool = False,
+             as_of: int | None):
+    window = request_log.SEARCH_WINDOW  # read at call time (a test narrows it)
+    return data.read(url, lambda conn: request_log.log_page(conn, filters, search=search, sort=sort, page=page,
+                                                            search_all=search_all, window=window))
 
 
 @st.cache_data(ttl=_TTL, max_entries=64, show_spinner=False)

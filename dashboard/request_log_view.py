@@ -12,6 +12,7 @@ import streamlit as st
 from spendlog.dashboard import frames, reads
 from spendlog.dashboard.params import SORTS, View
 from spendlog.db.queries import Filters
+from spendlog.db import request_log as log
 
 __all__ = ["LOG_SORTS", "open_from", "request_log", "call_detail"]
 
@@ -41,6 +42,7 @@ def request_log(url: str, view: View, current: Filters, total: dict, tick: int |
         signature = (current, view.q, view.sort)
         if ss.get("_log_signature") not in (None, signature):
             ss["log_page"] = 1
+            ss["log_search_all"] = False
             view = replace(view, page=0)
         ss["_log_signature"] = signature
         left, mid, right = st.columns([3, 2, 1])
@@ -48,7 +50,8 @@ def request_log(url: str, view: View, current: Filters, total: dict, tick: int |
                         max_chars=200)
         mid.selectbox("Sort", list(SORTS), key="log_sort", format_func=LOG_SORTS.__getitem__)
         right.number_input("Page", min_value=1, max_value=1_000_000, step=1, key="log_page")
-        found = reads.log_page(url, current, view.q, view.sort, view.page, as_of=tick)
+        found = reads.log_page(url, current, view.q, view.sort, view.page,
+                               search_all=bool(ss.get("log_search_all")), as_of=tick)
         count = total["requests"] if not view.q else None
         pages = f" of {max(1, -(-count // found.size)):,}" if count is not None else ""
         shown = (f"{view.page * found.size + 1:,}–{view.page * found.size + len(found.rows):,}"
@@ -56,6 +59,14 @@ def request_log(url: str, view: View, current: Filters, total: dict, tick: int |
         st.caption(f"Page {view.page + 1:,}{pages}: calls {shown}"
                    + (f" of {count:,}" if count is not None else (" (more follow)" if found.has_next else ""))
                    + ". Click a row to open the call.")
+        if found.searched_since is not None:
+            since = found.searched_since.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            note, more = st.columns([4, 1])
+            note.caption(f"Searched the newest {log.SEARCH_WINDOW:,} calls of this view (since {since} {view.tz}): "
+                         "a text search reads each call, so older calls are searched on request.")
+            if more.button("Search all calls", key="log_search_all_button", icon=":material/manage_search:"):
+                ss["log_search_all"] = True
+                st.rerun()
         df = frames.log_table(found.rows, zone)
         st.dataframe(df, hide_index=True, width="stretch", key="log_table", on_select="rerun",
                      selection_mode="single-row")

@@ -432,3 +432,21 @@ def test_the_empty_page_checks_for_calls_by_itself(monkeypatch, sqlite_url):
     seed(sqlite_url, [make_record(created_at=datetime.now(UTC), cost_usd=Decimal("0.01"))])
     at.run()  # what the page's timer does
     assert any(m.label == "Total spend" for m in at.metric)
+
+
+def test_a_text_search_says_how_far_back_it_looked_and_can_search_all(monkeypatch, tmp_path):
+    from spendlog.db import request_log
+
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    records = seed_records()
+    seed(url, records)
+    monkeypatch.setattr(request_log, "SEARCH_WINDOW", 10)
+    at = open_app(monkeypatch, url, {"range": "custom", "from": "2025-03-01", "to": "2025-03-31", "tz": "UTC",
+                                     "q": "openai"})
+    note = [c.value for c in at.caption if c.value.startswith("Searched the newest 10 calls of this view")]
+    assert len(note) == 1
+    assert len(at.dataframe(key="log_table").value) <= 10
+    at.button(key="log_search_all_button").click().run()
+    assert not at.exception
+    assert not [c.value for c in at.caption if c.value.startswith("Searched the newest")]
+    assert len(at.dataframe(key="log_table").value) > 10

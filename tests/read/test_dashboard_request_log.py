@@ -95,6 +95,24 @@ def test_search_finds_by_model_app_user_tag_request_id_and_error(ledger, text, e
     assert found == {r["id"] for r in records if expected(r)}
 
 
+def test_a_substring_search_looks_at_the_newest_window_unless_asked_for_all(ledger):
+    # "red" is in the tags of 22 of the 23 calls; with a window of 5 only the newest 5 are searched,
+    # and the page says from when; an id found exactly is never bounded
+    engine, records = ledger
+    newest = sorted(records, key=lambda r: r["created_at"])[-5:]
+    with engine.connect() as conn:
+        bounded = log_page(conn, WHOLE, search="red", size=100, window=5)
+        whole = log_page(conn, WHOLE, search="red", size=100, window=5, search_all=True)
+        assert log_count(conn, WHOLE, search="red", search_all=False, window=5) == len(bounded.rows)
+        exact = log_page(conn, WHOLE, search="req-000", window=5)
+        wide = log_page(conn, WHOLE, search="red", size=100, window=50)
+    assert bounded.searched_since == newest[0]["created_at"]
+    assert {r["id"] for r in bounded.rows} == {r["id"] for r in newest if r["tags"]["team"] == "red"}
+    assert whole.searched_since is None and len(whole.rows) == 22
+    assert [r["request_id"] for r in exact.rows] == ["req-000"] and exact.searched_since is None
+    assert wide.searched_since is None and len(wide.rows) == 22  # fewer calls than the window: no bound
+
+
 def test_one_call_in_full_and_error_kinds(ledger):
     engine, records = ledger
     failed = [r for r in records if r["error_type"]]
