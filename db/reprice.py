@@ -30,6 +30,7 @@ from .engine import file_lock, lock_timeout, write_lock_path
 from .estimate import priced_fields
 from .models import Completion
 from .store import add_to_rollups, rollup_delta
+from .tag_rollup import add_to_tag_rollups, tag_rollup_delta
 from .types import Money
 
 __all__ = ["RepriceResult", "reprice", "reprice_where", "count_repriceable"]
@@ -38,7 +39,7 @@ REPRICED = ("estimated", "missing")
 _PRICE_COLUMNS = ("cost_usd", "cost_source", "price_source", "list_cost_usd")
 _READ = ("id", "created_at", "model", "provider", "upstream", "app", "user", "api_key_hint", "status_code",
          "error_type", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
-         "latency_ms", *_PRICE_COLUMNS)
+         "latency_ms", "tags", *_PRICE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
             if params and not dry_run:
                 _update(conn, params)
                 add_to_rollups(conn, rollup_delta(old, new))
+                add_to_tag_rollups(conn, tag_rollup_delta(old, new))
         seen += len(rows)
         changed += len(params)
         after = (rows[-1]["created_at"], rows[-1]["id"])
