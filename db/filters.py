@@ -18,8 +18,10 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from .models import Completion, RollupHourly, RollupTags
 from .store import is_error_clause
+from .tag_limits import MAX_KEY, MAX_VALUE
 
-__all__ = ["Filters", "STATUSES", "FILTER_DIMENSIONS", "where_clauses", "tag_clauses", "tag_value"]
+__all__ = ["Filters", "STATUSES", "FILTER_DIMENSIONS", "where_clauses", "tag_clauses", "tag_value", "parse_tag",
+           "tag_rollup_answers"]
 
 STATUSES = ("all", "ok", "errors")
 # Filters attribute -> column (the same name in completions and rollup_hourly)
@@ -59,6 +61,20 @@ class Filters:
         object.__setattr__(self, "tags", tuple(sorted({(str(k), str(v)) for k, v in pairs})))
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
+
+
+def parse_tag(text: str) -> tuple[str, str]:
+    """The one tag filter rule: ``"team=core"`` -> ``("team", "core")`` (split at the first ``=``;
+    key and value kept as typed, past the key's surrounding spaces). ``ValueError`` says what is
+    wrong without naming an option (the CLI and the dashboard put theirs in front)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not value:
+        raise ValueError(f"{text!r} is not KEY=VALUE (as in team=core)")
+    if len(key) > MAX_KEY or len(value) > MAX_VALUE:
+        raise ValueError(f"{text[:40]!r}... is longer than a stored tag ({MAX_KEY}-character keys, "
+                         f"{MAX_VALUE}-character values)")
+    return key, value
 
 
 def _dimension_clause(column, values: tuple[str, ...], raw: bool):
