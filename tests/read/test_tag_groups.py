@@ -163,3 +163,18 @@ def test_ten_thousand_distinct_values_add_up(db_url):
         assert sum(r["cost_usd"] for r in rows) == sum(r["cost_usd"] for r in records) == _read(conn, f, [])[0]["cost_usd"]
         assert rows == _read(conn, f, ["tag:customer"], source="rows")
     engine.dispose()
+
+
+def test_prune_keeps_the_tag_groups_and_a_rebuild_keeps_the_pruned_hours(engine):
+    from spendlog.db.prune import prune_before
+
+    by = ["tag:team", "day"]
+    with engine.connect() as conn:
+        before = _read(conn, Filters(), by)
+    assert prune_before(engine, BASE + timedelta(days=1), batch=100) > 100
+    with engine.connect() as conn:
+        assert _read(conn, Filters(), by) == before
+    with engine.begin() as conn:
+        rebuild_rollups(conn)
+    with engine.connect() as conn:
+        assert _read(conn, Filters(), by) == before
