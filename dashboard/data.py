@@ -23,7 +23,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from spendlog.db import insights, queries
+from spendlog.db import insights, queries, tag_reads
 from spendlog.db import whatif as whatifs
 from spendlog.db.engine import NoLedgerError, default_db_url, make_engine, read_connection, read_error
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
@@ -39,6 +39,7 @@ __all__ = [
     "expensive_calls",
     "recent_errors",
     "whatif",
+    "tag_choices",
     "read",
     "prefetch",
 ]
@@ -104,6 +105,16 @@ def expensive_calls(url: str, filters: Filters, *, as_of: int | None) -> list[di
 @st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
 def recent_errors(url: str, filters: Filters, *, as_of: int | None) -> list[dict]:
     return read(url, insights.recent_errors, filters)
+
+
+def _tag_choices(conn, filters: Filters) -> tuple[list[str], list[tuple[str, str]]]:
+    return tag_reads.tag_keys(conn, filters), tag_reads.tag_pairs(conn, filters)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
+def tag_choices(url: str, filters: Filters, *, as_of: int | None) -> tuple[list[str], list[tuple[str, str]]]:
+    """The range's tag keys and (key, value) pairs, most calls first (``db.tag_reads``; cached)."""
+    return read(url, _tag_choices, filters)
 
 
 def _whatif(conn, filters: Filters, target: str):

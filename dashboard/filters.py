@@ -1,4 +1,4 @@
-"""The sidebar: date range, timezone, granularity, dimension filters, status and the live toggle.
+"""The sidebar: date range, timezone, granularity, dimension and tag filters, status and the live toggle.
 
 On a session's first run the widgets start from the URL's query params; on every run the view is
 written back to the URL, so the address bar always holds a shareable link to what is on screen.
@@ -27,8 +27,10 @@ from spendlog.dashboard.params import (
     default_tz,
     parse_params,
     preset_dates,
+    tag_text,
     to_params,
 )
+from spendlog.db.filters import parse_tag
 
 __all__ = ["sidebar", "today_in"]
 
@@ -66,13 +68,16 @@ def _seed_from_url() -> None:
     ss["log_sort"] = view.sort
     ss["log_page"] = view.page + 1
     ss["log_call"] = view.call
+    ss["f_tags"] = [tag_text(p) for p in view.tags]
+    ss["f_tagby"] = view.tag_key
     ss[_NOTES] = view.notes
     ss[_LOADED] = True
 
 
 def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
     """Draw the filters and return the chosen view. ``options(start, end, tz)`` lists each
-    dimension's values in the chosen dates (keyed model, provider, app, user, key)."""
+    dimension's values in the chosen dates (keyed model, provider, app, user, key) and the tags
+    (``"tags"``: ``key=value`` texts)."""
     ss = st.session_state
     if not ss.get(_LOADED):
         _seed_from_url()
@@ -107,6 +112,16 @@ def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
         picked = side.multiselect(title, values, key=f"f_{key}", format_func=shown,
                                   placeholder="All")
         chosen[fieldname] = tuple(picked)
+    current = ss.get("f_tags") or []
+    tag_choices = list(dict.fromkeys([*choices.get("tags", []), *current]))
+    picked = side.multiselect("Tags", tag_choices, key="f_tags", format_func=label, placeholder="All",
+                              help="Calls carrying every tag picked (key=value), as --tag does.")
+    tags = []
+    for text in picked:
+        try:
+            tags.append(parse_tag(text))
+        except ValueError:  # a choice the ledger offered always parses; a stale one is dropped
+            continue
     status = side.radio("Status", STATUSES, key="f_status", horizontal=True, format_func=str.capitalize)
     live = side.toggle("Live (refresh every few seconds)", key="f_live")
     for note in ss.get(_NOTES, ()):  # notes quote the URL's values: plain text, never Markdown
@@ -115,8 +130,10 @@ def sidebar(options: Callable[[date, date, str], dict[str, list[str]]]) -> View:
     page = ss.get("log_page") or 1
     view = View(preset=preset, start=start, end=end, tz=tz, granularity=granularity, status=status,
                 live=live, q=str(ss.get("log_q") or "")[:200], sort=ss.get("log_sort") or "time",
-                page=max(0, int(page) - 1), call=str(ss.get("log_call") or ""), **chosen)
+                page=max(0, int(page) - 1), call=str(ss.get("log_call") or ""), tags=tuple(tags),
+                tag_key=str(ss.get("f_tagby") or ""), **chosen)
     params = to_params(view, tz_default=default_tz())
-    if params != {k: (v if len(v) > 1 or k in DIMENSIONS else v[0]) for k, v in _url_params().items()}:
+    multi = {*DIMENSIONS, "tag"}
+    if params != {k: (v if len(v) > 1 or k in multi else v[0]) for k, v in _url_params().items()}:
         st.query_params.from_dict(params)
     return view

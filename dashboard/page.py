@@ -15,10 +15,10 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, request_log_view, whatif
+from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, request_log_view, tags_view, whatif
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
-from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period
+from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period, tag_text
 from spendlog.report.money import money_display
 from spendlog.db.engine import mask_url
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
@@ -42,7 +42,7 @@ def filters_for(view: View, start: date, end: date) -> Filters:
     """The query filters for ``view`` over inclusive local dates ``start``..``end``."""
     lo, hi = date_bounds(start, end, view.tz)
     return Filters(start=lo, end=hi, models=view.models, providers=view.providers, apps=view.apps,
-                   users=view.users, key_hints=view.key_hints, status=view.status)
+                   users=view.users, key_hints=view.key_hints, status=view.status, tags=view.tags)
 
 
 def filters_for_dates(start: date, end: date, tz: str) -> Filters:
@@ -147,8 +147,10 @@ def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
     everything = filters_for_dates(start, end, tz)
     data.prefetch(*((data.totals, (url, everything, by, tz), {"as_of": None}) for by in (BY_DAY, BY_WHO)))
     rows = [row for by in (BY_DAY, BY_WHO) for row in data.totals(url, everything, by, tz, as_of=None)]
-    return {column: sorted({r[column] for r in rows if r.get(column)})
-            for column in ("model", "provider", "app", "user", "key")}
+    out = {column: sorted({r[column] for r in rows if r.get(column)})
+           for column in ("model", "provider", "app", "user", "key")}
+    out["tags"] = [tag_text(p) for p in data.tag_choices(url, everything, as_of=None)[1]]
+    return out
 
 
 def _overview(url: str, view: View) -> None:
@@ -224,6 +226,8 @@ def _overview(url: str, view: View) -> None:
     with right:
         st.subheader("Spend by user")
         _chart(charts.top_spenders(frames.top_frame(frames.regroup(combos, "user"), "user"), "User"))
+
+    tags_view.spend_by_tag(url, view, current, tick, _chart)
 
     by_model = frames.regroup(rows, "model")
     ranked = sorted(by_model, key=lambda r: (-r["requests"], r["model"] or ""))[:LATENCY_MODELS]

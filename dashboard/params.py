@@ -8,6 +8,7 @@ URL form (only non-default values are written, so links stay short)::
     ?range=30d&tz=Asia/Tokyo&by=week&model=openai/gpt-4o&model=openai/gpt-4o-mini&status=errors
     ?range=custom&from=2025-01-01&to=2025-01-31
     ?status=errors&q=timeout&sort=cost&page=2&call=<id>   (the request log: search, order, page, open call)
+    ?tag=team%3Dcore&tag=feature%3Dsearch&tagby=customer    (tags, AND-ed; the "Spend by tag" key)
 
 Multi-valued filters repeat their key. Values are untrusted text; they only ever reach SQL as
 bound parameters (``spendlog.db.queries``), so a value that names nothing matches nothing.
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from spendlog.db.filters import parse_tag
 from spendlog.db.periods import parse_day
+from spendlog.db.tag_limits import MAX_KEY
 
 __all__ = [
     "PRESETS",
@@ -35,6 +38,8 @@ __all__ = [
     "previous_period",
     "parse_params",
     "to_params",
+    "tag_text",
+    "MAX_TAG_FILTERS",
 ]
 
 PRESETS: dict[str, str] = {
@@ -64,6 +69,7 @@ DIMENSIONS: dict[str, tuple[str, str, str]] = {
 }
 MAX_VALUES_PER_FILTER = 200  # a URL cannot make the app build an unbounded IN list
 MAX_VALUE_LENGTH = 255  # the widest dimension column
+MAX_TAG_FILTERS = 20  # as many as a call can carry (db.tag_limits.MAX_TAGS)
 
 
 def default_tz() -> str:
@@ -103,6 +109,9 @@ class View:
     sort: str = "time"
     page: int = 0
     call: str = ""
+    # tag filters, (key, value) pairs AND-ed (db Filters.tags), and the "Spend by tag" chart's key
+    tags: tuple[tuple[str, str], ...] = ()
+    tag_key: str = ""
     notes: tuple[str, ...] = field(default=(), compare=False)  # what was ignored in the URL, and why
 
     @property
@@ -210,8 +219,36 @@ def parse_params(params: Mapping[str, Sequence[str]], *, today_in, tz_default: s
     page_text = _one(params, "page") or "1"
     page = int(page_text) - 1 if page_text.isdigit() and 0 < int(page_text) <= 1_000_000 else 0
     call = (_one(params, "call") or "")[:64]
+    tags = _parse_tags(params.get("tag") or [], notes)
+    tag_key = (_one(params, "tagby") or "").strip()
+    if len(tag_key) > MAX_KEY:
+        notes.append(f"tag key {tag_key[:16]!r}... is longer than {MAX_KEY} characters")
+        tag_key = ""
     return View(preset=preset, start=start, end=end, tz=tz, granularity=granularity, status=status,
-                live=live, q=q, sort=sort, page=page, call=call, notes=tuple(notes), **dims)
+                live=live, q=q, sort=sort, page=page, call=call, tags=tags, tag_key=tag_key,
+                notes=tuple(notes), **dims)
+
+
+def tag_text(pair: tuple[str, str]) -> str:
+    """A tag filter as the URL and the sidebar spell it: ``key=value``."""
+    return f"{pair[0]}={pair[1]}"
+
+
+def _parse_tags(values: Sequence[str], notes: list[str]) -> tuple[tuple[str, str], ...]:
+    """``tag=key=value`` params -> (key, value) pairs, by ``db.filters.parse_tag``'s rule."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        try:
+            pair = parse_tag(value)
+        except ValueError as exc:
+            notes.append(f"tag {exc}")
+            continue
+        if pair not in pairs:
+            pairs.append(pair)
+    if len(pairs) > MAX_TAG_FILTERS:
+        notes.append(f"only the first {MAX_TAG_FILTERS} tag filters are used")
+        pairs = pairs[:MAX_TAG_FILTERS]
+    return tuple(pairs)
 
 
 def to_params(view: View, *, tz_default: str | None = None) -> dict[str, str | list[str]]:
@@ -242,4 +279,8 @@ def to_params(view: View, *, tz_default: str | None = None) -> dict[str, str | l
         out["page"] = str(view.page + 1)
     if view.call:
         out["call"] = view.call
+    if view.tags:
+        out["tag"] = [tag_text(p) for p in view.tags]
+    if view.tag_key:
+        out["tagby"] = view.tag_key
     return out

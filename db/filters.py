@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, not_, or_
+from sqlalchemy import String, and_, not_, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
-from .models import Completion, RollupHourly
+from .models import Completion, RollupHourly, RollupTags
 from .store import is_error_clause
+from .tag_limits import MAX_KEY, MAX_VALUE
 
-__all__ = ["Filters", "STATUSES", "FILTER_DIMENSIONS", "where_clauses", "tag_clauses"]
+__all__ = ["Filters", "STATUSES", "FILTER_DIMENSIONS", "where_clauses", "tag_clauses", "tag_value", "parse_tag",
+           "tag_rollup_answers"]
 
 STATUSES = ("all", "ok", "errors")
 # Filters attribute -> column (the same name in completions and rollup_hourly)
@@ -59,6 +63,20 @@ class Filters:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {self.status!r}")
 
 
+def parse_tag(text: str) -> tuple[str, str]:
+    """The one tag filter rule: ``"team=core"`` -> ``("team", "core")`` (split at the first ``=``;
+    key and value kept as typed, past the key's surrounding spaces). ``ValueError`` says what is
+    wrong without naming an option (the CLI and the dashboard put theirs in front)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not value:
+        raise ValueError(f"{text!r} is not KEY=VALUE (as in team=core)")
+    if len(key) > MAX_KEY or len(value) > MAX_VALUE:
+        raise ValueError(f"{text[:40]!r}... is longer than a stored tag ({MAX_KEY}-character keys, "
+                         f"{MAX_VALUE}-character values)")
+    return key, value
+
+
 def _dimension_clause(column, values: tuple[str, ...], raw: bool):
     if not raw:  # the rollup stores unknown as ''
         return column.in_(values)
@@ -78,15 +96,56 @@ def _range_clause(when, start: datetime | None, end: datetime | None):
     return and_(*parts) if parts else None
 
 
+class tag_value(FunctionElement):
+    """The value of the call's tag ``key`` (text, NULL when it has none): ``tag_value(key)``.
+
+    PostgreSQL: ``tags ->> key``. SQLite: the ``value`` of ``json_each(tags)`` whose ``key`` is the
+    key, not ``json_extract`` with a path, which cannot name a key holding ``"`` or (stored as
+    escapes) non-ASCII characters. The key is a bound parameter either way."""
+
+    type = String()
+    name = "tag_value"
+    inherit_cache = True
+
+    def __init__(self, key: str):
+        from sqlalchemy import bindparam
+
+        super().__init__(Completion.tags, bindparam(None, key, type_=String()))
+
+
+@compiles(tag_value)
+def _tag_value_pg(element, compiler, **kw):
+    tags, key = element.clauses
+    return f"({compiler.process(tags, **kw)} ->> CAST({compiler.process(key, **kw)} AS TEXT))"
+
+
+@compiles(tag_value, "sqlite")
+def _tag_value_sqlite(element, compiler, **kw):
+    tags, key = element.clauses
+    return (f"(SELECT tag_each.value FROM json_each({compiler.process(tags, **kw)}) AS tag_each "
+            f"WHERE tag_each.key = {compiler.process(key, **kw)})")
+
+
 def tag_clauses(tags: tuple[tuple[str, str], ...]) -> list:
     """Conditions on ``completions.tags`` (JSON on SQLite, JSONB on PostgreSQL): the call's tag
     ``key`` equals ``value``, for every pair. Bound parameters, never SQL text."""
-    return [Completion.tags[key].as_string() == value for key, value in tags]
+    return [tag_value(key) == value for key, value in tags]
 
 
-def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetime | None, datetime | None]]) -> list:
-    """SQL conditions for ``filters`` on ``completions`` (``raw``) or ``rollup_hourly``, with
-    the time condition taken from ``ranges`` ([start, end) pairs, ``None`` = open, OR-ed)."""
+def tag_rollup_answers(filters: Filters) -> bool:
+    """Whether ``rollup_tags`` holds the dimensions these filters name (model, app, one tag with a
+    value; no status, provider, user or key filter)."""
+    return (filters.status == "all" and not (filters.providers or filters.users or filters.key_hints)
+            and len(filters.tags) <= 1 and all(v for _, v in filters.tags))
+
+
+def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetime | None, datetime | None]],
+                  table=None) -> list:
+    """SQL conditions for ``filters`` on ``completions`` (``raw``) or ``rollup_hourly`` (or, with
+    ``table=RollupTags``, ``rollup_tags``, where ``tag_rollup_answers``), with the time condition
+    taken from ``ranges`` ([start, end) pairs, ``None`` = open, OR-ed)."""
+    if table is RollupTags:
+        return _tag_rollup_clauses(filters, ranges)
     table = Completion if raw else RollupHourly
     when = Completion.created_at if raw else RollupHourly.bucket
     clauses = []
@@ -107,4 +166,18 @@ def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetim
     if filters.status != "all":
         error = is_error_clause() if raw else RollupHourly.is_error.is_(True)
         clauses.append(error if filters.status == "errors" else not_(error))
+    return clauses
+
+
+def _tag_rollup_clauses(filters: Filters, ranges) -> list:
+    if not tag_rollup_answers(filters):
+        raise ValueError("rollup_tags holds model, app and one tag: these filters read completions")
+    parts = [_range_clause(RollupTags.bucket, a, b) for a, b in ranges]
+    clauses = [or_(*parts)] if parts and all(p is not None for p in parts) else []  # an open range: no bound
+    for attr in ("models", "apps"):
+        values = getattr(filters, attr)
+        if values:
+            clauses.append(getattr(RollupTags, FILTER_DIMENSIONS[attr]).in_(values))
+    for key, value in filters.tags:
+        clauses += [RollupTags.tag_key == key, RollupTags.tag_value == value]
     return clauses

@@ -1,7 +1,8 @@
 """Sums per UTC hour and model, for the dashboard's hourly view of short ranges (up to two days).
 
 The same exact sums as ``db.queries.grouped_totals`` (its ``bucket_sums``): whole hours from
-``rollup_hourly``, the partial hours at the range's ends from ``completions``. Buckets are UTC
+``rollup_hourly`` (with one tag filter ``rollup_tags``), the partial hours at the range's ends from
+``completions``. Buckets are UTC
 hours; the page shows each at its local start time.
 """
 
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from .filters import Filters
+from .filters import Filters, tag_rollup_answers
 from .periods import ceil_hour, floor_hour
 from .queries import MEASURES, add_measures, bucket_sums, zero_measures
 
@@ -31,8 +32,11 @@ def hourly_totals(conn: Connection, filters: Filters) -> Iterator[dict]:
         return
     first, last = ceil_hour(start), floor_hour(end)
     parts: list[tuple[str, tuple]] = []
+    whole = "rollup"  # a tag filter: its rows of rollup_tags when they hold it, else the calls
+    if filters.tags:
+        whole = "tags" if len(filters.tags) == 1 and tag_rollup_answers(filters) else "raw"
     if first < last:
-        parts.append(("rollup", ((first, last),)))
+        parts.append((whole, ((first, last),)))
         edges = tuple(r for r in ((start, first), (last, end)) if r[0] < r[1])
         if edges:
             parts.append(("raw", edges))

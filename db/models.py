@@ -12,6 +12,12 @@ none, NULL, never 0), ``price_source`` what priced the figures spendlog computed
 ``list_cost_usd`` the public list price. The rollup splits ``cost_usd`` into
 ``billed_cost_usd`` + ``estimated_cost_usd`` (always equal to it) and sums ``list_cost_usd``;
 ``calls_missing_cost`` is the count of unpriced calls (``cost_source = 'missing'``).
+
+Tags (issue 15, revision 0004): ``rollup_tags`` is derived like ``rollup_hourly`` (same writer
+transaction, same rebuild, same spill rows): per UTC hour x tag key x tag value x model x app, one
+row holds the sums of the calls that carry that tag, so each call counts once per tag it has.
+Calls without a key are in no row of that key: the read layer's ``(none)`` group is
+``rollup_hourly``'s total minus the key's rows (``db.tag_reads``).
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Money, UTCDateTime
 
-__all__ = ["Base", "Completion", "RollupHourly", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES", "SPEND_MEASURES",
-           "PRICE_MEASURES", "MONEY_MEASURES", "COST_SOURCES"]
+__all__ = ["Base", "Completion", "RollupHourly", "RollupTags", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES",
+           "SPEND_MEASURES", "PRICE_MEASURES", "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS", "TAG_MEASURES"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -146,3 +152,37 @@ class RollupHourly(Base):
     list_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
     latency_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# rollup_tags (revision 0004): hour x tag key x tag value x model x app; '' = unknown model / app
+TAG_DIMENSIONS = ("bucket", "tag_key", "tag_value", "model", "app")
+TAG_MEASURES = (*ROLLUP_MEASURES, "errors")
+
+
+class RollupTags(Base):
+    """Sums per UTC hour x tag key x tag value x model x app, of the calls carrying that tag."""
+
+    __tablename__ = "rollup_tags"
+
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    tag_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tag_value: Mapped[str] = mapped_column(String(256), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    app: Mapped[str] = mapped_column(String(255), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    calls_missing_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    billed_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    estimated_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    list_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    # the tag picker's values of one key, and a tag filter over a range
+    __table_args__ = (Index("ix_rollup_tags_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),)

@@ -29,14 +29,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, case, func, literal_column, select, type_coerce
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
 from .buckets import raw_bucket
 from .calls import iter_call_chunks, iter_calls
-from .filters import STATUSES, Filters, where_clauses
-from .groups import GROUPS, parse_groups
-from .models import MONEY_MEASURES, SPEND_MEASURES, Completion, RollupHourly
+from .filters import STATUSES, Filters, tag_rollup_answers, tag_value, where_clauses
+from .groups import GROUPS, parse_groups, tag_key
+from .models import Completion, RollupHourly, RollupTags
 from .periods import (
     PERIODS,
     bucket_minutes,
@@ -47,8 +47,9 @@ from .periods import (
     period_boundaries,
     period_keys,
 )
+from .split_hours import SplitHours
 from .store import is_error_clause
-from .types import from_pico
+from .sums import MEASURES, TOKENS, add_measures, join_measures, money_sums, negated, zero_measures
 
 __all__ = [
     "GROUPS",
@@ -71,86 +72,77 @@ __all__ = [
 ]
 
 DIMENSIONS = {"model": "model", "provider": "provider", "app": "app", "user": "user", "key": "api_key_hint"}
-MEASURES = (*SPEND_MEASURES, "errors", "latency_ms_sum", "latency_count")
-_TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
-_MONEY = frozenset(i for i, m in enumerate(MEASURES) if m in MONEY_MEASURES)  # exact Decimal sums
 _SOURCES = ("auto", "raw", "rows", "rollup")
 _RANGES_PER_QUERY = 200  # split hours read from raw rows per query (an OR of indexed ranges)
 
 
 class _Part(NamedTuple):
-    source: str  # "rollup" | "raw"
+    source: str  # "rollup" | "tags" (rollup_tags) | "raw"
     ranges: tuple[tuple[datetime | None, datetime | None], ...]  # [start, end) pairs, None = open
     bucket: int | None  # minutes per UTC time bucket (0 = per row); None = no time grouping
     # (hour, boundary) of the hours a local period boundary cuts. The rollup part holds those
     # hours back; the raw part reads the smaller side of each; the other side is the difference.
     split: tuple[tuple[datetime, datetime], ...] = ()
+    # a "tags" part of a tag:KEY grouping: its rows count for their value and against (none)
+    tag: str | None = None
 
 
 # ---------------------------------------------------------------- grouped SQL
 
 
-def _money_sums(dialect: str, column) -> list:
-    """``SUM(column)``; on SQLite two sums that cannot overflow (see the module docstring)."""
-    if dialect != "sqlite":
-        return [func.sum(column)]
-    pico = type_coerce(column, BigInteger)
-    return [func.sum(pico.op(">>")(literal_column("32"))), func.sum(pico.op("&")(literal_column("4294967295")))]
-
-
-def _measures(dialect: str, values: Sequence) -> list:
-    """A result row's measure columns as ``MEASURES`` (SQLite's two sums per money measure joined)."""
-    if dialect != "sqlite":
-        return list(values)
-    out: list = []
-    it = iter(values)
-    for i in range(len(MEASURES)):
-        value = next(it)
-        if i in _MONEY:
-            low = next(it)
-            value = None if value is None and low is None else from_pico((value or 0) * 2**32 + (low or 0))
-        out.append(value)
-    return out
-
-
 def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[str]):
+    """The part's SQL: its time bucket and ``dims`` as keys, then the measures. A ``rollup`` part
+    leaves tag dimensions out (its rows are all calls: ``(none)`` until the ``tags`` part, whose
+    keys hold the tag's value, takes the tagged ones away)."""
     raw = part.source == "raw"
+    table = Completion if raw else RollupTags if part.source == "tags" else RollupHourly
     keys = []
     if part.bucket is not None:
-        keys.append(raw_bucket(dialect, part.bucket) if raw else RollupHourly.bucket)
+        keys.append(raw_bucket(dialect, part.bucket) if raw else table.bucket)
     for d in dims:
-        column = DIMENSIONS[d]
-        keys.append(func.coalesce(getattr(Completion, column), "") if raw else getattr(RollupHourly, column))
+        key = tag_key(d)
+        if key is not None:
+            if raw:
+                keys.append(func.coalesce(tag_value(key), ""))
+            elif table is RollupTags:
+                keys.append(RollupTags.tag_value)
+        else:
+            column = DIMENSIONS[d]
+            keys.append(func.coalesce(getattr(Completion, column), "") if raw else getattr(table, column))
     if raw:
         c = Completion
         measures = [
             func.count(),
-            *(func.sum(getattr(c, t)) for t in _TOKENS),
-            *_money_sums(dialect, c.cost_usd),
+            *(func.sum(getattr(c, t)) for t in TOKENS),
+            *money_sums(dialect, c.cost_usd),
             func.sum(case((c.cost_usd.is_(None), 1), else_=0)),
             # the rollup's split (db.rollups): a cost is an estimate or else the upstream's bill
-            *_money_sums(dialect, case((c.cost_source == "estimated", None), else_=c.cost_usd)),
-            *_money_sums(dialect, case((c.cost_source == "estimated", c.cost_usd), else_=None)),
-            *_money_sums(dialect, c.list_cost_usd),
+            *money_sums(dialect, case((c.cost_source == "estimated", None), else_=c.cost_usd)),
+            *money_sums(dialect, case((c.cost_source == "estimated", c.cost_usd), else_=None)),
+            *money_sums(dialect, c.list_cost_usd),
             func.sum(case((is_error_clause(), 1), else_=0)),
             func.sum(c.latency_ms),
             func.count(c.latency_ms),
         ]
     else:
-        r = RollupHourly
+        r = table
+        errors = func.sum(r.errors) if r is RollupTags else func.sum(case((r.is_error.is_(True), r.requests), else_=0))
         measures = [
             func.sum(r.requests),
-            *(func.sum(getattr(r, t)) for t in _TOKENS),
-            *_money_sums(dialect, r.cost_usd),
+            *(func.sum(getattr(r, t)) for t in TOKENS),
+            *money_sums(dialect, r.cost_usd),
             func.sum(r.calls_missing_cost),
-            *_money_sums(dialect, r.billed_cost_usd),
-            *_money_sums(dialect, r.estimated_cost_usd),
-            *_money_sums(dialect, r.list_cost_usd),
-            func.sum(case((r.is_error.is_(True), r.requests), else_=0)),
+            *money_sums(dialect, r.billed_cost_usd),
+            *money_sums(dialect, r.estimated_cost_usd),
+            *money_sums(dialect, r.list_cost_usd),
+            errors,
             func.sum(r.latency_ms_sum),
             func.sum(r.latency_count),
         ]
-    stmt = select(*keys, *measures).where(*where_clauses(filters, raw=raw, ranges=part.ranges))
+    where = where_clauses(filters, raw=raw, ranges=part.ranges, table=RollupTags if table is RollupTags else None)
+    if part.tag is not None:
+        where.append(RollupTags.tag_key == part.tag)
+    stmt = select(*keys, *measures).where(*where)
     if keys:
         stmt = stmt.group_by(*keys)
     return stmt, len(keys)
@@ -162,7 +154,7 @@ def bucket_sums(conn: Connection, source: str, ranges: Sequence[tuple[datetime, 
     summed exactly over the [start, end) ``ranges`` from one ``source`` ("rollup" or "raw")."""
     stmt, nkeys = _grouped_select(conn.dialect.name, _Part(source, tuple(ranges), minutes), filters, dims)
     for row in conn.execute(stmt):
-        yield tuple(row[:nkeys]), _measures(conn.dialect.name, row[nkeys:])
+        yield tuple(row[:nkeys]), join_measures(conn.dialect.name, row[nkeys:])
 
 
 def _data_span(conn: Connection) -> tuple[datetime | None, datetime | None]:
@@ -211,9 +203,10 @@ def plan_grouped(
 
     first = ceil_hour(start) if start is not None else None
     last = floor_hour(end) if end is not None else None
-    if filters.tags:  # rollup_hourly has no tags: a tag filter reads the calls themselves
+    tags = _tag_plan(filters, by)
+    if tags == "raw":  # more than the tag rollup holds: the calls themselves
         if source == "rollup":
-            raise ValueError("the rollup cannot answer this exactly: it has no tags")
+            raise ValueError("the rollup cannot answer this exactly: rollup_tags holds one tag by model and app")
         source = "raw" if source == "auto" else source
     if source in ("raw", "rows") or (first is not None and last is not None and first >= last):
         if source == "rollup":
@@ -221,7 +214,13 @@ def plan_grouped(
         return [raw((start, end))]
     cut = [(floor_hour(b), b) for b in boundaries if b != floor_hour(b)] if periods else []
     cut = [(h, b) for h, b in cut if (first is None or h >= first) and (last is None or h < last)]
-    parts = [_Part("rollup", ((first, last),), 60 if periods else None, tuple(cut))]
+    whole = ((first, last),), 60 if periods else None, tuple(cut)
+    if tags == "filter":  # one tag=value: its rows of rollup_tags
+        parts = [_Part("tags", *whole)]
+    elif tags:  # by tag:KEY: every call (none), then the tagged ones move to their value
+        parts = [_Part("rollup", *whole), _Part("tags", *whole, tag=tags)]
+    else:
+        parts = [_Part("rollup", *whole)]
     edges = []
     if start is not None and first != start:
         edges.append((start, first))
@@ -237,6 +236,19 @@ def plan_grouped(
     return parts
 
 
+def _tag_plan(filters: Filters, by: Sequence[str]) -> str | None:
+    """How a read with tags uses ``rollup_tags``: None (no tags), ``"filter"`` (one tag=value),
+    the key of its one ``tag:KEY`` group, or ``"raw"`` (two tags, or dimensions it lacks)."""
+    keys = [k for k in map(tag_key, by) if k is not None]
+    if not keys and not filters.tags:
+        return None
+    if len(keys) + len(filters.tags) != 1 or not tag_rollup_answers(filters):
+        return "raw"
+    if any(g not in PERIODS and g not in ("model", "app") and tag_key(g) is None for g in by):
+        return "raw"
+    return keys[0] if keys else "filter"
+
+
 def _smaller_side(hour: datetime, boundary: datetime) -> tuple[datetime, datetime]:
     if boundary - hour <= timedelta(minutes=30):
         return hour, boundary
@@ -245,18 +257,6 @@ def _smaller_side(hour: datetime, boundary: datetime) -> tuple[datetime, datetim
 
 def _check_groups(by: Sequence[str]) -> tuple[str, ...]:
     return parse_groups((by,) if isinstance(by, str) else by)
-
-
-def zero_measures() -> list:
-    """A row of ``MEASURES`` at zero (money as ``Decimal(0)``), to add rows to with ``add_measures``."""
-    return [Decimal(0) if i in _MONEY else 0 for i in range(len(MEASURES))]
-
-
-def add_measures(acc: list, values: Sequence, sign: int = 1) -> None:
-    """Add one result row's ``MEASURES`` to ``acc`` (``sign`` -1 subtracts them)."""
-    for i, value in enumerate(values):
-        if value is not None:
-            acc[i] += sign * (value if i in _MONEY else int(value))
 
 
 class _Groups:
@@ -288,48 +288,6 @@ class _Groups:
         add_measures(acc, values)
 
 
-class _SplitHours:
-    """The split-hour correction, for zones whose local midnight falls inside a UTC hour.
-
-    In Asia/Kolkata (+05:30) a local day starts at hh:30 UTC, so the hourly rollup cannot say
-    which day each half of that hour belongs to. ``plan_grouped`` marks such hours (a part's
-    ``split``: (hour, boundary) pairs): the rollup part's rows for them are *held* here instead
-    of being added, and a raw part reads the smaller side of each hour from ``completions`` (added
-    to its period like any row, and subtracted here). What is held at the end is the other side
-    of the hour, added to that side's period by ``settle``.
-
-    A rollup row's bucket may be its hour plus 1 µs (2 µs, ...): ``db.store`` spills a full
-    rollup row into another one for the same key (docs/reliability.md). Rows are matched to their
-    hour with ``floor_hour``, so the spill rows are held with their hour."""
-
-    def __init__(self):
-        self._held: dict[tuple[datetime, tuple], list] = {}  # (hour, dimension values) -> sums
-        self._other_side: dict[datetime, datetime] = {}  # hour -> an instant in its unread side
-
-    def start_part(self, part: _Part) -> set[datetime]:
-        """Note what a part reads of the split hours; returns the hours it touches."""
-        if part.source == "raw":
-            for (hour, boundary), (lo, _) in zip(part.split, part.ranges):
-                self._other_side[hour] = boundary if lo == hour else hour
-        return {hour for hour, _ in part.split}
-
-    def take(self, part: _Part, hour: datetime, dim_values: tuple, values: Sequence) -> bool:
-        """Account for one row of a split ``hour``. True when the row is held (a rollup row:
-        not to be added yet); False for a raw row, which is then added to its period as usual."""
-        held = self._held.setdefault((hour, dim_values), zero_measures())
-        if part.source == "rollup":
-            add_measures(held, values)
-            return True
-        add_measures(held, values, -1)
-        return False
-
-    def settle(self, groups: _Groups) -> None:
-        """Add each split hour's unread side (its rollup sums minus the side read raw)."""
-        for (hour, dim_values), rest in self._held.items():
-            if any(rest):
-                groups.add(self._other_side[hour], dim_values, rest)
-
-
 def grouped_totals(
     conn: Connection, filters: Filters, by: Sequence[str], tz: str = "UTC", *, source: str = "auto"
 ) -> Iterator[dict]:
@@ -340,22 +298,28 @@ def grouped_totals(
     row (zeros when nothing matches). Sorted by the group columns, unknown dimension last."""
     by = _check_groups(by)
     groups = _Groups(by, tz)
-    split = _SplitHours()
+    split = SplitHours()
     dialect = conn.dialect.name
+    tag_at = [i for i, d in enumerate(groups.dims) if tag_key(d) is not None]
+    subtracted = False
     for part in plan_grouped(conn, filters, by, tz, source=source):
         stmt, nkeys = _grouped_select(dialect, part, filters, groups.dims)
         split_hours = split.start_part(part)
+        subtracted |= part.tag is not None
         for row in conn.execute(stmt):
-            values = _measures(dialect, row[nkeys:])
+            values = join_measures(dialect, row[nkeys:])
             if part.bucket is None:  # no time grouping: the keys are the dimensions
-                groups.add(None, row[:nkeys], values)
-                continue
-            bucket, dim_values = row[0], tuple(row[1:nkeys])
-            if split_hours and (hour := floor_hour(bucket)) in split_hours:
-                if split.take(part, hour, dim_values, values):
-                    continue
-            groups.add(bucket, dim_values, values)
+                bucket, dim_values = None, tuple(row[:nkeys])
+            else:
+                bucket, dim_values = row[0], tuple(row[1:nkeys])
+            for dims, sums in _contributions(part, tag_at, dim_values, values):
+                if split_hours and bucket is not None and (hour := floor_hour(bucket)) in split_hours:
+                    if split.take(part, hour, dims, sums):
+                        continue
+                groups.add(bucket, dims, sums)
     split.settle(groups)
+    if subtracted:  # a (none) group that every call left for a value: no calls, no row
+        groups.sums = {k: v for k, v in groups.sums.items() if any(v)}
     if not by and not groups.sums:
         groups.sums[()] = zero_measures()
     for key in sorted(groups.sums, key=_sort_key):
@@ -364,12 +328,26 @@ def grouped_totals(
         yield out
 
 
+def _contributions(part: _Part, tag_at: list[int], dim_values: tuple, values: list) -> list[tuple[tuple, list]]:
+    """What one row adds: to its group; a ``rollup`` row of a tag grouping to ``(none)`` (its SQL
+    has no tag keys); a ``tags`` row of one also against ``(none)``, which thus keeps the untagged."""
+    if not tag_at or part.source == "raw":
+        return [(dim_values, values)]
+    if part.source == "rollup":
+        it = iter(dim_values)
+        return [(tuple(None if i in tag_at else next(it) for i in range(len(dim_values) + len(tag_at))), values)]
+    if part.tag is None:
+        return [(dim_values, values)]
+    untagged = tuple(None if i in tag_at else v for i, v in enumerate(dim_values))
+    return [(dim_values, values), (untagged, negated(values))]
+
+
 def _sort_key(key: tuple) -> tuple:
     return tuple((v is None, v if v is not None else "") for v in key)
 
 
 def count_calls(conn: Connection, filters: Filters) -> int:
-    """How many calls match (from the rollup where it can answer exactly)."""
+    """How many calls match (from the rollups where they can answer exactly)."""
     return next(grouped_totals(conn, filters, ()))["requests"]
 
 

@@ -36,15 +36,16 @@ from .engine import file_lock, lock_timeout, write_lock_path
 from .estimate import priced_fields
 from .models import PRICE_MEASURES, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, Completion, RollupHourly
 from .rollups import is_error_clause
+from .tag_rollup import add_to_tag_rollups, tag_rollup_delta
 from .types import Money, UTCDateTime, from_pico
 
 __all__ = ["RepriceResult", "reprice", "reprice_where", "count_repriceable"]
 
 REPRICED = ("estimated", "missing")
 _PRICE_COLUMNS = ("cost_usd", "cost_source", "price_source", "list_cost_usd")
-# what pricing needs, then the price columns as they are
+# what pricing needs, what the tag rollup's keys need (app, tags), then the price columns as they are
 _READ = ("id", "created_at", "model", "provider", "upstream", "prompt_tokens", "completion_tokens", "cached_tokens",
-         "reasoning_tokens", *_PRICE_COLUMNS)
+         "reasoning_tokens", "app", "tags", *_PRICE_COLUMNS)
 _DELTA = ("cost_usd", "calls_missing_cost", *PRICE_MEASURES)
 _UTC = timezone.utc
 # The batch's new prices, staged in a temporary table (one per connection): the rollup correction and
@@ -233,7 +234,7 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
             rows = _rows(dialect, conn.execute(query).all())
             if not rows:
                 break
-            staged = []
+            staged, tagged_old, tagged_new = [], [], []
             for row in rows:
                 values = _new_values(book, row)
                 if row["cost_usd"] is not None:
@@ -243,8 +244,13 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
                 if any(row[c] != values[c] for c in _PRICE_COLUMNS):
                     staged.append((row["id"], values["cost_usd"], values["cost_source"], values["price_source"],
                                    values["list_cost_usd"]))
+                    if row["tags"]:
+                        tagged_old.append(row)
+                        tagged_new.append({**row, **values})
             if staged and not dry_run:
                 _apply(conn, staged)
+                if tagged_old:  # the tag rollup's keys live in JSON: corrected from the rows themselves
+                    add_to_tag_rollups(conn, tag_rollup_delta(tagged_old, tagged_new))
         seen += len(rows)
         changed += len(staged)
         after = (rows[-1]["created_at"], rows[-1]["id"])

@@ -2,7 +2,7 @@
 
 A record is a dict keyed by ``completions`` column names (see ``db.models.Completion``).
 ``insert_records`` inserts those whose ``id`` is not stored yet (replays never duplicate) and adds
-their sums to ``rollup_hourly`` in the same transaction. The writer, the spool replay, the demo
+their sums to ``rollup_hourly`` and ``rollup_tags`` (``db.tag_rollup``) in the same transaction. The writer, the spool replay, the demo
 backfill and ``rebuild_rollups`` all go through here.
 
 Poison never spreads (issue 12):
@@ -38,8 +38,11 @@ from sqlalchemy.engine import Connection
 
 from .errors import StorageError, describe
 from .models import Completion
-from .rollups import (add_to_rollups, is_error, is_error_clause, rebuild_rollups, rollup_delta,
-                      rollup_limits, rollup_rows, upsert_rollups)
+from .tag_limits import bound_tags, within_limits
+from .rebuild import rebuild_rollups
+from .rollups import (add_to_rollups, is_error, is_error_clause, rollup_delta, rollup_limits, rollup_rows,
+                      upsert_rollups)
+from .tag_rollup import tag_rollup_limits, tag_rollup_rows, upsert_tag_rollups
 
 __all__ = ["COLUMNS", "insert_records", "insert_isolating", "is_record_error", "clean_record", "clean_text",
            "rollup_rows", "rollup_limits", "rollup_delta", "add_to_rollups", "rebuild_rollups", "is_error",
@@ -113,7 +116,7 @@ def _text_is_clean(record: dict) -> bool:
 
 def clean_record(record: dict) -> dict:
     """``record`` with every text value storable (``clean_text``, to the column's length) and its
-    tags cleaned; the record itself when nothing needs it, else a cleaned copy."""
+    tags cleaned and bounded (``db.tag_limits.bound_tags``, flag kept); the record itself when nothing needs it, else a cleaned copy."""
     out = None
     if not _text_is_clean(record):
         out = dict(record)
@@ -122,8 +125,8 @@ def clean_record(record: dict) -> dict:
             if isinstance(value, str):
                 out[name] = clean_text(value, limit)
     tags = record.get("tags")
-    if tags and not _plain_text(tags):
-        cleaned = _clean_json(tags)
+    if tags and not (_plain_text(tags) and within_limits(tags, keep_flag=True)):
+        cleaned = bound_tags(_clean_json(tags), keep_flag=True)
         if cleaned is not tags:
             if out is None:
                 out = dict(record)
@@ -183,6 +186,8 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
     if not new:
         return 0
     upsert_rollups(conn, rollup_rows(new, rollup_limits(conn.dialect.name)))
+    if any(r.get("tags") for r in new):
+        upsert_tag_rollups(conn, tag_rollup_rows(new, tag_rollup_limits(conn.dialect.name)))
     return len(new)
 
 

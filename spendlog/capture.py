@@ -33,6 +33,7 @@ from spendlog.answer import AnswerReader
 from spendlog.db import writer
 from spendlog.db.ids import uuid7
 from spendlog.db.log import warn_once
+from spendlog.db.tag_limits import bound_tags
 from spendlog.headers import hint_for, key_hint, parse_tags, read_headers, scrub, split_attribution, with_content_length
 from spendlog.usage import Usage
 
@@ -48,7 +49,7 @@ _TEXT_COLUMNS = {
     "provider": 255, "error_type": 64, "error_message": 1000, "finish_reason": 64, "app": 255, "user": 255,
     "api_key_hint": 32,
 }
-_TAG_KEY_LIMIT, _TAG_VALUE_LIMIT = 255, 1000
+_TAG_CLEAN_LIMIT = 1 << 20  # a tag is cleaned up to this, then bounded by db.tag_limits (and flagged)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -299,8 +300,9 @@ class CallCapture:
             "ttft_ms": (t_first - self._t0) // 1_000_000 if stream and t_first else None,
             "app": self.app,
             "user": self.user,
-            "tags": {clean_text(k, _TAG_KEY_LIMIT): clean_text(v, _TAG_VALUE_LIMIT) for k, v in self.tags.items()}
-                    if self.tags else None,
+            # cleaned whole, then bounded (db.tag_limits: 20 tags, 64-char keys, 256-char values, flagged)
+            "tags": bound_tags({clean_text(k, _TAG_CLEAN_LIMIT): clean_text(v, _TAG_CLEAN_LIMIT)
+                                for k, v in self.tags.items()}) if self.tags else None,
             "api_key_hint": hint_for(self._secret) if self._secret else None,
         }
         for name, limit in _TEXT_COLUMNS.items():

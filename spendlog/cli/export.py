@@ -26,9 +26,17 @@ def _parse_groups(value: str, *, allow_call: bool) -> list[str]:
         fail(f"--by {exc}")
 
 
-def _filters(from_value, to_value, tz):
+def _filters(from_value, to_value, tz, tags=()):
+    from spendlog.db.filters import parse_tag
     from spendlog.db.periods import date_bounds, get_zone
     from spendlog.db.queries import Filters
+
+    pairs = []
+    for text in tags:
+        try:
+            pairs.append(parse_tag(text))
+        except ValueError as exc:
+            fail(f"--tag {exc}")
 
     try:
         get_zone(tz)
@@ -40,7 +48,7 @@ def _filters(from_value, to_value, tz):
         start, end = date_bounds(start_day, end_day, tz)
     except ValueError:
         fail(f"--to {end_day} is before --from {start_day}")
-    return Filters(start=start, end=end)
+    return Filters(start=start, end=end, tags=tuple(pairs))
 
 
 def _tz_option(f):
@@ -55,6 +63,8 @@ def _tz_option(f):
 
 
 def _range_options(f):
+    f = click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+                     help="Only calls tagged KEY=VALUE (as in team=core); repeat to require several tags.")(f)
     f = click.option("--to", "to_value", metavar="DATE", help="Last day to include, YYYY-MM-DD (inclusive).")(f)
     f = click.option("--from", "from_value", metavar="DATE", help="First day to include, YYYY-MM-DD.")(f)
     return f
@@ -69,7 +79,8 @@ def _range_options(f):
     default="day,model",
     show_default=True,
     metavar="GROUPS",
-    help="Comma list of day, week, month, model, provider, app, user, key; or `call` for one row per call.",
+    help="Comma list of day, week, month, model, provider, app, user, key, tag:KEY (the value of tag KEY); "
+    "or `call` for one row per call.",
 )
 @click.option(
     "--format",
@@ -81,12 +92,12 @@ def _range_options(f):
 )
 @click.option("-o", "--output", "output", default="-", metavar="FILE", help="Write to FILE instead of stdout.")
 @db_option
-def export_cmd(from_value, to_value, tz, by_value, fmt, output, db_url) -> None:
+def export_cmd(from_value, to_value, tags, tz, by_value, fmt, output, db_url) -> None:
     """Export spend as CSV, JSON lines or FinOps FOCUS for finance."""
     from spendlog.report.files import export_calls, export_grouped
 
     by = _parse_groups(by_value, allow_call=True)
-    filters = _filters(from_value, to_value, tz)
+    filters = _filters(from_value, to_value, tz, tags)
     if fmt == "focus" and by != ["call"] and sum(g in ("day", "week", "month") for g in by) != 1:
         fail("--format focus needs exactly one of day, week or month in --by (or --by call)")
     with reading(db_url) as conn, output_file(output) as (stream, target):
@@ -140,15 +151,16 @@ def _progress(conn, filters, enabled: bool):
     default="model,app",
     show_default=True,
     metavar="GROUPS",
-    help="Comma list of breakdowns to print, one table each: model, provider, app, user, key, day, week, month.",
+    help="Comma list of breakdowns to print, one table each: model, provider, app, user, key, tag:KEY, day, week, "
+    "month.",
 )
 @db_option
-def summary_cmd(from_value, to_value, tz, by_value, db_url) -> None:
+def summary_cmd(from_value, to_value, tags, tz, by_value, db_url) -> None:
     """Print spend totals per model and app as a terminal table."""
     from spendlog.report.summary import summary_lines
 
     by = _parse_groups(by_value, allow_call=False)
-    filters = _filters(from_value, to_value, tz)
+    filters = _filters(from_value, to_value, tz, tags)
     with reading(db_url) as conn:
         lines = summary_lines(conn, filters, by, tz, parse_date(from_value, "--from"), parse_date(to_value, "--to"))
     click.echo("\n".join(lines))

@@ -36,12 +36,12 @@ def _cells(row, money) -> list:
               help="Output format.")
 @prices_option
 @db_option
-def whatif_cmd(target, from_value, to_value, tz, models, fmt, prices_path, db_url) -> None:
+def whatif_cmd(target, from_value, to_value, tags, tz, models, fmt, prices_path, db_url) -> None:
     """Show what the same calls (same tokens) would have cost on another model, per source model."""
     from spendlog.db.whatif import WhatIfError, whatif
     from spendlog.report.money import money_display, money_exact
 
-    filters = _filters(from_value, to_value, tz)
+    filters = _filters(from_value, to_value, tz, tags)
     book = load_book(prices_path)
     if book.resolve(target.strip()) is None:
         fail(f"--as {target!r}: no price for this model (use an id genai-prices or your prices file knows, "

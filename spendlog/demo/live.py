@@ -23,7 +23,8 @@ import httpx
 
 from spendlog import LoggingTransport
 
-from .traffic import ENDPOINTS, KEY_NAMES, NO_COST_SHARE, NO_COST_SHARE_MISTRAL, Prompts, demo_keys, sample_call
+from .traffic import (ENDPOINTS, FEATURES, KEY_NAMES, NO_COST_SHARE, NO_COST_SHARE_MISTRAL, TEAMS, Prompts, demo_keys,
+                      sample_call)
 
 __all__ = ["LiveSender", "start_live_traffic"]
 
@@ -73,12 +74,13 @@ class LiveSender:
         """Send one call (and read its whole answer); returns the HTTP status."""
         rng = self.rng
         app, user, key_index, endpoint, body = sample_call(rng, self.prompts)
+        team = f"team={TEAMS.get(app.name, 'other')},feature={rng.choice(FEATURES.get(app.name, ('general',)))}"
         headers = {
             "Authorization": f"Bearer {self.keys[key_index]}",
             "Content-Type": "application/json",
             "X-Spendlog-App": app.name,
             "X-Spendlog-User": user,
-            "X-Spendlog-Tags": f"via={self.via},env={KEY_NAMES[key_index]}",
+            "X-Spendlog-Tags": f"via={self.via},env={KEY_NAMES[key_index]},{team}",
             "X-Fake-Latency-Ms": str(rng.randint(80, 600)),
             "X-Fake-Chunk-Delay-Ms": "15",
         }
@@ -88,7 +90,7 @@ class LiveSender:
         if rng.random() < share:
             headers["X-Fake-No-Cost"] = "1"
         if self.via == "hook":  # the transport adds its own via=hook tag; the header one would win
-            headers["X-Spendlog-Tags"] = f"env={KEY_NAMES[key_index]}"
+            headers["X-Spendlog-Tags"] = f"env={KEY_NAMES[key_index]},{team}"
         url = self.base_url + ENDPOINTS[endpoint]
         with self.client.stream("POST", url, content=json.dumps(body).encode(), headers=headers) as response:
             for _ in response.iter_raw():

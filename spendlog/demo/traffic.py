@@ -88,6 +88,13 @@ APPS: tuple[App, ...] = (
         ("nick", "ivan", "frank", "dan"), ((2, 0.7), (1, 0.3)), 0.5, (500, 6000), responses_api=0.3),
 )
 KEY_NAMES = ("live", "staging", "team", "batch")  # environment of each key, stored as a tag
+# tags as a dimension (issue 15): each app's team and features; customers drawn from a fixed pool
+TEAMS = {"support-bot": "support", "code-review": "platform", "search-rag": "search", "data-pipeline": "data",
+         "research-agent": "research"}
+FEATURES = {"support-bot": ("chat", "triage", "summarise"), "code-review": ("review", "explain"),
+            "search-rag": ("search", "answer"), "data-pipeline": ("extract", "classify", "embed"),
+            "research-agent": ("plan", "browse", "report")}
+CUSTOMERS = tuple(f"cust-{i:03d}" for i in range(40))
 PROMPTS_PER_MODEL = 48  # distinct prompts an app sends to one model (per stream/outcome)
 
 _VOCAB = ("invoice refund order account shipping delay customer ticket request error timeout deploy "
@@ -282,6 +289,14 @@ def _latencies(c: _Call, record: dict, rng: random.Random) -> tuple[int, int | N
     return max(total, 1), (ttft if c.stream else None)
 
 
+def _team_tags(rng: random.Random, app: str) -> dict[str, str]:
+    """A call's team, feature and (most of the time) customer tags: a few customers spend most."""
+    tags = {"team": TEAMS.get(app, "other"), "feature": rng.choice(FEATURES.get(app, ("general",)))}
+    if rng.random() < 0.8:
+        tags["customer"] = CUSTOMERS[min(int(rng.paretovariate(1.2)) - 1, len(CUSTOMERS) - 1)]
+    return tags
+
+
 def generate_records(days: int = 60, seed: int = 7, per_day: float = 400, *, end: datetime | None = None,
                      db_url: str | None = None) -> Iterator[dict]:
     """Records for the ``days`` days before ``end`` (default: now), about ``per_day`` calls a day
@@ -301,6 +316,7 @@ def generate_records(days: int = 60, seed: int = 7, per_day: float = 400, *, end
     incident = (start + timedelta(days=days * 0.4)).date()  # one bad day, 40% of the way in
     hour_sums = {app.name: sum(app.hours) for app in APPS}
     templates: dict[tuple, dict | None] = {}
+    tag_rng = random.Random(f"{seed}:tags")  # its own stream: the other fields stay as they were
     t = hour0
     while t < end:
         day_index = (t - hour0).days
@@ -329,7 +345,7 @@ def generate_records(days: int = 60, seed: int = 7, per_day: float = 400, *, end
             record["created_at"] = ts
             record["user"] = _user(rng, app)
             record["api_key_hint"] = hints[key_index]
-            record["tags"] = {"via": "backfill", "env": KEY_NAMES[key_index]}
+            record["tags"] = {"via": "backfill", "env": KEY_NAMES[key_index], **_team_tags(tag_rng, app.name)}
             if template["request_id"]:
                 record["request_id"] = template["request_id"][:-24] + "%024x" % rng.getrandbits(96)
             record["latency_ms"], record["ttft_ms"] = _latencies(c, record, rng)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from spendlog.db.groups import tag_key
 from spendlog.db.periods import PERIODS, get_zone, local_midnight, next_period_start
 from spendlog.db.queries import Filters, grouped_totals, iter_call_chunks
 
@@ -111,6 +112,7 @@ def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out
         raise ValueError("--format focus needs exactly one of day, week or month in --by (or --by call)")
     period = periods[0]
     zone = get_zone(tz)
+    tag_groups = [(g, tag_key(g)) for g in by if tag_key(g) is not None]  # tag:KEY groups go to Tags
 
     def rows():
         for r in grouped_totals(conn, filters, by, tz):
@@ -122,7 +124,7 @@ def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out
                 provider=r.get("provider"), app=r.get("app"), user=r.get("user"), key=r.get("key"),
                 requests=r["requests"], prompt=r["prompt_tokens"], completion=r["completion_tokens"],
                 total=r["total_tokens"], cached=r["cached_tokens"], reasoning=r["reasoning_tokens"],
-                missing=r["calls_missing_cost"], tags=None,
+                missing=r["calls_missing_cost"], tags={k: r[g] for g, k in tag_groups if r[g] is not None},
             )
 
     return write_table(chunked(rows()), FOCUS_COLUMNS, "focus", out, progress=progress)

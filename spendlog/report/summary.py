@@ -68,11 +68,11 @@ def _breakdown(group: str, rows: list[dict], total_cost) -> list[str]:
     if group not in PERIODS:  # dimensions: the largest spend first; periods stay in time order
         rows = sorted(rows, key=lambda r: r["cost_usd"], reverse=True)
     if not rows:
-        return [f"By {group}: no calls"]
+        return [f"By {printable(group)}: no calls"]
     body = []
     for r in rows:
         share = f"{r['cost_usd'] / total_cost * 100:.1f}%" if total_cost else "-"
         label = r[group].isoformat() if hasattr(r[group], "isoformat") else printable(r[group])
         body.append([label, f"{r['requests']:,}", f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}",
                      money_display(r["cost_usd"]), share])
-    return text_table(f"By {group}", [group, *_HEADER[1:]], body, right={1, 2, 3, 4, 5})
+    return text_table(f"By {printable(group)}", [printable(group), *_HEADER[1:]], body, right={1, 2, 3, 4, 5})

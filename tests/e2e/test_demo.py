@@ -100,6 +100,10 @@ def test_the_traffic_has_the_variety_a_dashboard_needs(records):
     assert all(r["cost_usd"] is None for r in missing)
     assert all(isinstance(r["cost_usd"], Decimal) for r in records if r["cost_source"] == "upstream")
     assert {r["tags"]["via"] for r in records} == {"backfill"}
+    # tags as a dimension (issue 15): a team and a feature on every call, a customer on most
+    assert len({r["tags"]["team"] for r in records}) == 5 and len({r["tags"]["feature"] for r in records}) >= 10
+    customers = collections.Counter(r["tags"].get("customer") for r in records)
+    assert 0.1 * len(records) < customers[None] < 0.3 * len(records) and len(customers) > 20
 
 
 def test_one_day_is_an_incident_with_many_more_rate_limits(records):

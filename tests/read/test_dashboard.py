@@ -126,7 +126,7 @@ def test_overview_shows_the_ledger(monkeypatch, ledger, records):
     assert_shows(at, expect(records))
     exp = expect(records)
     assert metric(at, "Error rate") == f"{Decimal(exp['errors'] * 100) / exp['requests']:.1f}%"
-    assert len(at.get("vega_lite_chart")) == 7
+    assert len(at.get("vega_lite_chart")) == 8  # spend by tag: make_record tags team=core
     spend = chart_data(at)
     assert set(spend["model"]) == {m for m, _p in MODELS}
     assert sorted(set(spend["period"]))[0] == "2025-03-10" and sorted(set(spend["period"]))[-1] == "2025-03-17"

@@ -1,4 +1,4 @@
-"""Filters.tags: calls whose tags hold every key=value pair, read from the calls themselves."""
+"""Filters.tags: calls whose tags hold every key=value pair (one tag from the tag rollup, more from the calls)."""
 
 from __future__ import annotations
 
@@ -55,12 +55,14 @@ def test_a_hostile_value_is_a_value_not_sql(engine):
     assert spend(engine, tags={"team": "x' OR '1'='1"}) == Decimal(0)
 
 
-def test_tag_filters_read_raw_rows_and_combine_with_other_filters(engine):
+def test_tag_filters_read_the_tag_rollup_and_combine_with_other_filters(engine):
     with engine.connect() as conn:
         f = Filters(start=BASE - timedelta(hours=2), end=BASE + timedelta(hours=3), tags={"feature": "search"})
-        assert {p.source for p in plan_grouped(conn, f, ["day"])} == {"raw"}
-        with pytest.raises(ValueError, match="no tags"):
-            plan_grouped(conn, f, ["day"], source="rollup")
+        assert {p.source for p in plan_grouped(conn, f, ["day"])} == {"tags"}
+        two = Filters(start=f.start, end=f.end, tags={"feature": "search", "team": "core"})
+        assert {p.source for p in plan_grouped(conn, two, ["day"])} == {"raw"}
+        with pytest.raises(ValueError, match="cannot answer"):
+            plan_grouped(conn, two, ["day"], source="rollup")
         rows = grouped_totals(conn, f, ["day"])
         assert [r["cost_usd"] for r in rows] == [Decimal("6.500000000001")]
         assert distinct_values(conn, "model", f) == ["openai/gpt-4o-mini"]

@@ -164,3 +164,18 @@ def test_cli_csv_writes_a_hostile_model_id_as_text(sqlite_url):
     assert code == 0, err
     row = out.splitlines()[1]
     assert row.startswith("\"'=HYPERLINK(") and not row.startswith("=")
+
+
+def test_cli_tag_narrows_the_calls(sqlite_url):
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        insert_records(conn, [make_record(created_at=AT, tags={"team": "core"}),
+                              make_record(created_at=AT, tags={"team": "growth"}),
+                              make_record(created_at=AT, tags=None)])
+    engine.dispose()
+    code, out, err = run("--db", sqlite_url, "--as", TARGET, "--format", "json", "--tag", "team=core")
+    assert code == 0, err
+    assert json.loads(out)["total"]["requests"] == 1
+    code, out, err = run("--db", sqlite_url, "--as", TARGET, "--tag", "team")
+    assert code == 2 and err.startswith("spendlog: error: --tag") and len(err.strip().splitlines()) == 1

@@ -1,0 +1,66 @@
+"""The tag rollup: how records add up into ``rollup_tags`` rows (revision 0004).
+
+One row per UTC hour x tag key x tag value x model x app holds the sums of the calls carrying that
+tag (``db.models.RollupTags``): a call with three tags adds to three rows. A tag whose value is
+empty adds to none (a read groups it with the calls that lack the key: ``(none)``). Kept like
+``rollup_hourly`` and by the same functions (``db.rollups``): summed per key with the same spill
+rule (a key whose hour would pass a column continues in a row at the hour + 1 µs), added in the
+insert's transaction (``db.store.insert_records``), corrected by re-pricing (``db.reprice``),
+rebuilt by ``db.rebuild``; ``db.prune`` leaves it alone like the hourly rollup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy.engine import Connection
+
+from .models import TAG_DIMENSIONS, TAG_MEASURES, RollupTags
+from .periods import floor_hour
+from .rollups import _add, _new_row, add_to_rollups, is_error, rollup_delta, rollup_limits, sum_rows, upsert_rollups
+
+__all__ = ["tag_keys_of", "tag_rollup_rows", "tag_rollup_limits", "upsert_tag_rollups", "tag_rollup_delta",
+           "add_to_tag_rollups"]
+
+
+def tag_keys_of(r: dict) -> list[tuple]:
+    """The ``rollup_tags`` keys of one record: one per tag with a non-empty string value."""
+    tags = r.get("tags")
+    if not tags or not isinstance(tags, dict):
+        return []
+    hour = floor_hour(r["created_at"])
+    model, app = r.get("model") or "", r.get("app") or ""
+    return [(hour, k, v, model, app) for k, v in tags.items() if type(v) is str and v]
+
+
+def _new_tag_row(key: tuple) -> dict:
+    return _new_row(key, TAG_DIMENSIONS, TAG_MEASURES)
+
+
+def _add_tagged(row: dict, r: dict) -> None:
+    _add(row, r)
+    if is_error(r):
+        row["errors"] += 1
+
+
+def tag_rollup_limits(dialect: str) -> dict:
+    return rollup_limits(dialect, TAG_MEASURES)
+
+
+def tag_rollup_rows(records: Iterable[dict], limits: dict | None = None) -> list[dict]:
+    """Sum records per tag rollup key (``tag_keys_of``); with ``limits``, split like ``rollup_rows``."""
+    return sum_rows(records, tag_keys_of, _new_tag_row, _add_tagged, limits)
+
+
+def upsert_tag_rollups(conn: Connection, rows: Sequence[dict]) -> None:
+    """Add ``rows`` to ``rollup_tags`` in the caller's transaction (``db.rollups.upsert_rollups``)."""
+    upsert_rollups(conn, rows, RollupTags.__table__)
+
+
+def tag_rollup_delta(old: Iterable[dict], new: Iterable[dict]) -> list[dict]:
+    """``db.rollups.rollup_delta`` for ``rollup_tags``: the re-priced calls' corrections per tag key."""
+    return rollup_delta(old, new, tag_keys_of, _new_tag_row)
+
+
+def add_to_tag_rollups(conn: Connection, deltas: Sequence[dict]) -> None:
+    add_to_rollups(conn, deltas, RollupTags.__table__)

@@ -1,0 +1,129 @@
+"""Tags on the dashboard: the sidebar's tag filter (in the link), the "Spend by tag" chart and its
+key picker, figures equal to the export's, hostile tags shown as text (AppTest on real ledgers)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from test_dashboard import RANGE, START, chart_data, exact_caption, expect, metric, open_app, seed, seed_records
+from test_dashboard_hostile import CONSTRUCTS, markdown_rendered
+
+from spendlog.dashboard.formatting import format_count, label
+from spendlog.db.engine import make_engine
+from spendlog.db.queries import Filters, date_bounds, grouped_totals
+from spendlog.report.money import money_display
+
+TEAMS = ["core", "growth", None]
+HOSTILE = ["![x](http://127.0.0.1:1/p.png)", "<img src=x onerror=alert(1)>", "=HYPERLINK(\"http://x\")", ":red[x] **b**"]
+
+
+def tagged_records() -> list[dict]:
+    from spendlog.db.estimate import price_book, price_record
+
+    book = price_book()
+    out = []
+    for i, r in enumerate(seed_records()):
+        tags = {"feature": HOSTILE[i % 4] if i % 5 == 0 else ("search", "chat")[i % 2]}
+        if TEAMS[i % 3]:
+            tags["team"] = TEAMS[i % 3]
+        r["tags"] = tags
+        out.append(price_record(book, r))
+    return out
+
+
+@pytest.fixture
+def records():
+    return tagged_records()
+
+
+@pytest.fixture
+def ledger(db_url, records) -> str:
+    seed(db_url, records)
+    return db_url
+
+
+def tag_chart(at):
+    """The "Spend by tag" chart's frame: the chart drawn after the "Spend by tag" heading."""
+    names = [s.value for s in at.subheader]
+    assert "Spend by tag" in names
+    charts = at.get("vega_lite_chart")
+    for i in range(len(charts)):
+        df = chart_data(at, i)
+        if "name" in df.columns and getattr(charts[i].proto, "spec", "").find("Tag value") >= 0:
+            return df
+    raise AssertionError("no Spend by tag chart")
+
+
+def export_figures(url: str, by: list[str], tags=()) -> dict:
+    start, end = date_bounds(date(2025, 3, 10), date(2025, 3, 17), "UTC")
+    engine = make_engine(url, pool=False)
+    with engine.connect() as conn:
+        rows = list(grouped_totals(conn, Filters(start=start, end=end, tags=tags), by, "UTC"))
+    engine.dispose()
+    return {label(r[by[0]]): money_display(r["cost_usd"], exact=True) for r in rows}
+
+
+def test_spend_by_tag_equals_the_export_and_the_picker_switches_keys(monkeypatch, ledger):
+    at = open_app(monkeypatch, ledger, RANGE)
+    keys = at.selectbox(key="f_tagby")
+    assert set(keys.options) == {"feature", "team"}
+    keys.set_value("team")
+    at.run()
+    assert not at.exception
+    df = tag_chart(at)
+    assert dict(zip(df["name"], df["cost_exact"])) == export_figures(ledger, ["tag:team"])
+    assert "(none)" in set(df["name"])
+    assert dict(at.query_params)["tagby"] == "team"
+    at.selectbox(key="f_tagby").set_value("feature")
+    at.run()
+    df = tag_chart(at)
+    assert dict(zip(df["name"], df["cost_exact"])) == export_figures(ledger, ["tag:feature"])
+    assert dict(at.query_params)["tagby"] == "feature"
+
+
+def test_the_tag_filter_narrows_intersects_and_travels_in_the_link(monkeypatch, ledger, records):
+    at = open_app(monkeypatch, ledger, RANGE)
+    tags = at.sidebar.multiselect(key="f_tags")
+    assert {"team=core", "team=growth", "feature=search"} <= set(tags.options)
+    tags.set_value(["team=core"])
+    at.run()
+    exp = expect(records, lambda r: r["tags"].get("team") == "core")
+    assert metric(at, "Requests") == format_count(exp["requests"]) and 0 < exp["requests"] < len(records)
+    assert exact_caption(at) == f"Total spend, exact: **{money_display(exp['cost'], exact=True)}**"
+    at.sidebar.multiselect(key="f_tags").set_value(["team=core", "feature=search"])
+    at.run()
+    both = expect(records, lambda r: r["tags"].get("team") == "core" and r["tags"].get("feature") == "search")
+    assert metric(at, "Requests") == format_count(both["requests"]) and 0 < both["requests"] < exp["requests"]
+    params = dict(at.query_params)
+    assert params["tag"] == ["team=core", "feature=search"]
+    again = open_app(monkeypatch, ledger, params)
+    assert exact_caption(again) == exact_caption(at)
+    assert dict(zip(*(tag_chart(again)[c] for c in ("name", "cost_exact")))) == export_figures(
+        ledger, [f"tag:{again.selectbox(key='f_tagby').value}"], (("feature", "search"), ("team", "core")))
+
+
+def test_hostile_tags_are_text(monkeypatch, ledger, records):
+    at = open_app(monkeypatch, ledger, {**RANGE, "tagby": "feature", "tag": "feature=" + HOSTILE[1]})
+    exp = expect(records, lambda r: r["tags"].get("feature") == HOSTILE[1])
+    assert metric(at, "Requests") == format_count(exp["requests"]) and exp["requests"] > 0
+    assert "feature=" + HOSTILE[1] in at.sidebar.multiselect(key="f_tags").value
+    df = tag_chart(at)
+    assert set(df["name"]) == {HOSTILE[1]}  # the label, as stored: a chart draws text
+    rendered = markdown_rendered(at)
+    assert not any(h in text for h in HOSTILE for text in rendered)
+    assert not any(c in text for c in CONSTRUCTS for text in rendered)
+
+
+def test_bad_tag_links_are_ignored_with_a_note(monkeypatch, ledger, records):
+    at = open_app(monkeypatch, ledger, {**RANGE, "tag": ["nokey", "team=" + "v" * 300], "tagby": "k" * 80})
+    assert metric(at, "Requests") == format_count(expect(records)["requests"])
+    notes = [t.value for t in at.sidebar.text if t.value.startswith("Ignored in the link")]
+    assert len(notes) == 3
+
+
+def test_a_ledger_without_tags_has_no_tag_chart(monkeypatch, sqlite_url):
+    seed(sqlite_url, [dict(r, tags=None) for r in seed_records(30)])
+    at = open_app(monkeypatch, sqlite_url, RANGE)
+    assert "Spend by tag" not in [s.value for s in at.subheader]
+    assert START + timedelta(days=1)  # the seed's range is the page's
