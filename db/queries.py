@@ -211,9 +211,9 @@ def plan_grouped(
 
     first = ceil_hour(start) if start is not None else None
     last = floor_hour(end) if end is not None else None
-    if filters.tags:  # rollup_hourly has no tags: a tag filter reads the calls themselves
+    if filters.tags or filters.arrived_after is not None:  # not in rollup_hourly: read the calls themselves
         if source == "rollup":
-            raise ValueError("the rollup cannot answer this exactly: it has no tags")
+            raise ValueError("the rollup cannot answer this exactly: it has no tags or arrival times")
         source = "raw" if source == "auto" else source
     if source in ("raw", "rows") or (first is not None and last is not None and first >= last):
         if source == "rollup":
@@ -387,8 +387,8 @@ def distinct_values(conn: Connection, column: str, filters: Filters | None = Non
     filters = filters or Filters()
     start = floor_hour(filters.start) if filters.start is not None else None
     end = ceil_hour(filters.end) if filters.end is not None else None
-    if filters.tags:  # the rollup has no tags: offer every value the rollup knows in the range
-        filters = replace(filters, tags=())
+    if filters.tags or filters.arrived_after is not None:  # not in the rollup: every value it knows in the range
+        filters = replace(filters, tags=(), arrived_after=None)
     col = getattr(RollupHourly, DIMENSIONS[column])
     clauses = where_clauses(filters, raw=False, ranges=[(start, end)])
     stmt = select(col).where(*clauses, col != "").group_by(col).order_by(col)
