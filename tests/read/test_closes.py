@@ -179,3 +179,61 @@ def test_closing_a_closed_month_or_in_another_zone_is_one_line(db_url):
     assert code == 2 and err.count("\n") == 1 and "2026-10 is closed already" in err
     code, _, err = run("export", "--as-closed", "2026-10", "--tz", "UTC", "--db", db_url)
     assert code == 2 and "--tz: 2026-10 was closed in Europe/Berlin" in err
+
+
+def test_a_spool_replayed_after_the_close_is_late(db_url):
+    from helpers import spool_line
+
+    from spendlog.db.engine import resolve_url
+    from spendlog.db.writer import get_writer, spool_path
+
+    seed(db_url, october())
+    waiting = make_record(created_at=at(2026, 10, 20, 10), cost_usd=Decimal("0.03"), app="spooled")
+    spool_path(resolve_url(db_url)).write_text(spool_line(waiting))  # written during an outage in October
+    assert run("close", "2026-10", "--tz", BERLIN, "--db", db_url)[0] == 0
+    writer = get_writer(db_url)
+    writer.submit(make_record())  # today's call: its batch replays the spool before it counts as done
+    assert writer.flush(10)
+    assert [r["id"] for r in csv.DictReader(io.StringIO(export(db_url, "--adjustments", "2026-10")))] == [waiting["id"]]
+    closed = list(csv.DictReader(io.StringIO(export(db_url, "--as-closed", "2026-10", "--by", "app"))))
+    assert "spooled" not in {r["app"] for r in closed}
+
+
+def test_a_close_beside_a_busy_writer_puts_every_row_in_the_totals_or_in_the_late_rows(db_url):
+    """Inserts of October rows run while the month is closed: each row is in the closed totals or
+    late, never both and never neither (the close takes the writers' lock while it reads)."""
+    import threading
+
+    from spendlog.db.closes import close_month
+    from spendlog.db.engine import file_lock, write_lock_path
+
+    seed(db_url, october())
+    engine = make_engine(db_url)
+    stop = threading.Event()
+    written = []
+
+    def write():
+        while not stop.is_set():
+            batch = [make_record(created_at=at(2026, 10, 9, 10), cost_usd=Decimal("0.01")) for _ in range(5)]
+            with file_lock(write_lock_path(engine.url), optional=True, timeout=30), engine.begin() as conn:
+                insert_records(conn, batch)
+            written.extend(batch)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        while len(written) < 50:
+            stop.wait(0.01)
+        entry, _ = close_month(engine, "2026-10", BERLIN, by="test")
+        count = len(written)
+        while len(written) < count + 50:
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    with engine.connect() as conn:
+        closed = next(closed_totals(conn, entry, ()))["requests"]
+        late_calls = late_totals(conn, entry)["requests"]
+    engine.dispose()
+    assert late_calls >= 50 and closed >= 5 + 50
+    assert closed + late_calls == 5 + len(written)
