@@ -11,7 +11,7 @@ row (the hour plus 1 µs, 2 µs, ...) where a sum would pass its column (see ``d
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import and_, delete, literal_column, or_, select
