@@ -237,3 +237,18 @@ def test_a_close_beside_a_busy_writer_puts_every_row_in_the_totals_or_in_the_lat
     engine.dispose()
     assert late_calls >= 50 and closed >= 5 + 50
     assert closed + late_calls == 5 + len(written)
+
+
+def test_the_demo_closes_the_past_month_and_two_records_arrive_late(sqlite_url):
+    from spendlog.demo.closes import LATE_RECORDS, close_past_month
+    from spendlog.demo.run import backfill
+
+    end = at(2026, 11, 3, 12)
+    backfill(sqlite_url, 5, per_day=60, end=end)
+    assert close_past_month(sqlite_url, 2, end=end) is None  # the backfill of 2 days stays in November
+    assert close_past_month(sqlite_url, 5, end=end) == "2026-10"
+    late_calls = list(csv.DictReader(io.StringIO(export(sqlite_url, "--adjustments", "2026-10"))))
+    assert len(late_calls) == LATE_RECORDS
+    assert all(r["created_at"].startswith("2026-10-31") and Decimal(r["cost_usd"]) > 0 for r in late_calls)
+    code, out, _ = run("close", "--list", "--db", sqlite_url)
+    assert code == 0 and "spendlog demo" in out
