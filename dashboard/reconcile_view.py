@@ -23,6 +23,7 @@ from spendlog.dashboard import data
 from spendlog.db.activity import ActivityError, read_activity
 from spendlog.db.activity_upstream import KEY_ENV, UpstreamError, activity_url, default_range, fetch_activity, management_key
 from spendlog.db.engine import resolve_url
+from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
 from spendlog.db.reconcile import Report, reconcile
 from spendlog.report.money import money_display, money_exact
 from spendlog.report.reconcile import report_csv, status_counts
@@ -44,7 +45,11 @@ def page() -> None:
     tolerance = _tolerance(st.text_input("Tolerance (USD per day x model)", value="0", key="rec_tolerance"))
     if tolerance is None:
         return
-    report = _from_file(url, tolerance) if source == UPLOAD else _from_router(url, tolerance)
+    try:
+        report = _from_file(url, tolerance) if source == UPLOAD else _from_router(url, tolerance)
+    except (DatabaseUnavailableError, DatabaseURLError) as exc:
+        st.error(f"**The database cannot be read.** {exc}")
+        return
     if report is not None:
         show(report)
 

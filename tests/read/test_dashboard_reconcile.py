@@ -136,3 +136,15 @@ def test_the_overview_marks_closed_months_and_their_late_spend(db_url, monkeypat
             row["Late spend"], row["Note"]) == ("🔒 2026-11", "finance", "4", "$0.023", "1", "$0.50", "November report")
     assert any(c.value.startswith("Arrived after the close") and "2026-11: 1 calls, \\$0.50" in c.value
                for c in at.caption)
+
+
+def test_an_unreadable_database_is_one_message_on_the_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPENDLOG_DB_URL", f"sqlite:///{tmp_path / 'nothing-here' / 'ledger.db'}")
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    at.switch_page("reconcile_page.py").run()
+    at.get("file_uploader")[0].upload("activity.json", json.dumps(ACTIVITY).encode(), "application/json")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (error,) = at.error
+    assert error.value.startswith("**The database cannot be read.**")
