@@ -158,8 +158,8 @@ def _export_as_closed(ctx, month: str, tz: str, by_value: str | None, fmt: str, 
     by = _parse_groups(by_value or "day,model", allow_call=False)
     if any(g not in CLOSED_GROUPS for g in by):
         fail(f"--as-closed groups by {', '.join(CLOSED_GROUPS)} (what a close keeps)")
-    if fmt == "focus":
-        fail("--as-closed writes csv or jsonl")
+    if fmt == "focus" and sum(g in ("day", "month") for g in by) != 1:
+        fail("--as-closed --format focus needs exactly one of day or month in --by")
     with reading(db_url) as conn, output_file(output) as (stream, target):
         entry = closed_month(conn, month, "--as-closed")
         _close_zone(ctx, tz, entry)

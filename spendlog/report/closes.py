@@ -15,6 +15,7 @@ from spendlog.db.closes import Close, closed_totals, history, late_totals
 from spendlog.db.models import MONEY_MEASURES
 
 from .files import GROUP_MEASURES, grouped_columns
+from .focus import export_focus_grouped
 from .money import money_exact
 from .table import chunked, format_instant, write_table
 from .terminal import printable, text_table
@@ -25,12 +26,15 @@ _SOURCE = {"calls_unpriced": "calls_missing_cost"}
 
 
 def export_closed(conn, entry: Close, by: Sequence[str], fmt: str, out: TextIO) -> int:
-    """The closed month's totals per group (``by`` from ``db.closes.CLOSED_GROUPS``) as csv or jsonl."""
+    """The closed month's totals per group (``by`` from ``db.closes.CLOSED_GROUPS``) as csv, jsonl or
+    FOCUS (``by`` with day or month), periods in the close's zone."""
+    totals = list(closed_totals(conn, entry, by))  # checksum checked before a byte is written
+    if fmt == "focus":
+        return export_focus_grouped(conn, None, by, entry.tz, out, totals=totals)
     if fmt not in ("csv", "jsonl"):
-        raise ValueError(f"an as-closed export is csv or jsonl, not {fmt!r}")
+        raise ValueError(f"an as-closed export is csv, jsonl or focus, not {fmt!r}")
     columns = grouped_columns(by)
     sources = [_SOURCE.get(c, c) for c in columns]
-    totals = list(closed_totals(conn, entry, by))  # checksum checked before a byte is written
     rows = ([r[c] for c in sources] for r in totals)
     kinds = ["any"] * len(by) + ["money" if m in MONEY_MEASURES else "int" for m in GROUP_MEASURES]
     return write_table(chunked(rows), columns, fmt, out, kinds=kinds)

@@ -79,6 +79,7 @@ OCTOBER = ("--from", "2026-10-01", "--to", "2026-10-31", "--tz", BERLIN)
 def test_a_closed_month_exports_the_same_bytes_after_late_rows_arrive(db_url):
     seed(db_url, october())
     grouped = {by: export(db_url, *OCTOBER, "--by", by) for by in ("day,model", "model,app,user,key", "month")}
+    focus = export(db_url, *OCTOBER, "--by", "day,model,app", "--format", "focus")
     code, out, err = run("close", "2026-10", "--tz", BERLIN, "--note", "October report", "--db", db_url)
     assert (code, err) == (0, ""), out
     assert "closed 2026-10 (Europe/Berlin): 5 calls, 1.734567890124 USD" in out
@@ -87,9 +88,12 @@ def test_a_closed_month_exports_the_same_bytes_after_late_rows_arrive(db_url):
     assert export(db_url, "--as-closed", "2026-10") == grouped["day,model"]  # --by's default
 
     arrivals = late()
+    assert export(db_url, "--as-closed", "2026-10", "--by", "day,model,app", "--format", "focus") == focus
     seed(db_url, arrivals)  # a spool replayed after the close, a late writer
     for by, text in grouped.items():
         assert export(db_url, "--as-closed", "2026-10", "--by", by) == text
+    assert export(db_url, "--as-closed", "2026-10", "--by", "day,model,app", "--format", "focus") == focus
+    assert export(db_url, *OCTOBER, "--by", "day,model,app", "--format", "focus") != focus
     assert export(db_url, *OCTOBER, "--by", "month") != grouped["month"]  # the ledger itself moved
 
     calls = list(csv.DictReader(io.StringIO(export(db_url, "--adjustments", "2026-10"))))
@@ -164,6 +168,7 @@ def test_reopen_is_recorded_and_a_new_close_takes_the_late_rows_in(db_url):
     (("export", "--as-closed", "2026-10", "--from", "2026-10-01"), "--as-closed is a whole closed month"),
     (("export", "--as-closed", "2026-10", "--by", "week"), "--as-closed groups by day, month, model"),
     (("export", "--as-closed", "2026-10", "--adjustments", "2026-10"), "ask for one"),
+    (("export", "--as-closed", "2026-10", "--by", "model", "--format", "focus"), "needs exactly one of day or month"),
 ])
 def test_mistakes_are_one_line_and_exit_2(sqlite_url, args, message):
     seed(sqlite_url, october())
