@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ._common import db_option, fail, reading, storage_errors
@@ -88,6 +90,8 @@ def close_cmd(month, tz, note, list_, reopen, db_url) -> None:
                     entry = reopen_month(engine, month, by=_user(), note=note)
                     click.echo(f"reopened {month}: its close stays in the history (`spendlog close --list`)")
                     return
+                if sys.stderr.isatty():  # seconds on a big ledger, writers waiting: say what is going on
+                    click.echo(f"closing {month}: reading its totals (writers wait until it is done)...", err=True)
                 entry, rows = close_month(engine, month, tz, by=_user(), note=note)
             except CloseError as exc:
                 fail(str(exc))
