@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| close (writers wait this long) | {close_s:.2f} | {stored:,} stored total rows |")
     for name, (seconds, rows) in figures.items():
         print(f"| {name} | {seconds:.2f} | {rows:,} |")
-    for suffix in ("", "-wal", "-shm", ".write.lock"):
+    for suffix in ("", "-wal", "-shm", ".write.lock", ".migrate.lock"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     return 0
 
