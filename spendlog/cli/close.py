@@ -81,13 +81,15 @@ def close_cmd(month, tz, note, list_, reopen, db_url) -> None:
         except ValueError as exc:
             fail(f"--tz: {exc}")
     url = resolve_url(db_url)
+    with reading(db_url):  # a ledger that is not there (a wrong --db) is one line, never a new empty one
+        pass
     engine = make_engine(url)
     try:
         with storage_errors("close a month in", url):
             ensure_schema(engine)
             try:
                 if reopen:
-                    entry = reopen_month(engine, month, by=_user(), note=note)
+                    reopen_month(engine, month, by=_user(), note=note)
                     click.echo(f"reopened {month}: its close stays in the history (`spendlog close --list`)")
                     return
                 if sys.stderr.isatty():  # seconds on a big ledger, writers waiting: say what is going on

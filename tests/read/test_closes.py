@@ -177,6 +177,13 @@ def test_mistakes_are_one_line_and_exit_2(sqlite_url, args, message):
     assert err.count("\n") == 1 and message in err
 
 
+def test_closing_in_a_ledger_that_is_not_there_creates_none(tmp_path):
+    missing = tmp_path / "typo.db"
+    code, _, err = run("close", "2026-10", "--db", f"sqlite:///{missing}")
+    assert code == 2 and err.count("\n") == 1 and "no spendlog database at" in err
+    assert not missing.exists()
+
+
 def test_closing_a_closed_month_or_in_another_zone_is_one_line(db_url):
     seed(db_url, october())
     assert run("close", "2026-10", "--tz", BERLIN, "--db", db_url)[0] == 0
