@@ -367,8 +367,8 @@ def call_record(call: dict, tz) -> dict:
     """One call's full record for display: every column, money exact, times in ``tz`` and UTC."""
     out = {}
     for name, value in call.items():
-        if name == "created_at" and value is not None:
-            out["created_at"] = f"{_when(value, tz)} ({value.isoformat()} UTC)"
+        if name in ("created_at", "ingested_at") and value is not None:  # ingested_at: when it was stored
+            out[name] = f"{_when(value, tz)} ({value.isoformat()} UTC)"
         elif isinstance(value, Decimal):  # the call's money (cost_usd, list_cost_usd): every stored digit
             out[name] = money_display(value, exact=True)
         elif name == "api_key_hint":

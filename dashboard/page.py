@@ -7,6 +7,7 @@ rows, ``dashboard.frames`` turns them into frames and strings, ``dashboard.chart
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,8 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, request_log_view, tags_view, whatif
+from spendlog.dashboard import (auth, charts, closes_view, data, downloads, frames, prices, reads, request_log_view,
+                                tags_view, whatif)
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period, tag_text
@@ -26,9 +28,10 @@ from spendlog.db.insights import LATENCY_SAMPLE
 from spendlog.db.queries import Filters, date_bounds
 from spendlog.db.status import ledger_warnings
 
-__all__ = ["main", "filters_for", "LIVE_SECONDS"]
+__all__ = ["main", "overview", "filters_for", "LIVE_SECONDS"]
 
 LIVE_SECONDS = 5
+RECONCILE_PAGE = Path(__file__).with_name("reconcile_page.py")  # dashboard.reconcile_view
 MAX_BARS = 400  # periods on the x axis before day granularity switches to week
 LATENCY_MODELS = 12
 EAGER_SCAN_CALLS = 300_000  # above this, the most-expensive-calls scan waits for a click
@@ -56,6 +59,12 @@ def main() -> None:
     st.set_page_config(page_title="spendlog", page_icon="💵", layout="wide", initial_sidebar_state="auto")
     if not auth.gate():  # sign-in (docs/auth.md): nothing below runs for a visitor it refuses
         return
+    st.navigation([st.Page(overview, title="Overview", icon="💵", default=True),
+                   st.Page(RECONCILE_PAGE, title="Reconciliation", icon="🧾", url_path="reconciliation")]).run()
+
+
+def overview() -> None:
+    """The overview page (the navigation's default)."""
     st.html(LAYOUT_CSS)
     url = data.db_url()
     try:
@@ -210,6 +219,7 @@ def _overview(url: str, view: View) -> None:
         st.caption(f"More than {MAX_BARS} days: shown per week." if granularity == "week"
                    else f"Per hour only for ranges up to {HOURLY_DAYS} days: shown per day.")
     _chart(charts.spend_by_model(frames.spend_frame(rows, granularity)))
+    closes_view.section(url, current, tick)
 
     left, right = _pair("month_tokens")
     with left:

@@ -44,9 +44,12 @@ class Filters:
     status: str = "all"
     # (key, value) pairs, AND-ed: a call matches when its tags hold every pair (issue 15)
     tags: tuple[tuple[str, str], ...] = ()
+    # only calls that reached the ledger after this instant (``ingested_at``): a closed month's late
+    # rows (issue 17, db.closes). Raw rows only: the rollup does not know when a call arrived
+    arrived_after: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("start", "end"):
+        for name in ("start", "end", "arrived_after"):
             value = getattr(self, name)
             if value is not None:
                 if value.tzinfo is None or value.utcoffset() is None:
@@ -163,6 +166,10 @@ def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetim
         if not raw:
             raise ValueError("tag filters read completions (raw=True): rollup_hourly has no tags")
         clauses.extend(tag_clauses(filters.tags))
+    if filters.arrived_after is not None:
+        if not raw:
+            raise ValueError("arrival filters read completions (raw=True): rollup_hourly has no arrival time")
+        clauses.append(Completion.ingested_at > filters.arrived_after)
     if filters.status != "all":
         error = is_error_clause() if raw else RollupHourly.is_error.is_(True)
         clauses.append(error if filters.status == "errors" else not_(error))

@@ -22,18 +22,19 @@ Calls without a key are in no row of that key: the read layer's ``(none)`` group
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Money, UTCDateTime
 
-__all__ = ["Base", "Completion", "RollupHourly", "RollupTags", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES",
-           "SPEND_MEASURES", "PRICE_MEASURES", "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS", "TAG_MEASURES"]
+__all__ = ["Base", "Completion", "RollupHourly", "RollupTags", "MonthClose", "MonthCloseTotal", "ROLLUP_DIMENSIONS",
+           "ROLLUP_MEASURES", "SPEND_MEASURES", "PRICE_MEASURES", "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS",
+           "TAG_MEASURES", "CLOSE_DIMENSIONS"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -83,6 +84,10 @@ class Completion(Base):
     user: Mapped[str | None] = mapped_column(String(255))
     tags: Mapped[dict[str, Any] | None] = mapped_column(TagsJSON)
     api_key_hint: Mapped[str | None] = mapped_column(String(32))
+    # when the row reached the ledger (revision 0006, issue 17): the writer's insert sets it, so a
+    # spooled record replayed days later carries its replay's time. NULL for rows stored before 0006,
+    # which came before every month close and so are never late (db.closes)
+    ingested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_completions_created_at", "created_at"),
@@ -186,3 +191,57 @@ class RollupTags(Base):
 
     # the tag picker's values of one key, and a tag filter over a range
     __table_args__ = (Index("ix_rollup_tags_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),)
+
+
+# ---------------------------------------------------------------- month close (revision 0006, issue 17)
+
+# The grain a close keeps: the local day in the close's zone x these dimensions ('' for unknown, as in
+# the rollup). Any grouped export of the month over them (``export --as-closed``) is a sum of these rows.
+CLOSE_DIMENSIONS = ("model", "provider", "app", "user", "api_key_hint")
+
+
+class MonthClose(Base):
+    """The close history: one row per ``spendlog close`` (``action`` 'close') and per ``--reopen``
+    ('reopen', ``reopens`` = the close it ends). A month is closed when its latest row is a close.
+    Never updated or deleted."""
+
+    __tablename__ = "month_closes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    action: Mapped[str] = mapped_column(String(8))  # close | reopen
+    tz: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())  # the month's [start, end) in UTC
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the close's instant: later rows are late
+    recorded_by: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)
+    checksum: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the totals (db.closes.checksum)
+    reopens: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_month_closes_month", "month", "id"),)
+
+
+class MonthCloseTotal(Base):
+    """A close's totals: ``SPEND_MEASURES`` per local day x ``CLOSE_DIMENSIONS``, exact."""
+
+    __tablename__ = "month_close_totals"
+
+    close_id: Mapped[int] = mapped_column(ForeignKey("month_closes.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(255), primary_key=True)
+    app: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    api_key_hint: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[Decimal] = mapped_column(Money())
+    calls_missing_cost: Mapped[int] = mapped_column(BigInteger)
+    billed_cost_usd: Mapped[Decimal] = mapped_column(Money())
+    estimated_cost_usd: Mapped[Decimal] = mapped_column(Money())
+    list_cost_usd: Mapped[Decimal] = mapped_column(Money())

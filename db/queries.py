@@ -204,9 +204,13 @@ def plan_grouped(
     first = ceil_hour(start) if start is not None else None
     last = floor_hour(end) if end is not None else None
     tags = _tag_plan(filters, by)
-    if tags == "raw":  # more than the tag rollup holds: the calls themselves
+    if filters.arrived_after is not None:
+        tags = "raw"  # arrival times (month close's late rows) are in the calls only
+    if tags == "raw":  # more than the rollups hold: the calls themselves
         if source == "rollup":
-            raise ValueError("the rollup cannot answer this exactly: rollup_tags holds one tag by model and app")
+            raise ValueError("the rollup cannot answer this exactly: "
+                             + ("arrival times are in the calls only" if filters.arrived_after is not None
+                                else "rollup_tags holds one tag by model and app"))
         source = "raw" if source == "auto" else source
     if source in ("raw", "rows") or (first is not None and last is not None and first >= last):
         if source == "rollup":
@@ -365,8 +369,8 @@ def distinct_values(conn: Connection, column: str, filters: Filters | None = Non
     filters = filters or Filters()
     start = floor_hour(filters.start) if filters.start is not None else None
     end = ceil_hour(filters.end) if filters.end is not None else None
-    if filters.tags:  # the rollup has no tags: offer every value the rollup knows in the range
-        filters = replace(filters, tags=())
+    if filters.tags or filters.arrived_after is not None:  # not in the rollup: every value it knows in the range
+        filters = replace(filters, tags=(), arrived_after=None)
     col = getattr(RollupHourly, DIMENSIONS[column])
     clauses = where_clauses(filters, raw=False, ranges=[(start, end)])
     stmt = select(col).where(*clauses, col != "").group_by(col).order_by(col)

@@ -29,8 +29,9 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
-from sqlalchemy import String, insert
+from sqlalchemy import String, func, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, ProgrammingError, StatementError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -48,7 +49,8 @@ __all__ = ["COLUMNS", "insert_records", "insert_isolating", "is_record_error", "
            "rollup_rows", "rollup_limits", "rollup_delta", "add_to_rollups", "rebuild_rollups", "is_error",
            "is_error_clause"]
 
-COLUMNS: tuple[str, ...] = tuple(c.name for c in Completion.__table__.columns)
+# what a record may carry; ``ingested_at`` is the insert's own (``_arrival``), never the record's
+COLUMNS: tuple[str, ...] = tuple(c.name for c in Completion.__table__.columns if c.name != "ingested_at")
 _DEFAULTS = {"stream": False, "cost_source": "missing"}
 # every text column but the id (a bad id is the record's fault: it is quarantined, never rewritten)
 _TEXT_COLUMNS = tuple(sorted(((c.name, c.type.length or sys.maxsize) for c in Completion.__table__.columns
@@ -157,6 +159,18 @@ def _complete(record: dict) -> dict:
     return row
 
 
+def _arrival(conn: Connection):
+    """``ingested_at`` for the rows an insert adds (issue 17: what makes a row late for a closed
+    month). On PostgreSQL the database's ``clock_timestamp()``, evaluated per row after the insert
+    got its table lock, so a ``spendlog close`` (which locks the table against inserts while it
+    reads) always sees a row stamped before its instant and never one stamped after; on SQLite the
+    writer's clock, read here inside the write transaction that ``<db>.write.lock`` serialises
+    with the close's."""
+    if conn.dialect.name == "postgresql":
+        return func.clock_timestamp()
+    return datetime.now(timezone.utc)
+
+
 def insert_records(conn: Connection, records: Sequence[dict]) -> int:
     """Insert the records not stored yet and update the rollup; returns how many were new.
 
@@ -172,14 +186,15 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
     by_id = price_records(by_id)
     table = Completion.__table__
     rows = [_complete(r) for r in by_id.values()]
+    arrival = _arrival(conn)
     try:
         with conn.begin_nested():  # the usual case: every id is new (ids are made on the client)
-            conn.execute(insert(table), rows)
+            conn.execute(insert(table).values(ingested_at=arrival), rows)
         new = list(by_id.values())
     except IntegrityError:
         # Some are stored already (a spool replay): skip those and learn which rows were added.
         # No lookup first: on a large table PostgreSQL can plan "id IN (...)" as a scan.
-        stmt = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table)
+        stmt = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table).values(ingested_at=arrival)
         stmt = stmt.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
         added = set(conn.scalars(stmt, rows))
         new = [r for k, r in by_id.items() if k in added]

@@ -43,7 +43,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import dashboard, db, demo, export, fake_upstream, proxy, reconcile, reprice, whatif
+    from . import close, dashboard, db, demo, export, fake_upstream, proxy, reconcile, reprice, whatif
 
     cli.add_command(db.db_group)
     cli.add_command(fake_upstream.fake_upstream_cmd)
@@ -53,6 +53,7 @@ def _register() -> None:
     cli.add_command(export.summary_cmd)
     cli.add_command(demo.demo_cmd)
     cli.add_command(reconcile.reconcile_cmd)
+    cli.add_command(close.close_cmd)
     cli.add_command(reprice.reprice_cmd)
     cli.add_command(whatif.whatif_cmd)
 

@@ -76,11 +76,10 @@ def _range_options(f):
 @click.option(
     "--by",
     "by_value",
-    default="day,model",
-    show_default=True,
+    default=None,
     metavar="GROUPS",
     help="Comma list of day, week, month, model, provider, app, user, key, tag:KEY (the value of tag KEY); "
-    "or `call` for one row per call.",
+    "or `call` for one row per call (default: day,model; with --adjustments: call).",
 )
 @click.option(
     "--format",
@@ -90,17 +89,36 @@ def _range_options(f):
     show_default=True,
     help="csv, JSON lines, or FinOps FOCUS columns (CSV).",
 )
+@click.option("--as-closed", "as_closed", metavar="MONTH",
+              help="A closed month (YYYY-MM) exactly as closed, whatever arrived since (`spendlog close`).")
+@click.option("--adjustments", metavar="MONTH",
+              help="Only the calls of a closed month (YYYY-MM) that arrived after its close.")
 @click.option("-o", "--output", "output", default="-", metavar="FILE", help="Write to FILE instead of stdout.")
 @db_option
-def export_cmd(from_value, to_value, tags, tz, by_value, fmt, output, db_url) -> None:
+@click.pass_context
+def export_cmd(ctx, from_value, to_value, tags, tz, by_value, fmt, output, as_closed, adjustments, db_url) -> None:
     """Export spend as CSV, JSON lines or FinOps FOCUS for finance."""
     from spendlog.report.files import export_calls, export_grouped
 
-    by = _parse_groups(by_value, allow_call=True)
-    filters = _filters(from_value, to_value, tz, tags)
+    closed = _closed_options(from_value, to_value, as_closed, adjustments)
+    if closed is not None and tags:
+        fail(f"{'--as-closed' if as_closed else '--adjustments'} is a whole closed month: it takes no --tag")
+    if as_closed:
+        _export_as_closed(ctx, closed, tz, by_value, fmt, output, db_url)
+        return
+    by = _parse_groups(by_value or ("call" if adjustments else "day,model"), allow_call=True)
+    filters = _filters(from_value, to_value, tz, tags) if closed is None else None
     if fmt == "focus" and by != ["call"] and sum(g in ("day", "week", "month") for g in by) != 1:
         fail("--format focus needs exactly one of day, week or month in --by (or --by call)")
     with reading(db_url) as conn, output_file(output) as (stream, target):
+        if closed is not None:  # --adjustments: the late rows, periods in the close's zone
+            from spendlog.db.closes import late_filters
+
+            from .close import closed_month
+
+            entry = closed_month(conn, closed, "--adjustments")
+            tz = _close_zone(ctx, tz, entry)
+            filters = late_filters(entry)
         if by == ["call"]:
             _say_if_pruned(conn, filters)
         show_progress = target is not None and by == ["call"] and sys.stderr.isatty()
@@ -113,6 +131,54 @@ def export_cmd(from_value, to_value, tags, tz, by_value, fmt, output, db_url) ->
         except BrokenPipeError:  # `spendlog export | head`: the reader left; not an error
             sys.stderr.close()
             raise SystemExit(0)
+    if target is not None:
+        click.echo(f"wrote {rows:,} rows to {target}", err=True)
+
+
+def _given(ctx, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _closed_options(from_value, to_value, as_closed, adjustments) -> str | None:
+    """``--as-closed`` / ``--adjustments``: the month (checked), or None for an ordinary export."""
+    from .close import parse_month_option
+
+    if as_closed and adjustments:
+        fail("--as-closed and --adjustments are two files: ask for one")
+    option, month = ("--as-closed", as_closed) if as_closed else ("--adjustments", adjustments)
+    if not month:
+        return None
+    if from_value or to_value:
+        fail(f"{option} is a whole closed month: it takes no --from/--to")
+    return parse_month_option(month, option)
+
+
+def _close_zone(ctx, tz: str, entry) -> str:
+    """A closed month's periods are in its close's zone; a different --tz is a mistake."""
+    if _given(ctx, "tz") and tz != entry.tz:
+        fail(f"--tz: {entry.month} was closed in {entry.tz}")
+    return entry.tz
+
+
+def _export_as_closed(ctx, month: str, tz: str, by_value: str | None, fmt: str, output: str, db_url) -> None:
+    """``--as-closed``: the stored totals, byte for byte what the month's export said at its close."""
+    from spendlog.db.closes import CLOSED_GROUPS, ChecksumError
+    from spendlog.report.closes import export_closed
+
+    from .close import closed_month
+
+    by = _parse_groups(by_value or "day,model", allow_call=False)
+    if any(g not in CLOSED_GROUPS for g in by):
+        fail(f"--as-closed groups by {', '.join(CLOSED_GROUPS)} (what a close keeps)")
+    if fmt == "focus" and sum(g in ("day", "month") for g in by) != 1:
+        fail("--as-closed --format focus needs exactly one of day or month in --by")
+    with reading(db_url) as conn, output_file(output) as (stream, target):
+        entry = closed_month(conn, month, "--as-closed")
+        _close_zone(ctx, tz, entry)
+        try:
+            rows = export_closed(conn, entry, by, fmt, stream)
+        except ChecksumError as exc:
+            raise click.ClickException(str(exc)) from exc
     if target is not None:
         click.echo(f"wrote {rows:,} rows to {target}", err=True)
 

@@ -31,6 +31,7 @@ from spendlog.db.engine import data_dir, mask_url, resolve_url, sqlite_path
 from spendlog.db.spool import dropped_path, rejected_path, spool_files, spool_path
 from spendlog.db.status import database_status
 
+from .closes import LATE_RECORDS, close_past_month
 from .traffic import demo_keys, generate_records
 from .live import start_live_traffic
 
@@ -193,6 +194,9 @@ def run_demo(options: DemoOptions) -> int:
                 _say(f"backfill interrupted after {n:,} calls")
             else:
                 _say(f"backfilled {n:,} calls over {options.days} days in {took:.1f} s")
+                closed = close_past_month(url, options.days, seed=options.seed, end=end)
+                if closed:
+                    _say(f"closed {closed} and wrote {LATE_RECORDS} late records for it (spendlog close --list)")
 
         origin = f"http://{options.host}:{options.port}"
         if not stop.is_set() and not _wait_ready(dashboard, origin, stop, READY_TIMEOUT):

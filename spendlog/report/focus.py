@@ -105,8 +105,10 @@ def _billing_month(instant: datetime) -> tuple[datetime, datetime]:
     return local_midnight(first, _UTC), local_midnight(next_period_start(first, "month"), _UTC)
 
 
-def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out: TextIO, *, progress=None) -> int:
-    """Grouped totals as FOCUS rows; ``by`` needs exactly one of day, week or month."""
+def export_focus_grouped(conn, filters: Filters | None, by: Sequence[str], tz: str, out: TextIO, *, progress=None,
+                         totals=None) -> int:
+    """Grouped totals as FOCUS rows; ``by`` needs exactly one of day, week or month. ``totals``: the
+    rows to write instead of ``grouped_totals``' (a closed month's, ``report.closes``)."""
     periods = [g for g in by if g in PERIODS]
     if len(periods) != 1:
         raise ValueError("--format focus needs exactly one of day, week or month in --by (or --by call)")
@@ -115,7 +117,7 @@ def export_focus_grouped(conn, filters: Filters, by: Sequence[str], tz: str, out
     tag_groups = [(g, tag_key(g)) for g in by if tag_key(g) is not None]  # tag:KEY groups go to Tags
 
     def rows():
-        for r in grouped_totals(conn, filters, by, tz):
+        for r in grouped_totals(conn, filters, by, tz) if totals is None else totals:
             start = local_midnight(r[period], zone)
             end = local_midnight(next_period_start(r[period], period), zone)
             yield _focus_row(

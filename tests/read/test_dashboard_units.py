@@ -299,3 +299,12 @@ def test_a_calls_record_shows_every_money_column_exactly():
     assert record["prompt_tokens"] == 2353 and record["cost_source"] == "estimated"
     assert frames.call_record({"id": "c2", "cost_usd": None, "list_cost_usd": None}, timezone.utc) == {
         "id": "c2", "cost_usd": None, "list_cost_usd": None}
+
+
+def test_a_calls_record_shows_when_it_was_stored_like_when_it_started():
+    start = datetime(2026, 10, 31, 23, 59, 59, tzinfo=timezone.utc)
+    stored = datetime(2026, 11, 4, 8, 0, 1, tzinfo=timezone.utc)  # a spool replayed days later (issue 17)
+    record = frames.call_record({"id": "c1", "created_at": start, "ingested_at": stored}, timezone.utc)
+    assert record["created_at"].endswith("(2026-10-31T23:59:59+00:00 UTC)")
+    assert record["ingested_at"].endswith("(2026-11-04T08:00:01+00:00 UTC)")
+    assert frames.call_record({"id": "c2", "ingested_at": None}, timezone.utc) == {"id": "c2", "ingested_at": None}
