@@ -1,0 +1,164 @@
+"""Spend spikes: days whose spend stands well above their trailing norm, and what drove each one.
+
+The rule (also in the README, "Spend spikes"):
+
+- A day is a local calendar day in the chosen timezone (``db.periods``); its spend is the exact
+  ``Decimal`` sum of ``cost_usd`` of the matching calls (``db.queries.grouped_totals``).
+- Only days with at least one matching call are observed. A day without calls is neither judged
+  nor part of a norm: a gap (a weekend without traffic, a proxy that was down) does not pull the
+  norm to zero, and the first day after it is judged against the days before the gap.
+- A day's norm is the **median** spend of the ``WINDOW`` (14) most recent earlier observed days
+  within ``LOOKBACK_DAYS`` (56) calendar days before it; its spread is the **median absolute
+  deviation** (MAD) of those days' spend from that median.
+- With fewer than ``MIN_DAYS`` (7) such days the day is not judged (too little history: never a
+  spike; the first week of a ledger has none).
+- A day is a spike when its spend > median + ``MADS`` (3) x scale, where scale = max(MAD,
+  ``FLOOR_SHARE`` (10%) of the median, ``FLOOR_USD`` ($0.01)). The floor stands in when the MAD is
+  0 (a flat ledger: every day the same) or tiny: a day must then be more than 30% and more than 3
+  cents above its usual, never a hair. Where the MAD is at least 10% of the median the rule is
+  exactly "more than 3 MADs above the trailing 14-day median".
+- What drove it: for each value of the driver dimensions (default the (app, model) pair; any list
+  of ``grouped_totals`` groups), its spend on the day minus its own usual, the median of its spend
+  over the same norm days (0 on a norm day it had no calls). The biggest rises (``MAX_DRIVERS``)
+  explain the day in one line, e.g. ``2026-11-12: $48.10 against a usual $9.30; +$36.00 from app=etl on
+  openai/gpt-4o``.
+
+Everything is exact ``Decimal`` (a median of an even count is the mean of the middle two, exact).
+The line's text is made in the read room (``spendlog.report.changes.spike_line``, money by
+``spendlog.report.money``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy.engine import Connection
+
+from .filters import Filters
+from .periods import PERIODS, get_zone, local_midnight
+from .queries import grouped_totals
+
+__all__ = ["WINDOW", "MADS", "MIN_DAYS", "LOOKBACK_DAYS", "FLOOR_SHARE", "FLOOR_USD", "MAX_DRIVERS",
+           "Driver", "Spike", "median", "find_spikes", "spend_spikes"]
+
+WINDOW = 14
+MADS = 3
+MIN_DAYS = 7
+LOOKBACK_DAYS = 56
+FLOOR_SHARE = Decimal("0.1")
+FLOOR_USD = Decimal("0.01")
+MAX_DRIVERS = 2
+DRIVERS = ("app", "model")
+_ZERO = Decimal(0)
+
+
+def median(values: Sequence[Decimal]) -> Decimal:
+    """The exact median (the mean of the middle two for an even count); ``ValueError`` when empty."""
+    if not values:
+        raise ValueError("median of no values")
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One value of the driver dimensions: ``values`` = ((dimension, value or None), ...)."""
+
+    values: tuple[tuple[str, str | None], ...]
+    spend: Decimal
+    usual: Decimal
+
+    @property
+    def rise(self) -> Decimal:
+        return self.spend - self.usual
+
+    def describe(self, show: Callable[[str | None], str] | None = None) -> str:
+        """``app=etl on openai/gpt-4o`` (``show`` turns a ledger value into text; default: as stored,
+        ``(none)`` for unknown)."""
+        show = show or _plain
+        named = dict(self.values)
+        others = [f"{d}={show(v)}" for d, v in self.values if d != "model"]
+        if "model" not in named:
+            return ", ".join(others)
+        if not others:
+            return f"model={show(named['model'])}"
+        return f"{', '.join(others)} on {show(named['model'])}"
+
+
+@dataclass(frozen=True)
+class Spike:
+    """A spike day: its spend, its usual (the norm's median), the MAD, the threshold it passed and
+    the drivers whose spend rose most against their own usual (biggest first, rises > 0 only).
+    Its one line of text: ``spendlog.report.changes.spike_line``."""
+
+    day: date
+    spend: Decimal
+    usual: Decimal
+    mad: Decimal
+    threshold: Decimal
+    drivers: tuple[Driver, ...]
+
+
+def _plain(value: str | None) -> str:
+    return value if value else "(none)"
+
+
+def find_spikes(per_day: Mapping[date, Mapping[tuple, Decimal]], dims: Sequence[str], *,
+                first: date | None = None) -> list[Spike]:
+    """The spikes among observed days (``per_day``: day -> {driver values: spend}; a day present
+    is a day with calls), judged from ``first`` on (None: every day). Pure: the module's rule."""
+    days = sorted(per_day)
+    totals = {d: sum(per_day[d].values(), _ZERO) for d in days}
+    out = []
+    for i, day in enumerate(days):
+        if first is not None and day < first:
+            continue
+        earliest = day - timedelta(days=LOOKBACK_DAYS)
+        norm_days = [d for d in days[max(0, i - WINDOW):i] if d >= earliest]
+        if len(norm_days) < MIN_DAYS:
+            continue
+        usual = median([totals[d] for d in norm_days])
+        mad = median([abs(totals[d] - usual) for d in norm_days])
+        threshold = usual + MADS * max(mad, FLOOR_SHARE * usual, FLOOR_USD)
+        if totals[day] <= threshold:
+            continue
+        out.append(Spike(day, totals[day], usual, mad, threshold, _drivers(per_day, day, norm_days, dims)))
+    return out
+
+
+def _drivers(per_day, day: date, norm_days: list[date], dims: Sequence[str]) -> tuple[Driver, ...]:
+    keys = set(per_day[day])
+    found = []
+    for key in keys:
+        usual = median([per_day[d].get(key, _ZERO) for d in norm_days])
+        driver = Driver(tuple(zip(dims, key)), per_day[day][key], usual)
+        if driver.rise > 0:
+            found.append(driver)
+    found.sort(key=lambda d: (-d.rise, tuple((v is None, v or "") for _, v in d.values)))
+    return tuple(found[:MAX_DRIVERS])
+
+
+def spend_spikes(conn: Connection, filters: Filters, tz: str = "UTC", *,
+                 drivers: Sequence[str] = DRIVERS) -> list[Spike]:
+    """The spike days in ``filters``' range (local days of ``tz``), oldest first, each with its
+    drivers (values of ``drivers``, a list of ``grouped_totals`` groups). The norm of the range's
+    first days is read from the ``LOOKBACK_DAYS`` before it, with the same filters."""
+    dims = tuple(drivers)
+    if not dims or any(g in PERIODS for g in dims):
+        raise ValueError("drivers must be one or more dimensions, not a period")
+    zone = get_zone(tz)
+    first = None
+    read = filters
+    if filters.start is not None:
+        first = filters.start.astimezone(zone).date()
+        read = replace(filters, start=local_midnight(first - timedelta(days=LOOKBACK_DAYS), zone))
+    per_day: dict[date, dict[tuple, Decimal]] = {}
+    for row in grouped_totals(conn, read, ("day", *dims), tz):
+        cell = per_day.setdefault(row["day"], {})
+        key = tuple(row[d] for d in dims)
+        cell[key] = cell.get(key, _ZERO) + row["cost_usd"]
+    return find_spikes(per_day, dims, first=first)
