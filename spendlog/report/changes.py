@@ -23,7 +23,7 @@ from spendlog.db.spikes import Spike
 from .money import money_display
 from .terminal import printable, text_table
 
-__all__ = ["spike_line", "percent_text", "change_text", "hit_rate_text", "saved_text", "cache_lines",
+__all__ = ["spike_line", "spike_lines", "percent_text", "change_text", "hit_rate_text", "saved_text", "cache_lines",
            "CACHE_ROWS"]
 
 CACHE_ROWS = 10  # pairs listed in the summary's cache section
@@ -36,6 +36,14 @@ def spike_line(spike: Spike, show: Show = printable) -> str:
     if not spike.drivers:
         return f"{head}; no single one rose above its own usual"
     return head + "".join(f"; +{money_display(d.rise)} from {d.describe(show)}" for d in spike.drivers)
+
+
+def spike_lines(spikes: Sequence[Spike], show: Show = printable) -> list[str]:
+    """The summary's spike section: one line per spike day, or one saying there was none."""
+    rule = "a day more than 3 MADs over its trailing 14-day median"
+    if not spikes:
+        return [f"Spikes        none ({rule})"]
+    return [f"Spikes        {len(spikes)} ({rule}):", *(f"  {spike_line(s, show)}" for s in spikes)]
 
 
 def _pct(value: Decimal) -> str:

@@ -180,3 +180,24 @@ def test_find_spikes_rule_as_a_function():
     assert found[0].drivers[0].describe() == "app=b"
     per_day[last] = {("a",): Decimal(10), ("b",): Decimal(3)}  # 13 is not more than 13
     assert find_spikes(per_day, ("app",)) == []
+
+
+def test_summary_prints_the_spike_lines_and_the_cache_section(conn, db_url):
+    from click.testing import CliRunner
+
+    from spendlog.cli import cli
+
+    records = noisy_days(30)
+    spike_day = DAY0 + timedelta(days=20)
+    records.append(call(spike_day, Decimal(36), app="etl", model="openai/gpt-4o", hour=16))
+    add(conn, records)
+    expected = spike_line(spend_spikes(conn, Filters())[0])
+    conn.commit()
+    result = CliRunner().invoke(cli, ["summary", "--db", db_url])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Spikes        1 (a day more than 3 MADs over its trailing 14-day median):" in lines
+    assert f"  {expected}" in lines and expected.startswith("2025-03-21: $44.00 against a usual $10.00; +$36.00")
+    assert "Cache         0 of 915 prompt tokens cached (0.0%); saved – at list prices" in lines
+    quiet = CliRunner().invoke(cli, ["summary", "--db", db_url, "--from", "2025-03-01", "--to", "2025-03-15"])
+    assert "Spikes        none (a day more than 3 MADs over its trailing 14-day median)" in quiet.stdout.splitlines()
