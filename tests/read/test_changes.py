@@ -3,7 +3,7 @@ the change per model / app / user against it, the biggest movers, and what promp
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
