@@ -15,7 +15,8 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import auth, charts, data, downloads, frames, prices, reads, request_log_view, whatif
+from spendlog.dashboard import auth, cache_panel, changes, charts, data, downloads, frames, prices, reads
+from spendlog.dashboard import request_log_view, whatif
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period
@@ -207,7 +208,7 @@ def _overview(url: str, view: View) -> None:
     elif granularity != view.granularity:
         st.caption(f"More than {MAX_BARS} days: shown per week." if granularity == "week"
                    else f"Per hour only for ranges up to {HOURLY_DAYS} days: shown per day.")
-    _chart(charts.spend_by_model(frames.spend_frame(rows, granularity)))
+    changes.spend_chart(url, view, current, previous, rows, granularity, hourly, tick)  # overlay, spikes
 
     left, right = _pair("month_tokens")
     with left:
@@ -241,6 +242,8 @@ def _overview(url: str, view: View) -> None:
     st.dataframe(frames.model_table(frames.regroup(day_rows, "model")), hide_index=True, width="stretch")
     st.caption(MONEY_RULE)
     whatif.panel(url, current, [r["model"] for r in by_model if r["model"]], tick)
+    changes.section(url, view, current, previous, tick)  # what changed, biggest movers (issue 15)
+    cache_panel.panel(url, current, tick)
     request_log_view.request_log(url, view, current, total, tick)
     _calls(url, view, current, total, tick)
 
