@@ -39,7 +39,7 @@ MOVERS = 5
 CHART_RIGHT_PAD = 28  # as dashboard.page draws its charts (legends and edge labels not cut)
 RULE = (f"A spike is a day (in the chosen timezone) whose spend is more than {db_spikes.MADS} median "
         f"absolute deviations above the median of its {db_spikes.WINDOW} previous days with calls (at least "
-        f"{db_spikes.MIN_DAYS} of them; the deviation is at least 10% of the median and $0.01).")
+        f"{db_spikes.MIN_DAYS} of them; the deviation counts as at least 20% of the median and $0.01).")
 
 
 @st.cache_data(ttl=data.TTL_SECONDS, max_entries=64, show_spinner=False)

@@ -27,7 +27,7 @@ from .filters import Filters
 from .periods import PERIODS, get_zone, local_midnight
 from .queries import grouped_totals
 
-__all__ = ["Change", "Movers", "previous_filters", "period_days", "compare", "movers"]
+__all__ = ["Change", "Movers", "previous_filters", "period_days", "compare", "changes_by", "movers_from", "movers"]
 
 _ZERO = Decimal(0)
 
@@ -114,16 +114,26 @@ def compare(conn: Connection, filters: Filters, dim: str, tz: str = "UTC",
     return out
 
 
-def movers(conn: Connection, filters: Filters, dims: Sequence[str], tz: str = "UTC", *, limit: int = 5,
-           previous: Filters | None = None) -> Movers:
-    """The ``limit`` values (of every dimension in ``dims``) whose spend rose most, and the ``limit``
-    that fell most, against the previous period. Values that did not move are in neither list."""
-    changes = [c for dim in dims for c in compare(conn, filters, dim, tz, previous)]
+def changes_by(conn: Connection, filters: Filters, dims: Sequence[str], tz: str = "UTC",
+               previous: Filters | None = None) -> dict[str, list[Change]]:
+    """``compare`` for each dimension of ``dims``: ``{dim: [Change, ...]}`` (one read per period and dimension)."""
+    return {dim: compare(conn, filters, dim, tz, previous) for dim in dims}
+
+
+def movers_from(changes: dict[str, list[Change]], limit: int = 5) -> Movers:
+    """The ``limit`` biggest rises and falls among ``changes_by``'s results (no read)."""
+    every = [c for rows in changes.values() for c in rows]
 
     def tie(c: Change) -> tuple:
         return (c.dim, c.value is None, c.value or "")
 
-    up = sorted((c for c in changes if c.change > 0), key=lambda c: (-c.change, tie(c)))
-    down = sorted((c for c in changes if c.change < 0), key=lambda c: (c.change, tie(c)))
+    up = sorted((c for c in every if c.change > 0), key=lambda c: (-c.change, tie(c)))
+    down = sorted((c for c in every if c.change < 0), key=lambda c: (c.change, tie(c)))
     return Movers(tuple(up[:limit]), tuple(down[:limit]))
 
+
+def movers(conn: Connection, filters: Filters, dims: Sequence[str], tz: str = "UTC", *, limit: int = 5,
+           previous: Filters | None = None) -> Movers:
+    """The ``limit`` values (of every dimension in ``dims``) whose spend rose most, and the ``limit``
+    that fell most, against the previous period. Values that did not move are in neither list."""
+    return movers_from(changes_by(conn, filters, dims, tz, previous), limit)

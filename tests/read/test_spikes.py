@@ -89,7 +89,7 @@ def test_the_built_spike_is_found_there_and_nowhere_else(conn):
     assert spike.usual == median(totals) == Decimal(10)
     assert spike.spend == Decimal(10) + NOISE[20 % 7] + Decimal("39.00")
     assert spike.mad == Decimal(1)
-    assert spike.threshold == Decimal(13)
+    assert spike.threshold == Decimal(16)  # 10 + 3 x max(MAD 1, 20% of 10)
     top = spike.drivers[0]
     assert dict(top.values) == {"app": "etl", "model": "openai/gpt-4o"}
     assert (top.spend, top.usual, top.rise) == (Decimal(39), Decimal(3), Decimal(36))
@@ -102,7 +102,7 @@ def test_a_ramp_is_not_a_spike_but_a_jump_on_it_is(conn):
     add(conn, records)
     assert spend_spikes(conn, Filters()) == []
     jump = DAY0 + timedelta(days=33)
-    add(conn, [call(jump, Decimal(30), app="etl")])  # +30 over a ramp whose 14-day MAD is 5.25
+    add(conn, [call(jump, Decimal(30), app="etl")])  # +30 over a ramp (14-day MAD 5.25, 20% of the median 8.65)
     assert days_of(spend_spikes(conn, Filters())) == [jump]
 
 
@@ -129,11 +129,11 @@ def test_too_little_history_is_never_a_spike(conn):
 
 def test_mad_zero_uses_the_floor(conn):
     add(conn, [call(DAY0 + timedelta(days=i), Decimal(10)) for i in range(20)])
-    add(conn, [call(DAY0 + timedelta(days=15), Decimal("2.99"), app="etl"),  # 12.99 <= 10 + 3 x 10%
-               call(DAY0 + timedelta(days=17), Decimal("3.01"), app="etl")])  # 13.01 > 13.00
+    add(conn, [call(DAY0 + timedelta(days=15), Decimal("5.99"), app="etl"),  # 15.99 <= 10 + 3 x 20% of 10
+               call(DAY0 + timedelta(days=17), Decimal("6.01"), app="etl")])  # 16.01 > 16.00
     found = spend_spikes(conn, Filters())
     assert days_of(found) == [DAY0 + timedelta(days=17)]
-    assert (found[0].mad, found[0].threshold) == (Decimal(0), Decimal(13))
+    assert (found[0].mad, found[0].threshold) == (Decimal(0), Decimal(16))
 
 
 def test_days_are_local_days_of_the_chosen_timezone(conn):
@@ -174,11 +174,11 @@ def test_filters_and_other_driver_dimensions(conn):
 def test_find_spikes_rule_as_a_function():
     per_day = {DAY0 + timedelta(days=i): {("a",): Decimal(10)} for i in range(spikes.WINDOW + 5)}
     last = max(per_day)
-    per_day[last] = {("a",): Decimal(10), ("b",): Decimal(5)}  # 15 > 13
+    per_day[last] = {("a",): Decimal(10), ("b",): Decimal("6.000000000001")}  # > 16
     found = find_spikes(per_day, ("app",))
     assert days_of(found) == [last]
     assert found[0].drivers[0].describe() == "app=b"
-    per_day[last] = {("a",): Decimal(10), ("b",): Decimal(3)}  # 13 is not more than 13
+    per_day[last] = {("a",): Decimal(10), ("b",): Decimal(6)}  # 16 is not more than 16
     assert find_spikes(per_day, ("app",)) == []
 
 
