@@ -49,7 +49,8 @@ def spend_spec(frame: pd.DataFrame, previous: Sequence[dict] = (), spikes: Seque
     if previous:
         layers.append({
             "data": {"values": list(previous)},
-            "mark": {"type": "line", "point": True, "strokeDash": [6, 4], "color": PREVIOUS_COLOR},
+            "mark": {"type": "line", "point": {"filled": True, "color": PREVIOUS_COLOR}, "strokeDash": [6, 4],
+                     "color": PREVIOUS_COLOR},
             "encoding": {"x": x, "y": y, "tooltip": [
                 {"field": "period", "type": "ordinal", "title": "Period"},
                 {"field": "previous_period", "type": "nominal", "title": "Previous period"},

@@ -24,6 +24,7 @@ from decimal import Decimal
 from sqlalchemy.engine import Connection
 
 from .filters import Filters
+from .groups import GROUPS
 from .periods import PERIODS, get_zone, local_midnight
 from .queries import grouped_totals
 
@@ -97,27 +98,46 @@ def _closed(filters: Filters) -> Filters:
     return filters
 
 
-def _spend_by(conn: Connection, filters: Filters, dim: str, tz: str) -> dict:
-    return {row[dim]: row["cost_usd"] for row in grouped_totals(conn, filters, (dim,), tz) if row["requests"]}
+def _spend_by(conn: Connection, filters: Filters, dims: Sequence[str], tz: str) -> dict[str, dict]:
+    """{dim: {value: spend}} for each of ``dims``: the known groups (``db.groups.GROUPS``) in one read
+    grouped by all of them, any other kind of group (``tag:KEY``) in a read of its own."""
+    plain = [d for d in dims if d in GROUPS]
+    reads = ([tuple(plain)] if plain else []) + [(d,) for d in dims if d not in GROUPS]
+    out: dict[str, dict] = {d: {} for d in dims}
+    for by in reads:
+        for row in grouped_totals(conn, filters, by, tz):
+            if not row["requests"]:
+                continue
+            for d in by:
+                cell = out[d]
+                cell[row[d]] = cell.get(row[d], _ZERO) + row["cost_usd"]
+    return out
+
+
+def _changes(dim: str, now: dict, then: dict) -> list[Change]:
+    out = [Change(dim, v, now.get(v, _ZERO), then.get(v, _ZERO)) for v in {*now, *then}]
+    out.sort(key=lambda c: (-c.current, -c.previous, c.value is None, c.value or ""))
+    return out
 
 
 def compare(conn: Connection, filters: Filters, dim: str, tz: str = "UTC",
             previous: Filters | None = None) -> list[Change]:
     """Per value of ``dim`` seen in either period: its spend now and before (``previous``: the
     previous period's filters, default ``previous_filters``). Biggest current spend first."""
-    if dim in PERIODS:
-        raise ValueError(f"{dim!r} is a period: compare by a dimension such as model, app or user")
-    before = previous if previous is not None else previous_filters(filters, tz)
-    now, then = _spend_by(conn, filters, dim, tz), _spend_by(conn, before, dim, tz)
-    out = [Change(dim, v, now.get(v, _ZERO), then.get(v, _ZERO)) for v in {*now, *then}]
-    out.sort(key=lambda c: (-c.current, -c.previous, c.value is None, c.value or ""))
-    return out
+    return changes_by(conn, filters, (dim,), tz, previous)[dim]
 
 
 def changes_by(conn: Connection, filters: Filters, dims: Sequence[str], tz: str = "UTC",
                previous: Filters | None = None) -> dict[str, list[Change]]:
-    """``compare`` for each dimension of ``dims``: ``{dim: [Change, ...]}`` (one read per period and dimension)."""
-    return {dim: compare(conn, filters, dim, tz, previous) for dim in dims}
+    """``compare`` for each dimension of ``dims``: ``{dim: [Change, ...]}``, in one read per period
+    for the known groups (and one per period for each other kind)."""
+    dims = tuple(dict.fromkeys(dims))
+    for dim in dims:
+        if dim in PERIODS:
+            raise ValueError(f"{dim!r} is a period: compare by a dimension such as model, app or user")
+    before = previous if previous is not None else previous_filters(filters, tz)
+    now, then = _spend_by(conn, filters, dims, tz), _spend_by(conn, before, dims, tz)
+    return {dim: _changes(dim, now[dim], then[dim]) for dim in dims}
 
 
 def movers_from(changes: dict[str, list[Change]], limit: int = 5) -> Movers:

@@ -147,19 +147,27 @@ def spend_spikes(conn: Connection, filters: Filters, tz: str = "UTC", *,
                  drivers: Sequence[str] = DRIVERS) -> list[Spike]:
     """The spike days in ``filters``' range (local days of ``tz``), oldest first, each with its
     drivers (values of ``drivers``, a list of ``grouped_totals`` groups). The norm of the range's
-    first days is read from the ``LOOKBACK_DAYS`` before it, with the same filters."""
+    first days is read with the same filters from the ``WINDOW`` days before it, and from up to
+    ``LOOKBACK_DAYS`` before it when those have days without calls (one more read)."""
     dims = tuple(drivers)
     if not dims or any(g in PERIODS for g in dims):
         raise ValueError("drivers must be one or more dimensions, not a period")
     zone = get_zone(tz)
-    first = None
-    read = filters
-    if filters.start is not None:
-        first = filters.start.astimezone(zone).date()
-        read = replace(filters, start=local_midnight(first - timedelta(days=LOOKBACK_DAYS), zone))
+    if filters.start is None:
+        return find_spikes(_per_day(conn, filters, tz, dims), dims)
+    first = filters.start.astimezone(zone).date()
+    near = local_midnight(first - timedelta(days=WINDOW), zone)
+    per_day = _per_day(conn, replace(filters, start=near), tz, dims)
+    if sum(1 for d in per_day if d < first) < WINDOW:  # gaps before the range: look further back
+        far = replace(filters, start=local_midnight(first - timedelta(days=LOOKBACK_DAYS), zone), end=near)
+        per_day.update(_per_day(conn, far, tz, dims))
+    return find_spikes(per_day, dims, first=first)
+
+
+def _per_day(conn: Connection, filters: Filters, tz: str, dims: tuple[str, ...]) -> dict[date, dict[tuple, Decimal]]:
     per_day: dict[date, dict[tuple, Decimal]] = {}
-    for row in grouped_totals(conn, read, ("day", *dims), tz):
+    for row in grouped_totals(conn, filters, ("day", *dims), tz):
         cell = per_day.setdefault(row["day"], {})
         key = tuple(row[d] for d in dims)
         cell[key] = cell.get(key, _ZERO) + row["cost_usd"]
-    return find_spikes(per_day, dims, first=first)
+    return per_day

@@ -117,6 +117,10 @@ def test_a_gap_of_empty_days_is_neither_judged_nor_a_zero_in_the_norm(conn):
     found = spend_spikes(conn, Filters())
     assert days_of(found) == [spike_day]
     assert found[0].usual == Decimal(10)  # the 14 observed days before the gap and after it
+    # a range that starts right after the gap reads its norm from before the gap (the second read)
+    start, end = date_bounds(spike_day, spike_day + timedelta(days=5), "UTC")
+    ranged = spend_spikes(conn, Filters(start=start, end=end))
+    assert ranged == found
 
 
 def test_too_little_history_is_never_a_spike(conn):
