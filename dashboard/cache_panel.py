@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from spendlog.dashboard import data
+from spendlog.dashboard.changes import SHARED
 from spendlog.dashboard.formatting import format_count, label
 from spendlog.db.caching import CacheRow, cache_savings, cache_total
 from spendlog.db.queries import Filters
@@ -24,16 +25,18 @@ __all__ = ["rows", "cache_table", "panel"]
 COLUMNS = ["Model", "App", "Prompt tokens", "Cached tokens", "Hit rate", "Saved"]
 
 
-def _read(conn, filters: Filters) -> list[CacheRow]:
+def _read(conn, filters: Filters, shared: list[dict]) -> list[CacheRow]:
     from spendlog.db.estimate import price_book  # the writer's price book: genai-prices + $SPENDLOG_PRICES
 
-    return cache_savings(conn, filters, price_book())
+    return cache_savings(conn, filters, price_book(), rows=shared)
 
 
 @st.cache_data(ttl=data.TTL_SECONDS, max_entries=64, show_spinner=False)
-def rows(url: str, filters: Filters, *, as_of: int | None) -> list[CacheRow]:
-    """``db.caching.cache_savings`` for the view."""
-    return data.read(url, _read, filters)
+def rows(url: str, filters: Filters, tz: str, *, as_of: int | None) -> list[CacheRow]:
+    """``db.caching.cache_savings`` for the view, from the read the change tables share
+    (``changes.SHARED``); a model whose price changes in the range is read again per day."""
+    shared = data.totals(url, filters, SHARED, tz, as_of=as_of)
+    return data.read(url, _read, filters, shared)
 
 
 def cache_table(found: Sequence[CacheRow]) -> pd.DataFrame:
@@ -44,9 +47,9 @@ def cache_table(found: Sequence[CacheRow]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=COLUMNS)
 
 
-def panel(url: str, current: Filters, tick: int | None) -> None:
+def panel(url: str, current: Filters, tz: str, tick: int | None) -> None:
     """The section: the range's total, then the table per model and app."""
-    found = rows(url, current, as_of=tick)
+    found = rows(url, current, tz, as_of=tick)
     st.subheader("Prompt caching")
     total = cache_total(found)
     st.text(f"{format_count(total.cached_tokens)} of {format_count(total.prompt_tokens)} prompt tokens were cached "

@@ -28,11 +28,15 @@ from spendlog.db.queries import Filters
 from spendlog.report.changes import change_text, percent_text, spike_line
 from spendlog.report.money import money_display
 
-__all__ = ["CHANGE_DIMS", "OVERLAY_KEY", "MOVERS", "spikes", "changes", "previous_rows", "spike_rows",
+__all__ = ["CHANGE_DIMS", "SHARED", "OVERLAY_KEY", "MOVERS", "spikes", "changes", "previous_rows", "spike_rows",
            "change_table", "movers_table", "spend_chart", "section"]
 
 # The dimensions compared and searched for movers: a list, so tag dimensions (tag:KEY) join it as they are
 CHANGE_DIMS = ("model", "app", "user")
+# The page's per-app x user breakdown (``page.BY_WHO``), with model and provider: one read per period
+# serves the page, the change tables, the movers and the caching panel (no period grouping: a
+# day x dimension grouping costs about ten times as much on a big ledger)
+SHARED = ("app", "user", "key", "model", "provider")
 TITLES = {"model": "Model", "app": "App", "user": "User", "provider": "Provider", "key": "API key"}
 OVERLAY_KEY = "overlay_previous"
 MOVERS = 5
@@ -48,11 +52,22 @@ def spikes(url: str, filters: Filters, tz: str, *, as_of: int | None) -> list:
     return data.read(url, db_spikes.spend_spikes, filters, tz)
 
 
-@st.cache_data(ttl=data.TTL_SECONDS, max_entries=64, show_spinner=False)
 def changes(url: str, filters: Filters, previous: Filters, tz: str, dims: tuple[str, ...], *,
             as_of: int | None) -> dict[str, list[Change]]:
-    """``db.changes.changes_by``: each dimension's values in this period and the previous one."""
-    return data.read(url, db_changes.changes_by, filters, dims, tz, previous)
+    """``db.changes.changes_from`` over the two periods' cached reads: the plain dimensions from one
+    read per period grouped by ``SHARED`` (the caching panel reads the current one too), any other
+    kind of group (``tag:KEY``) from a read of its own."""
+    plain = tuple(d for d in dims if d in SHARED)
+    out = {}
+    if plain:
+        now = data.totals(url, filters, SHARED, tz, as_of=as_of)
+        then = data.totals(url, previous, SHARED, tz, as_of=as_of)
+        out.update(db_changes.changes_from(now, then, plain))
+    for dim in dims:
+        if dim not in SHARED:
+            out.update(db_changes.changes_from(data.totals(url, filters, (dim,), tz, as_of=as_of),
+                                               data.totals(url, previous, (dim,), tz, as_of=as_of), (dim,)))
+    return {dim: out[dim] for dim in dims}
 
 
 def _show(dim: str, value: str | None) -> str:
@@ -110,7 +125,7 @@ def spend_chart(url: str, view: View, current: Filters, previous: Filters, rows:
     frame = frames.spend_frame(rows, granularity)
     _draw(frame, spend_spec(frame, before, spike_rows(found, granularity)))
     if overlay:
-        total = data.totals(url, previous, (), view.tz, as_of=tick)[0]["cost_usd"]
+        total = frames.sum_rows(data.totals(url, previous, SHARED, view.tz, as_of=tick))["cost_usd"]
         st.text(f"Dashed: the previous period ({_span(previous, view)}), {money_display(total)} in all.")
     for s in found:
         st.text(spike_line(s, label))  # ledger values: plain text

@@ -34,9 +34,11 @@ MAX_BARS = 400  # periods on the x axis before day granularity switches to week
 LATENCY_MODELS = 12
 EAGER_SCAN_CALLS = 300_000  # above this, the most-expensive-calls scan waits for a click
 # Two breakdowns feed the whole page (and, unfiltered, the sidebar's choices): per day x model
-# (x provider, which follows the model) and per app x user (x key, which follows the user).
+# (x provider, which follows the model) and per app x user (x key, which follows the user) x model
+# (x provider): the change tables and the caching panel need app x model, and the previous period's
+# read of it gives the headline's previous total too (dashboard.changes.SHARED).
 BY_DAY = ("day", "model", "provider")
-BY_WHO = ("app", "user", "key")
+BY_WHO = changes.SHARED
 
 
 def filters_for(view: View, start: date, end: date) -> Filters:
@@ -172,14 +174,14 @@ def _overview(url: str, view: View) -> None:
 
     data.prefetch((data.totals, (url, current, BY_DAY, view.tz), {"as_of": tick}),
                   (data.totals, (url, current, BY_WHO, view.tz), {"as_of": tick}),
-                  (data.totals, (url, previous, (), view.tz), {"as_of": tick}))
+                  (data.totals, (url, previous, BY_WHO, view.tz), {"as_of": tick}))
     day_rows = data.totals(url, current, BY_DAY, view.tz, as_of=tick)
     if hourly:
         rows = frames.hourly_rows(reads.hourly_totals(url, current, as_of=tick), ZoneInfo(view.tz))
     else:
         rows = frames.by_period(day_rows, granularity)
     total = frames.sum_rows(day_rows)
-    prev_total = data.totals(url, previous, (), view.tz, as_of=tick)[0]
+    prev_total = frames.sum_rows(data.totals(url, previous, BY_WHO, view.tz, as_of=tick))
     base = prev_base = None
     if view.status != "all":  # rates are over every call of the view, whatever its status
         base = data.totals(url, replace(current, status="all"), (), view.tz, as_of=tick)[0]
@@ -243,7 +245,7 @@ def _overview(url: str, view: View) -> None:
     st.caption(MONEY_RULE)
     whatif.panel(url, current, [r["model"] for r in by_model if r["model"]], tick)
     changes.section(url, view, current, previous, tick)  # what changed, biggest movers (issue 15)
-    cache_panel.panel(url, current, tick)
+    cache_panel.panel(url, current, view.tz, tick)
     request_log_view.request_log(url, view, current, total, tick)
     _calls(url, view, current, total, tick)
 

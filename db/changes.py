@@ -16,7 +16,7 @@ Money is exact ``Decimal``: both periods are ``grouped_totals`` sums, the figure
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -28,7 +28,8 @@ from .groups import GROUPS
 from .periods import PERIODS, get_zone, local_midnight
 from .queries import grouped_totals
 
-__all__ = ["Change", "Movers", "previous_filters", "period_days", "compare", "changes_by", "movers_from", "movers"]
+__all__ = ["Change", "Movers", "previous_filters", "period_days", "compare", "changes_by", "changes_from", "fold",
+           "movers_from", "movers"]
 
 _ZERO = Decimal(0)
 
@@ -105,13 +106,28 @@ def _spend_by(conn: Connection, filters: Filters, dims: Sequence[str], tz: str) 
     reads = ([tuple(plain)] if plain else []) + [(d,) for d in dims if d not in GROUPS]
     out: dict[str, dict] = {d: {} for d in dims}
     for by in reads:
-        for row in grouped_totals(conn, filters, by, tz):
-            if not row["requests"]:
-                continue
-            for d in by:
-                cell = out[d]
-                cell[row[d]] = cell.get(row[d], _ZERO) + row["cost_usd"]
+        for dim, spend in fold(grouped_totals(conn, filters, by, tz), by).items():
+            out[dim] = spend
     return out
+
+
+def fold(rows: Iterable[dict], dims: Sequence[str]) -> dict[str, dict]:
+    """``grouped_totals`` rows (grouped by at least ``dims``) as {dim: {value: spend}}, exact."""
+    out: dict[str, dict] = {d: {} for d in dims}
+    for row in rows:
+        if not row["requests"]:
+            continue
+        for d in dims:
+            cell = out[d]
+            cell[row[d]] = cell.get(row[d], _ZERO) + row["cost_usd"]
+    return out
+
+
+def changes_from(now_rows: Iterable[dict], then_rows: Iterable[dict], dims: Sequence[str]) -> dict[str, list[Change]]:
+    """``changes_by``'s result from rows already read: both periods' ``grouped_totals`` rows, grouped
+    by at least ``dims`` (the dashboard shares one read with the caching panel)."""
+    now, then = fold(now_rows, dims), fold(list(then_rows), dims)
+    return {dim: _changes(dim, now[dim], then[dim]) for dim in dims}
 
 
 def _changes(dim: str, now: dict, then: dict) -> list[Change]:

@@ -98,9 +98,9 @@ def test_the_spike_is_marked_and_explained_as_the_read_layer_finds_it(monkeypatc
     assert [s.day for s in found] == [SPIKE]
     line = spike_line(found[0], label)
     # by hand: Mar 15 is $6 + $3 + $36 + $1; the 14 days before have a median of $10.50; search (new on Mar 10)
-    # was at $0 on 9 of them, so its usual is $0
+    # spent $1 on 5 of them, so its usual (its mean over the 14) is $5/14
     assert line == ("2025-03-15: $46.00 against a usual $10.50; +$36.00 from app=etl on openai/gpt-4o; "
-                    "+$1.00 from app=search on anthropic/claude-3.5-sonnet")
+                    "+$0.64 from app=search on anthropic/claude-3.5-sonnet")
     assert line in [t.value for t in at.text]
     marks = layer(spend_spec(at), "explanation")
     assert marks == [{"period": "2025-03-15", "cost": 46.0, "cost_exact": "$46.00", "explanation": line}]

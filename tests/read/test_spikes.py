@@ -14,7 +14,7 @@ from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.periods import date_bounds
 from spendlog.db.queries import Filters
-from spendlog.db.spikes import find_spikes, median, spend_spikes
+from spendlog.db.spikes import drivers_of, judge_days, median, spend_spikes
 from spendlog.db.store import insert_records
 from spendlog.report.changes import spike_line
 
@@ -175,15 +175,22 @@ def test_filters_and_other_driver_dimensions(conn):
         spend_spikes(conn, Filters(), drivers=["day"])
 
 
-def test_find_spikes_rule_as_a_function():
-    per_day = {DAY0 + timedelta(days=i): {("a",): Decimal(10)} for i in range(spikes.WINDOW + 5)}
-    last = max(per_day)
-    per_day[last] = {("a",): Decimal(10), ("b",): Decimal("6.000000000001")}  # > 16
-    found = find_spikes(per_day, ("app",))
-    assert days_of(found) == [last]
-    assert found[0].drivers[0].describe() == "app=b"
-    per_day[last] = {("a",): Decimal(10), ("b",): Decimal(6)}  # 16 is not more than 16
-    assert find_spikes(per_day, ("app",)) == []
+def test_the_rule_as_functions():
+    totals = {DAY0 + timedelta(days=i): Decimal(10) for i in range(spikes.WINDOW + 5)}
+    last = max(totals)
+    totals[last] = Decimal("16.000000000001")  # > 10 + 3 x 20% of 10
+    (judged,) = judge_days(totals)
+    assert (judged.day, judged.usual, judged.threshold) == (last, Decimal(10), Decimal(16))
+    assert judged.norm_days == tuple(sorted(totals)[-15:-1])
+    totals[last] = Decimal(16)  # 16 is not more than 16
+    assert judge_days(totals) == []
+    assert judge_days(totals, first=last + timedelta(days=1)) == []
+    # drivers: the day's spend per value against its mean over the norm days
+    found = drivers_of({("a",): Decimal(12), ("b",): Decimal(5), ("c",): Decimal(1)},
+                       {("a",): Decimal(140), ("c",): Decimal(28)}, 14, ("app",))
+    assert [(d.describe(), d.usual, d.rise) for d in found] == [("app=b", 0, 5), ("app=a", 10, 2)]
+    assert drivers_of({("a",): Decimal(1)}, {("a",): Decimal(5)}, 14, ("app",))[0].usual == Decimal(
+        "0.357142857143")  # 5/14, to the ledger's 12 places
 
 
 def test_summary_prints_the_spike_lines_and_the_cache_section(conn, db_url):
