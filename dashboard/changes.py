@@ -46,10 +46,15 @@ RULE = (f"A spike is a day (in the chosen timezone) whose spend is more than {db
         f"{db_spikes.MIN_DAYS} of them; the deviation counts as at least 20% of the median and $0.01).")
 
 
+def _spikes(conn, filters: Filters, tz: str, known: tuple) -> list:
+    return db_spikes.spend_spikes(conn, filters, tz, known=dict(known))
+
+
 @st.cache_data(ttl=data.TTL_SECONDS, max_entries=64, show_spinner=False)
-def spikes(url: str, filters: Filters, tz: str, *, as_of: int | None) -> list:
-    """``db.spikes.spend_spikes`` for the view (driven by its (app, model) pairs)."""
-    return data.read(url, db_spikes.spend_spikes, filters, tz)
+def spikes(url: str, filters: Filters, tz: str, known: tuple, *, as_of: int | None) -> list:
+    """``db.spikes.spend_spikes`` for the view (driven by its (app, model) pairs); ``known``: the
+    range's (day, spend) pairs from the page's own by-day read, so only the days before it are read."""
+    return data.read(url, _spikes, filters, tz, known)
 
 
 def changes(url: str, filters: Filters, previous: Filters, tz: str, dims: tuple[str, ...], *,
@@ -114,13 +119,14 @@ def _draw(frame: pd.DataFrame, spec: dict) -> None:
     st.vega_lite_chart(frame, spec, width="stretch")
 
 
-def spend_chart(url: str, view: View, current: Filters, previous: Filters, rows: list[dict], granularity: str,
-                hourly: bool, tick: int | None) -> None:
+def spend_chart(url: str, view: View, current: Filters, previous: Filters, rows: list[dict], day_rows: list[dict],
+                granularity: str, hourly: bool, tick: int | None) -> None:
     """The spend-per-period chart (the page's first), with the overlay toggle, the spike marks
-    (per-day charts) and the spike lines under it."""
+    (per-day charts) and the spike lines under it. ``day_rows``: the page's by-day read of the view."""
     overlay = st.toggle("Overlay the previous period", key=OVERLAY_KEY,
                         help="The previous period of the same length, as a dashed line over the bars.")
-    found = spikes(url, current, view.tz, as_of=tick)
+    known = tuple((r["day"], r["cost_usd"]) for r in frames.regroup(day_rows, "day") if r["requests"])
+    found = spikes(url, current, view.tz, known, as_of=tick)
     before = previous_rows(url, view, previous, granularity, hourly, tick) if overlay else []
     frame = frames.spend_frame(rows, granularity)
     _draw(frame, spend_spec(frame, before, spike_rows(found, granularity)))

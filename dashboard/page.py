@@ -210,7 +210,7 @@ def _overview(url: str, view: View) -> None:
     elif granularity != view.granularity:
         st.caption(f"More than {MAX_BARS} days: shown per week." if granularity == "week"
                    else f"Per hour only for ranges up to {HOURLY_DAYS} days: shown per day.")
-    changes.spend_chart(url, view, current, previous, rows, granularity, hourly, tick)  # overlay, spikes
+    changes.spend_chart(url, view, current, previous, rows, day_rows, granularity, hourly, tick)  # overlay, spikes
 
     left, right = _pair("month_tokens")
     with left:

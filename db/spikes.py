@@ -159,15 +159,17 @@ def drivers_of(day_spend: Mapping[tuple, Decimal], norm_spend: Mapping[tuple, De
     return tuple(found[:MAX_DRIVERS])
 
 
-def spend_spikes(conn: Connection, filters: Filters, tz: str = "UTC", *,
-                 drivers: Sequence[str] = DRIVERS) -> list[Spike]:
+def spend_spikes(conn: Connection, filters: Filters, tz: str = "UTC", *, drivers: Sequence[str] = DRIVERS,
+                 known: Mapping[date, Decimal] | None = None) -> list[Spike]:
     """The spike days in ``filters``' range (local days of ``tz``), oldest first, each with its
     drivers (values of ``drivers``, a list of ``grouped_totals`` groups).
 
     Reads: the day totals of the range and the ``WINDOW`` days before it (and of up to
     ``LOOKBACK_DAYS`` before it when those have days without calls), then, per spike day only,
     its spend per driver value and the sums over its norm days (no per-day grouping by driver,
-    which costs about ten times the day totals on a big ledger)."""
+    which costs about ten times the day totals on a big ledger). ``known``: the range's day totals
+    when the caller has them (``grouped_totals`` by day with the same filters and timezone: the
+    dashboard's page reads them anyway); then only the days before the range are read."""
     dims = tuple(drivers)
     if not dims or any(g in PERIODS for g in dims):
         raise ValueError("drivers must be one or more dimensions, not a period")
@@ -178,13 +180,19 @@ def spend_spikes(conn: Connection, filters: Filters, tz: str = "UTC", *,
     else:
         first = filters.start.astimezone(zone).date()
         near = local_midnight(first - timedelta(days=WINDOW), zone)
-        totals = _day_totals(conn, replace(filters, start=near), tz)
+        if known is None:
+            totals = _day_totals(conn, replace(filters, start=near), tz)
+        else:
+            totals = _day_totals(conn, replace(filters, start=near, end=filters.start), tz)
+            totals.update((d, v) for d, v in known.items() if d >= first)
         if sum(1 for d in totals if d < first) < WINDOW:  # gaps before the range: look further back
             far = replace(filters, start=local_midnight(first - timedelta(days=LOOKBACK_DAYS), zone), end=near)
             totals.update(_day_totals(conn, far, tz))
     out = []
     for j in judge_days(totals, first):
         day_start, day_end = local_midnight(j.day, zone), local_midnight(j.day + timedelta(days=1), zone)
+        if filters.end is not None and (day_end is None or filters.end < day_end):
+            day_end = filters.end  # the day's total stops where the range does
         norm = replace(filters, start=local_midnight(j.norm_days[0], zone), end=day_start)
         on_day = _spend_by(conn, replace(filters, start=day_start, end=day_end), dims, tz)
         found = drivers_of(on_day, _spend_by(conn, norm, dims, tz), len(j.norm_days), dims)

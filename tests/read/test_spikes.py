@@ -13,7 +13,7 @@ from spendlog.db import spikes
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.periods import date_bounds
-from spendlog.db.queries import Filters
+from spendlog.db.queries import Filters, grouped_totals
 from spendlog.db.spikes import drivers_of, judge_days, median, spend_spikes
 from spendlog.db.store import insert_records
 from spendlog.report.changes import spike_line
@@ -158,6 +158,10 @@ def test_only_days_in_the_range_are_reported_judged_against_the_days_before_it(c
     assert days_of(spend_spikes(conn, Filters())) == [early, inside]
     start, end = date_bounds(DAY0 + timedelta(days=20), DAY0 + timedelta(days=29), "UTC")
     assert days_of(spend_spikes(conn, Filters(start=start, end=end))) == [inside]
+    # the same with the range's day totals given (as the dashboard has them): only the days before are read
+    ranged = Filters(start=start, end=end)
+    known = {r["day"]: r["cost_usd"] for r in grouped_totals(conn, ranged, ("day",)) if r["requests"]}
+    assert spend_spikes(conn, ranged, known=known) == spend_spikes(conn, ranged)
 
 
 def test_filters_and_other_driver_dimensions(conn):
