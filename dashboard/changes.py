@@ -40,6 +40,7 @@ SHARED = ("app", "user", "key", "model", "provider")
 TITLES = {"model": "Model", "app": "App", "user": "User", "provider": "Provider", "key": "API key"}
 OVERLAY_KEY = "overlay_previous"
 MOVERS = 5
+SPIKE_LINES = 12  # spike lines listed under the chart (a long range can have many)
 CHART_RIGHT_PAD = 28  # as dashboard.page draws its charts (legends and edge labels not cut)
 RULE = (f"A spike is a day (in the chosen timezone) whose spend is more than {db_spikes.MADS} median "
         f"absolute deviations above the median of its {db_spikes.WINDOW} previous days with calls (at least "
@@ -133,8 +134,10 @@ def spend_chart(url: str, view: View, current: Filters, previous: Filters, rows:
     if overlay:
         total = frames.sum_rows(data.totals(url, previous, SHARED, view.tz, as_of=tick))["cost_usd"]
         st.text(f"Dashed: the previous period ({_span(previous, view)}), {money_display(total)} in all.")
-    for s in found:
+    for s in found[-SPIKE_LINES:]:  # the most recent ones; every spike is marked on a per-day chart
         st.text(spike_line(s, label))  # ledger values: plain text
+    if len(found) > SPIKE_LINES:
+        st.caption(f"{len(found) - SPIKE_LINES} earlier spikes in this range are marked on the chart, not listed.")
     st.caption(RULE if found else f"No spend spikes in this range. {RULE}")
 
 
