@@ -16,13 +16,14 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import (auth, charts, closes_view, data, downloads, frames, prices, reads, request_log_view,
-                                tags_view, whatif)
+from spendlog.dashboard import (auth, cache_panel, changes, charts, closes_view, data, downloads, frames, prices,
+                                reads, request_log_view, tags_view, whatif)
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period, tag_text
 from spendlog.report.money import money_display
 from spendlog.db.engine import mask_url
+from spendlog.db.groups import tag_group
 from spendlog.db.errors import DatabaseUnavailableError, DatabaseURLError
 from spendlog.db.insights import LATENCY_SAMPLE
 from spendlog.db.queries import Filters, date_bounds
@@ -36,9 +37,11 @@ MAX_BARS = 400  # periods on the x axis before day granularity switches to week
 LATENCY_MODELS = 12
 EAGER_SCAN_CALLS = 300_000  # above this, the most-expensive-calls scan waits for a click
 # Two breakdowns feed the whole page (and, unfiltered, the sidebar's choices): per day x model
-# (x provider, which follows the model) and per app x user (x key, which follows the user).
+# (x provider, which follows the model) and per app x user (x key, which follows the user) x model
+# (x provider): the change tables and the caching panel need app x model, and the previous period's
+# read of it gives the headline's previous total too (dashboard.changes.SHARED).
 BY_DAY = ("day", "model", "provider")
-BY_WHO = ("app", "user", "key")
+BY_WHO = changes.SHARED
 
 
 def filters_for(view: View, start: date, end: date) -> Filters:
@@ -182,14 +185,14 @@ def _overview(url: str, view: View) -> None:
 
     data.prefetch((data.totals, (url, current, BY_DAY, view.tz), {"as_of": tick}),
                   (data.totals, (url, current, BY_WHO, view.tz), {"as_of": tick}),
-                  (data.totals, (url, previous, (), view.tz), {"as_of": tick}))
+                  (data.totals, (url, previous, BY_WHO, view.tz), {"as_of": tick}))
     day_rows = data.totals(url, current, BY_DAY, view.tz, as_of=tick)
     if hourly:
         rows = frames.hourly_rows(reads.hourly_totals(url, current, as_of=tick), ZoneInfo(view.tz))
     else:
         rows = frames.by_period(day_rows, granularity)
     total = frames.sum_rows(day_rows)
-    prev_total = data.totals(url, previous, (), view.tz, as_of=tick)[0]
+    prev_total = frames.sum_rows(data.totals(url, previous, BY_WHO, view.tz, as_of=tick))
     base = prev_base = None
     if view.status != "all":  # rates are over every call of the view, whatever its status
         base = data.totals(url, replace(current, status="all"), (), view.tz, as_of=tick)[0]
@@ -218,7 +221,7 @@ def _overview(url: str, view: View) -> None:
     elif granularity != view.granularity:
         st.caption(f"More than {MAX_BARS} days: shown per week." if granularity == "week"
                    else f"Per hour only for ranges up to {HOURLY_DAYS} days: shown per day.")
-    _chart(charts.spend_by_model(frames.spend_frame(rows, granularity)))
+    changes.spend_chart(url, view, current, previous, rows, day_rows, granularity, hourly, tick)  # overlay, spikes
     closes_view.section(url, current, tick)
 
     left, right = _pair("month_tokens")
@@ -255,6 +258,11 @@ def _overview(url: str, view: View) -> None:
     st.dataframe(frames.model_table(frames.regroup(day_rows, "model")), hide_index=True, width="stretch")
     st.caption(MONEY_RULE)
     whatif.panel(url, current, [r["model"] for r in by_model if r["model"]], tick)
+    # what changed, biggest movers (issue 15): model, app, user and the tag key picked in "Spend by tag"
+    tag_by = st.session_state.get("f_tagby")
+    changes.section(url, view, current, previous, tick,
+                    (*changes.CHANGE_DIMS, tag_group(tag_by)) if tag_by else changes.CHANGE_DIMS)
+    cache_panel.panel(url, current, view.tz, tick)
     request_log_view.request_log(url, view, current, total, tick)
     _calls(url, view, current, total, tick)
 

@@ -18,6 +18,9 @@ arguments give the same records):
 - volume grows linearly over the period (half the mean at the start, 1.5x at the end), weekdays
   carry 2.4x the traffic of weekend days, hours follow an office-day curve (UTC) except for the
   nightly batch app; one "incident" day has many more 429s;
+- for issue 15's spikes and changes: one weekday at least 3 days before the end is a spend spike
+  (``SPIKE_APP``'s agent loops: ``SPIKE_FACTOR`` x its calls), and ``LAUNCH_APP`` serves
+  ``LAUNCH_FACTOR`` x its calls in the last 7 days (a launch: this week over last week);
 - five apps with their own models, users, keys, stream habits and prompt sizes (long prompts
   get cached tokens; two reasoning models report reasoning tokens);
 - 429s (more at peak), 500s, streams cut mid-way, calls whose usage has no cost (``NO_COST_SHARE``
@@ -54,6 +57,8 @@ HOUR_WEIGHTS = (0.08, 0.06, 0.05, 0.05, 0.06, 0.10, 0.20, 0.45, 0.80, 1.00, 1.00
 BATCH_WEIGHTS = tuple(1.0 if 1 <= h <= 4 else 0.05 for h in range(24))
 WEEKDAY_FACTOR = 1.2  # x 5 days + WEEKEND_FACTOR x 2 days = 7: `per_day` stays the mean
 WEEKEND_FACTOR = 0.5
+SPIKE_APP, SPIKE_FACTOR = "research-agent", 12.0  # a runaway agent loop on one weekday
+LAUNCH_APP, LAUNCH_FACTOR = "code-review", 1.5  # rolled out to more teams a week before the end
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,14 @@ def day_volume(day_index: int, days: int, weekday: int, per_day: float, weekend:
     if weekend == 1.0:
         return per_day * growth
     return per_day * growth * (WEEKDAY_FACTOR if weekday < 5 else weekend)
+
+
+def _spike_day(end: datetime):
+    """The demo's spike: the last weekday (UTC) at least 3 days before ``end``."""
+    day = (end - timedelta(days=3)).date()
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
 
 
 def _uuid7_at(ms: int, rng: random.Random) -> str:
@@ -314,6 +327,8 @@ def generate_records(days: int = 60, seed: int = 7, per_day: float = 400, *, end
     start = end - timedelta(days=days)
     hour0 = start.replace(minute=0, second=0, microsecond=0)
     incident = (start + timedelta(days=days * 0.4)).date()  # one bad day, 40% of the way in
+    spike = _spike_day(end)
+    launch = end - timedelta(days=7)
     hour_sums = {app.name: sum(app.hours) for app in APPS}
     templates: dict[tuple, dict | None] = {}
     tag_rng = random.Random(f"{seed}:tags")  # its own stream: the other fields stay as they were
@@ -326,6 +341,10 @@ def generate_records(days: int = 60, seed: int = 7, per_day: float = 400, *, end
         for app in APPS:
             expected = (day_volume(day_index, days, t.weekday(), per_day, app.weekend) * app.share * day_noise
                         * app.hours[t.hour] / hour_sums[app.name])
+            if app.name == SPIKE_APP and t.date() == spike:
+                expected *= SPIKE_FACTOR
+            elif app.name == LAUNCH_APP and t >= launch:
+                expected *= LAUNCH_FACTOR
             for _ in range(int(expected) + (rng.random() < expected % 1)):
                 ts = t + timedelta(microseconds=rng.randrange(3_600_000_000))
                 if start <= ts < end:

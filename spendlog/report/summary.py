@@ -3,7 +3,8 @@
 Figures come from ``spendlog.db.queries.grouped_totals`` (the dashboard's numbers, to the last
 digit); money reads as on the dashboard (``money_display``), the total also exactly
 (``money_exact``, the files' form), split into the upstream's bills, spendlog's estimates and the
-unpriced calls, beside the list price. The header names the range's real local dates: the ones asked
+unpriced calls, beside the list price. After the breakdowns: prompt caching (hit rate, what it
+saved at list prices, ``db.caching``) and the spend spikes (``db.spikes``), one line each. The header names the range's real local dates: the ones asked
 for, else those of the first and the last matching call.
 """
 
@@ -14,9 +15,12 @@ from datetime import date
 
 from sqlalchemy.engine import Connection
 
+from spendlog.db.caching import cache_savings
 from spendlog.db.periods import PERIODS, get_zone
 from spendlog.db.queries import Filters, call_span, grouped_totals
+from spendlog.db.spikes import spend_spikes
 
+from .changes import cache_lines, spike_lines
 from .money import money_display, money_exact
 from .terminal import printable, text_table
 
@@ -47,6 +51,11 @@ def summary_lines(conn: Connection, filters: Filters, by: Sequence[str], tz: str
     for group, rows in breakdowns.items():
         out.append("")
         out += _breakdown(group, rows, total["cost_usd"])
+    if requests:  # prompt caching at list prices, and spend spikes (issue 15)
+        from spendlog.db.estimate import price_book
+
+        out += ["", *cache_lines(cache_savings(conn, filters, price_book())), ""]
+        out += spike_lines(spend_spikes(conn, filters, tz))
     return out
 
 
