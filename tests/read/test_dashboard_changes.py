@@ -130,17 +130,21 @@ def test_the_overlay_toggle_draws_the_previous_period(monkeypatch, ledger):
 def test_movers_and_change_tables_show_the_read_layers_figures(monkeypatch, ledger):
     at = open_app(monkeypatch, ledger, VIEW)
     prev = previous_filters(current(), "UTC")
-    found = read(ledger, changes_by, current(), ("model", "app", "user"), "UTC", prev)
+    # make_record tags every call team=core: "Spend by tag" picks team, so the movers read it too
+    found = read(ledger, changes_by, current(), ("model", "app", "user", "tag:team"), "UTC", prev)
     movers = movers_from(found, 5)
     shown = table(at, "Moved")
-    expected = [[way, dim.capitalize(), label(c.value), change_text(c), percent_text(c), money_display(c.current),
+    titles = {"model": "Model", "app": "App", "user": "User", "tag:team": "Tag team"}
+    expected = [[way, titles[c.dim], label(c.value), change_text(c), percent_text(c), money_display(c.current),
                  money_display(c.previous)] for way, group in (("up", movers.up), ("down", movers.down))
-                for c in group for dim in [c.dim]]
+                for c in group]
     assert shown.values.tolist() == expected
     # by hand: etl's spike week is $36 up; sonnet and search are new; mini is what it was, give or take noise
     ups = {(r[1], r[2]): r for r in expected if r[0] == "up"}
     assert ups[("App", "etl")][3] == "+$36.00" and ups[("App", "etl")][4] == "+150.0%"
-    assert ups[("Model", SONNET)][4] == "new" and ups[("App", "search")][3] == "+$8.00"
+    assert ups[("App", "search")][3] == "+$8.00" and ups[("Tag team", "core")][3] == "+$43.00"  # every call
+    sonnet = next(c for c in found["model"] if c.value == SONNET)  # new this week, past the top five now
+    assert percent_text(sonnet) == "new" and ("Model", SONNET) not in ups
     per_app = table(at, "App", "Change %")
     assert per_app.values.tolist() == [[label(c.value), money_display(c.current), money_display(c.previous),
                                         change_text(c), percent_text(c)] for c in found["app"]]
