@@ -55,15 +55,20 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+DEFAULT_TAGS = """CASE WHEN r % 3 = 0 THEN '{"team": "t' || (u % 4) || '", "env": "prod"}' END"""
+
+
 def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetime | None = None,
-                    models: list[tuple] = PRICES, users: int = N_USERS) -> Path:
+                    models: list[tuple] = PRICES, users: int = N_USERS, tags: str = DEFAULT_TAGS) -> Path:
     """Create a SQLite ledger at ``path`` with ``rows`` calls spread evenly over ``days`` days
     before ``end`` (default: next UTC midnight), deterministic, with a matching rollup.
     ``models``: (model, provider, pico-USD per prompt token, per completion token), as ``PRICES``.
 
     Shape: 8 models (``models``) x 20 users (``users``; each user has one app and one key), ~3% errors (no tokens, no
     cost), ~1% calls without cost, tags on a third of the calls, and ~0.2% of calls from a
-    hostile app name (a spreadsheet formula) that the export must neutralise."""
+    hostile app name (a spreadsheet formula) that the export must neutralise. ``tags``: the SQL of the
+    tags column over the generator's ``i``, ``h``, ``u``, ``m``, ``r`` (``bench_tags`` gives every call
+    three); ``rollup_tags`` is computed from it in SQL (``json_each``) like ``rollup_hourly``."""
     from spendlog.db.engine import make_engine
     from spendlog.db.migrate import upgrade
 
@@ -118,7 +123,7 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
            CASE WHEN r >= 4 THEN pt * {price_in} + ct * {price_out} END,
            CASE WHEN r >= 4 THEN 'upstream' ELSE 'missing' END,
            CASE WHEN r >= 3 THEN 'stop' END, 200 + (h >> 20) % 3000, CASE WHEN r % 2 = 0 THEN 50 + (h >> 9) % 400 END,
-           {app}, printf('user-%02d', u), CASE WHEN r % 3 = 0 THEN '{{"team": "t' || (u % 4) || '", "env": "prod"}}' END,
+           {app}, printf('user-%02d', u), {tags},
            {key}
     FROM picked
     """
@@ -138,6 +143,23 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
                coalesce(sum(cost_usd), 0), sum(cost_usd IS NULL), coalesce(sum(latency_ms), 0), count(latency_ms),
                coalesce(sum(cost_usd), 0)  -- every generated cost is the upstream's bill
         FROM completions GROUP BY 1, 2, 3, 4, 5, 6, 7
+        """
+    )
+    con.execute("DELETE FROM rollup_tags")
+    con.execute(
+        """
+        INSERT INTO rollup_tags (bucket, tag_key, tag_value, model, app, requests, prompt_tokens,
+               completion_tokens, total_tokens, cached_tokens, reasoning_tokens, cost_usd, calls_missing_cost,
+               billed_cost_usd, estimated_cost_usd, list_cost_usd, latency_ms_sum, latency_count, errors)
+        SELECT substr(created_at, 1, 13) || ':00:00.000000', t.key, t.value, coalesce(model, ''), coalesce(app, ''),
+               count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
+               coalesce(sum(total_tokens), 0), coalesce(sum(cached_tokens), 0), coalesce(sum(reasoning_tokens), 0),
+               coalesce(sum(cost_usd), 0), sum(cost_usd IS NULL), coalesce(sum(cost_usd), 0), 0, 0,
+               coalesce(sum(latency_ms), 0), count(latency_ms),
+               sum(status_code IS NULL OR status_code >= 400 OR (error_type IS NOT NULL AND error_type != 'cancelled'))
+        FROM completions, json_each(completions.tags) AS t
+        WHERE t.type = 'text' AND t.value != ''
+        GROUP BY 1, 2, 3, 4, 5
         """
     )
     con.execute("COMMIT")

@@ -107,14 +107,10 @@ def recent_errors(url: str, filters: Filters, *, as_of: int | None) -> list[dict
     return read(url, insights.recent_errors, filters)
 
 
-def _tag_choices(conn, filters: Filters) -> tuple[list[str], list[tuple[str, str]]]:
-    return tag_reads.tag_keys(conn, filters), tag_reads.tag_pairs(conn, filters)
-
-
 @st.cache_data(ttl=TTL_SECONDS, max_entries=_MAX_ENTRIES, show_spinner=False)
 def tag_choices(url: str, filters: Filters, *, as_of: int | None) -> tuple[list[str], list[tuple[str, str]]]:
     """The range's tag keys and (key, value) pairs, most calls first (``db.tag_reads``; cached)."""
-    return read(url, _tag_choices, filters)
+    return read(url, tag_reads.tag_choices, filters)
 
 
 def _whatif(conn, filters: Filters, target: str):

@@ -41,6 +41,9 @@ EAGER_SCAN_CALLS = 300_000  # above this, the most-expensive-calls scan waits fo
 # (x provider): the change tables and the caching panel need app x model, and the previous period's
 # read of it gives the headline's previous total too (dashboard.changes.SHARED).
 BY_DAY = ("day", "model", "provider")
+# with a tag filter the page's rows come from rollup_tags, which has no provider (the sidebar's
+# provider choices come from the unfiltered BY_DAY)
+BY_DAY_TAGGED = ("day", "model")
 BY_WHO = changes.SHARED
 
 
@@ -183,10 +186,11 @@ def _overview(url: str, view: View) -> None:
     prev_start, prev_end = previous_period(view.start, view.end)
     previous = filters_for(view, prev_start, prev_end)
 
-    data.prefetch((data.totals, (url, current, BY_DAY, view.tz), {"as_of": tick}),
+    by_day = BY_DAY_TAGGED if view.tags else BY_DAY
+    data.prefetch((data.totals, (url, current, by_day, view.tz), {"as_of": tick}),
                   (data.totals, (url, current, BY_WHO, view.tz), {"as_of": tick}),
                   (data.totals, (url, previous, BY_WHO, view.tz), {"as_of": tick}))
-    day_rows = data.totals(url, current, BY_DAY, view.tz, as_of=tick)
+    day_rows = data.totals(url, current, by_day, view.tz, as_of=tick)
     if hourly:
         rows = frames.hourly_rows(reads.hourly_totals(url, current, as_of=tick), ZoneInfo(view.tz))
     else:

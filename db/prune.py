@@ -3,8 +3,8 @@
 ``prune_before(engine, cutoff)`` deletes ``completions`` rows created before ``cutoff`` (an
 aware datetime; the CLI passes a UTC midnight) in batches of ``batch`` rows, each batch its own
 short transaction, so apps keep writing meanwhile (a writer waits at most one batch for the lock).
-``rollup_hourly`` is not touched: every grouped total the dashboard and the grouped exports read
-from it (whole hours) stays exactly what it was. What is gone is the per-call detail: the request
+``rollup_hourly`` and ``rollup_tags`` are not touched: every grouped total the dashboard and the
+grouped exports read from them (whole hours, tag groups included) stays exactly what it was. What is gone is the per-call detail: the request
 log, per-call exports, latency percentiles, "most expensive calls" over pruned hours.
 
 ``pruned_until(conn)`` says where the pruned history ends (rollup hours older than the oldest raw

@@ -1,13 +1,16 @@
 """What tags a range holds, for the dashboard's tag filter and tag-key picker (issue 15).
 
 Read from ``rollup_tags`` (one row per hour x key x value x model x app), within the filters'
-range widened to whole hours like ``queries.distinct_values``: ``tag_keys`` lists the keys by
-calls, ``tag_pairs`` the ``(key, value)`` pairs by calls, at most ``limit`` of them (a range may
-hold 10,000 customers). Bound parameters only; spend figures themselves come from
-``queries.grouped_totals``.
+range widened to whole hours like ``queries.distinct_values``, in one ``GROUP BY`` over the range
+(``tag_choices``): the keys, the key on most calls first (among equals the one with fewer values,
+then by name), and the ``(key, value)`` pairs, most calls first (then by key and value), at most
+``limit`` of them (a range may hold 10,000 customers). Bound parameters only; spend figures
+themselves come from ``queries.grouped_totals``.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -16,7 +19,7 @@ from .filters import Filters
 from .models import RollupTags
 from .periods import ceil_hour, floor_hour
 
-__all__ = ["tag_keys", "tag_pairs", "MAX_PAIRS"]
+__all__ = ["tag_choices", "tag_keys", "tag_pairs", "MAX_PAIRS"]
 
 MAX_PAIRS = 2_000
 
@@ -31,19 +34,29 @@ def _range(filters: Filters) -> list:
     return out
 
 
-def tag_keys(conn: Connection, filters: Filters | None = None) -> list[str]:
-    """The tag keys of the range's calls, the most calls first (then by key)."""
+def tag_choices(conn: Connection, filters: Filters | None = None, *,
+                limit: int = MAX_PAIRS) -> tuple[list[str], list[tuple[str, str]]]:
+    """``(keys, pairs)`` of the range's calls, ordered as the module docstring says."""
     t = RollupTags
-    calls = func.sum(t.requests)
-    stmt = (select(t.tag_key).where(*_range(filters or Filters())).group_by(t.tag_key)
-            .order_by(calls.desc(), t.tag_key))
-    return list(conn.scalars(stmt))
+    stmt = (select(t.tag_key, t.tag_value, func.sum(t.requests)).where(*_range(filters or Filters()))
+            .group_by(t.tag_key, t.tag_value))
+    calls: dict[str, int] = defaultdict(int)
+    values: dict[str, int] = defaultdict(int)
+    pairs = []
+    for key, value, n in conn.execute(stmt):
+        calls[key] += n
+        values[key] += 1
+        pairs.append((-n, key, value))
+    keys = sorted(calls, key=lambda k: (-calls[k], values[k], k))
+    pairs.sort()
+    return keys, [(k, v) for _, k, v in pairs[:limit]]
+
+
+def tag_keys(conn: Connection, filters: Filters | None = None) -> list[str]:
+    """The range's tag keys (``tag_choices``' order)."""
+    return tag_choices(conn, filters, limit=0)[0]
 
 
 def tag_pairs(conn: Connection, filters: Filters | None = None, *, limit: int = MAX_PAIRS) -> list[tuple[str, str]]:
-    """The range's ``(key, value)`` tags, the most calls first (then by key and value), at most ``limit``."""
-    t = RollupTags
-    calls = func.sum(t.requests)
-    stmt = (select(t.tag_key, t.tag_value).where(*_range(filters or Filters())).group_by(t.tag_key, t.tag_value)
-            .order_by(calls.desc(), t.tag_key, t.tag_value).limit(limit))
-    return [(k, v) for k, v in conn.execute(stmt)]
+    """The range's ``(key, value)`` tags, most calls first, at most ``limit``."""
+    return tag_choices(conn, filters, limit=limit)[1]

@@ -178,3 +178,22 @@ def test_prune_keeps_the_tag_groups_and_a_rebuild_keeps_the_pruned_hours(engine)
         rebuild_rollups(conn)
     with engine.connect() as conn:
         assert _read(conn, Filters(), by) == before
+
+
+def test_tag_choices_order_keys_and_pairs_by_calls(db_url):
+    from spendlog.db.tag_reads import tag_choices
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    tags = ([{"team": "core", "customer": f"c{i}"} for i in range(6)] + [{"team": "ml", "customer": "c0"}]
+            + [{"feature": "x"}] * 2 + [{"team": ""}])
+    with engine.begin() as conn:
+        insert_records(conn, [make_record(created_at=BASE + timedelta(minutes=i), tags=t) for i, t in enumerate(tags)])
+    with engine.connect() as conn:
+        keys, pairs = tag_choices(conn, Filters(start=BASE, end=BASE + timedelta(days=1)))
+        assert keys == ["team", "customer", "feature"]  # 7 calls each for team and customer: team has 2 values
+        assert pairs[:3] == [("team", "core"), ("customer", "c0"), ("feature", "x")]
+        assert len(pairs) == 9 and ("team", "") not in pairs  # core, ml, c0-c5, x
+        assert tag_choices(conn, Filters(start=BASE, end=BASE + timedelta(days=1)), limit=2)[1] == pairs[:2]
+        assert tag_choices(conn, Filters(start=BASE + timedelta(days=1))) == ([], [])
+    engine.dispose()
