@@ -86,7 +86,7 @@ def test_a_role_with_only_the_grants_runs_the_dashboard_and_cannot_write(monkeyp
     from spendlog.db.estimate import price_book, price_record
 
     assert_shows(at, expect([price_record(price_book(), r) for r in records]))  # as the store keeps them
-    assert not at.error and len(at.get("vega_lite_chart")) == 7
+    assert not at.error and len(at.get("vega_lite_chart")) == 8  # spend by tag: make_record tags team=core
 
     export = _spendlog("export", "--db", role_url, "--from", "2025-03-10", "--to", "2025-03-17", "--by", "model")
     assert export.returncode == 0, export.stderr
