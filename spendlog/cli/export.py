@@ -62,9 +62,12 @@ def _tz_option(f):
     )(f)
 
 
+def _tag_option(f):
+    return click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+                        help="Only calls tagged KEY=VALUE (as in team=core); repeat to require several tags.")(f)
+
+
 def _range_options(f):
-    f = click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
-                     help="Only calls tagged KEY=VALUE (as in team=core); repeat to require several tags.")(f)
     f = click.option("--to", "to_value", metavar="DATE", help="Last day to include, YYYY-MM-DD (inclusive).")(f)
     f = click.option("--from", "from_value", metavar="DATE", help="First day to include, YYYY-MM-DD.")(f)
     return f
@@ -72,6 +75,7 @@ def _range_options(f):
 
 @click.command("export")
 @_range_options
+@_tag_option
 @_tz_option
 @click.option(
     "--by",
@@ -210,6 +214,7 @@ def _progress(conn, filters, enabled: bool):
 
 @click.command("summary")
 @_range_options
+@_tag_option
 @_tz_option
 @click.option(
     "--by",

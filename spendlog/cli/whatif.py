@@ -13,7 +13,7 @@ from spendlog.report.table import write_table
 from spendlog.report.terminal import printable, text_table
 
 from ._common import db_option, fail, reading
-from .export import _filters, _range_options, _tz_option
+from .export import _filters, _range_options, _tag_option, _tz_option
 from .reprice import load_book, prices_option
 
 __all__ = ["whatif_cmd"]
@@ -30,6 +30,7 @@ def _cells(row, money) -> list:
 @click.command("whatif")
 @click.option("--as", "target", required=True, metavar="MODEL", help="The model to price the same calls on.")
 @_range_options
+@_tag_option
 @_tz_option
 @click.option("--model", "models", metavar="SRC", multiple=True, help="Only calls to this model id (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
