@@ -43,9 +43,10 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 DB = "spendlog_year"
 TARGETS = {"first": 2.0, "change": 1.0, "writer": 0.8}
-# disk a call takes, table + indexes + rollups: 594 B in completions at a 300,000-row trial of this generator on
-# PostgreSQL 15, plus the rollups (~90 B a call at a year of 50M), with some room
-BYTES_PER_ROW = 700
+# disk a call takes at the peak of the load (PostgreSQL 15, this generator): 50M calls made a 29 GB database
+# (completions 28 GB with its indexes, rollup_hourly 1.8 GB: 620 B a call), and the load used 36 GB of disk at
+# its peak (the index builds' sort files and WAL): 750 B a call
+BYTES_PER_ROW = 750
 GB = 1024**3
 
 
