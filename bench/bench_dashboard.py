@@ -68,7 +68,14 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child(db: str) -> None:
+def _url(db: str) -> str:
+    """A ledger path as a SQLite URL; a URL (``bench_pg_year.py`` passes PostgreSQL's) as it is."""
+    return db if "://" in db else f"sqlite:///{db}"
+
+
+def child(db: str, query: dict | None = None, only: list[str] | None = None) -> None:
+    """Time the first render of ``db`` (a path or URL) at the view ``query`` (URL parameters, e.g.
+    ``{"range": "all"}``), then each change of ``CHANGES`` + ``INFO`` (those named in ``only``)."""
     from streamlit.testing.v1 import AppTest
 
     sys.path.insert(0, str(HERE))
@@ -79,14 +86,18 @@ def child(db: str) -> None:
     # One session renders a tiny ledger first: imports every code path and lets AppTest do its
     # one-off set-up (it scans installed packages for components, ~1 s), neither of which a
     # running server repeats. Then the same session opens the big ledger with cold data caches.
-    at = AppTest.from_file(str(APP), default_timeout=300).run()
-    os.environ["SPENDLOG_DB_URL"] = f"sqlite:///{db}"
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.query_params.update(query or {})
+    at.run()
+    os.environ["SPENDLOG_DB_URL"] = _url(db)
     started, cpu = time.perf_counter(), _cpu()
     at.run()
     result = {"first": time.perf_counter() - started, "first cpu": _cpu() - cpu}
     assert not at.exception, [e.value for e in at.exception]
-    result["total"] = next(m.value for m in at.metric if m.label == "Total spend")
+    result["total"] = next(m.value for m in at.metric if m.label.startswith("Total spend"))  # "(incl. $x estimated)"
     for name, change in [*CHANGES, *INFO]:
+        if only is not None and name not in only:
+            continue
         change(at)
         started, cpu = time.perf_counter(), _cpu()
         at.run()
@@ -100,8 +111,11 @@ def child(db: str) -> None:
     print(json.dumps(result))
 
 
-def apptest(db: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(db)], capture_output=True, text=True, timeout=1800)
+def apptest(db: Path | str, query: dict | None = None, only: list[str] | None = None) -> dict:
+    """``child`` in a fresh interpreter; its figures (seconds, MB) by name."""
+    extra = ["--child-query", json.dumps(query or {})] + (["--child-only", ",".join(only)] if only is not None else [])
+    out = subprocess.run([sys.executable, __file__, "--child", str(db), *extra], capture_output=True, text=True,
+                         timeout=1800)
     if out.returncode != 0:
         raise SystemExit(f"child failed: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -236,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-only", action="store_true",
                         help="only the request log's page times")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-query", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--child-only", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child)
+        child(args.child, json.loads(args.child_query), args.child_only.split(",") if args.child_only else None)
         return 0
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {sys.version.split()[0]}, "
           f"load average {os.getloadavg()[0]:.1f} at start")
