@@ -198,11 +198,18 @@ def check_cmd(as_json, db_url) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print each pass as JSON.")
 @db_option
 def watch_cmd(every, as_json, db_url) -> int:
-    """Run `budget check` every --every seconds until interrupted (Ctrl+C)."""
+    """Run `budget check` every --every seconds until interrupted (Ctrl+C); a failed pass is one line, then the next."""
+    from spendlog.db.engine import mask_url
+    from spendlog.db.errors import first_line
+
     with _ledger(db_url, "check budgets in") as engine:
         try:
             while True:
-                _one_check(engine, as_json)
+                try:
+                    _one_check(engine, as_json)
+                except Exception as exc:  # noqa: BLE001 - the ledger away for a moment: say so, try again
+                    click.echo(f"spendlog: budget check of {mask_url(engine.url)} failed: {first_line(exc)}",
+                               err=True)
                 sys.stdout.flush()
                 time.sleep(every)
         except KeyboardInterrupt:
