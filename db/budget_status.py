@@ -25,14 +25,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, localcontext
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from .budgets import BudgetSpec, scope_filters
+from .budget_alerts import AlertRow, list_alerts
+from .budgets import BudgetSpec, list_budgets, scope_filters
+from .models import Budget
 from .periods import budget_period
 from .queries import total_spend
 from .types import quantize_money
 
-__all__ = ["BudgetStatus", "budget_status", "forecast_spend", "TRAILING_WINDOW", "STATUSES"]
+__all__ = ["BudgetStatus", "budget_status", "forecast_spend", "budgets_overview", "TRAILING_WINDOW", "STATUSES"]
 
 TRAILING_WINDOW = timedelta(days=7)
 STATUSES = ("ok", "warning", "over")
@@ -108,3 +111,13 @@ def budget_status(conn: Connection, budget: BudgetSpec, now: datetime) -> Budget
         window_spent = total_spend(conn, scope_filters(budget.scope, window_start, now))
     forecast = forecast_spend(spent, window_spent, now - window_start, end - now)
     return BudgetStatus(budget, now, start, end, spent, window_start, window_spent, forecast)
+
+
+def budgets_overview(conn: Connection, now: datetime, *, alerts: int = 50) -> tuple[list[BudgetStatus], list[AlertRow]]:
+    """Every budget's status at ``now`` and the latest ``alerts`` (the dashboard's Budgets section);
+    nothing for a ledger without the budget tables. Webhooks are left out (the read-only role may
+    not read them)."""
+    if not inspect(conn).has_table(Budget.__tablename__):
+        return [], []
+    statuses = [budget_status(conn, b, now) for b in list_budgets(conn, webhooks=False)]
+    return statuses, list_alerts(conn, limit=alerts)
