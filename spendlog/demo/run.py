@@ -193,6 +193,9 @@ def run_demo(options: DemoOptions) -> int:
                 _say(f"backfill interrupted after {n:,} calls")
             else:
                 _say(f"backfilled {n:,} calls over {options.days} days in {took:.1f} s")
+                from .budgets import add_demo_budgets
+
+                add_demo_budgets(url)  # three budgets, one near its line (the dashboard's Budgets section)
 
         origin = f"http://{options.host}:{options.port}"
         if not stop.is_set() and not _wait_ready(dashboard, origin, stop, READY_TIMEOUT):

@@ -90,3 +90,21 @@ def test_watch_checks_again_every_interval(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     assert proc.returncode == 0
+
+
+def test_the_demo_ledger_gets_three_budgets_one_near_its_line(tmp_path):
+    from spendlog.alerts import check_budgets
+    from spendlog.demo.budgets import add_demo_budgets
+    from spendlog.demo.run import backfill
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    backfill(url, 8, per_day=150)
+    add_demo_budgets(url)
+    engine = make_engine(url)
+    statuses = {s.budget.name: s for s in check_budgets(engine, deliver=False).statuses}
+    engine.dispose()
+    assert sorted(statuses) == ["all monthly", "code-review daily", "support-bot monthly"]
+    near = statuses["support-bot monthly"]
+    assert Decimal(90) <= near.percent < Decimal(100) and near.status == "warning"
+    hard = statuses["code-review daily"]
+    assert hard.budget.hard and not hard.exhausted
