@@ -74,12 +74,12 @@ def refusal_body(refusal: Refusal) -> bytes:
 class _State:
     """One hard budget: the ledger's spend at the last read plus this process's calls since."""
 
-    __slots__ = ("hard", "matches", "end_ts", "deltas", "needs_model")
+    __slots__ = ("hard", "matches", "start_ts", "end_ts", "deltas", "needs_model")
 
     def __init__(self, hard: HardBudget):
         self.hard = hard
         self.matches = scope_matcher(hard.budget.scope)
-        self.end_ts = hard.period_end.timestamp()
+        self.start_ts, self.end_ts = hard.period_start.timestamp(), hard.period_end.timestamp()
         self.deltas: dict[int, Decimal] = {}  # refresh generation -> own spend observed in it
         scope = hard.budget.scope
         self.needs_model = bool(scope.get("models") or scope.get("providers"))
@@ -166,15 +166,19 @@ class BudgetGuard:
             states, generation = self._states, self._generation
             for record in records:
                 cost = record.get("cost_usd")
-                if not cost:
-                    continue
                 created = record.get("created_at")
+                if not cost or created is None:
+                    continue
+                ts = created.timestamp()  # once per record; the states compare floats
+                get = record.get
+                attrs = None
                 for state in states:
-                    hard = state.hard
-                    if created is None or not hard.period_start <= created < hard.period_end:
+                    if not state.start_ts <= ts < state.end_ts:
                         continue
-                    if state.matches(record.get("model"), record.get("provider"), record.get("app"),
-                                     record.get("user"), record.get("api_key_hint"), record.get("tags")):
+                    if attrs is None:
+                        attrs = (get("model"), get("provider"), get("app"), get("user"), get("api_key_hint"),
+                                 get("tags"))
+                    if state.matches(*attrs):
                         state.deltas[generation] = state.deltas.get(generation, Decimal(0)) + cost
                         changed = True
             if changed:
