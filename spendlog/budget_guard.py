@@ -155,6 +155,15 @@ class BudgetGuard:
                 return Refusal(budget.name, budget.period, state.hard.period_end)
         return None
 
+    def refused(self, capture) -> bytes | None:
+        """``check``, and for a refused call: the attempt recorded (402, ``budget_exceeded``, no
+        cost) and the 402's body (``refusal_body``); None to let the call through."""
+        refusal = self.check(capture)
+        if refusal is None:
+            return None
+        capture.refuse(402, ERROR_TYPE, refusal.message)
+        return refusal_body(refusal)
+
     # -- keeping count ------------------------------------------------------------------------
 
     def observe(self, records: list[dict]) -> None:

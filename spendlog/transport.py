@@ -30,7 +30,6 @@ import threading
 import zlib
 from typing import Any
 
-from spendlog.budget_guard import ERROR_TYPE, guard_for, refusal_body
 from spendlog.capture import TRACKED_PATHS, CallCapture, split_attribution
 from spendlog.db.log import warn_once
 
@@ -226,16 +225,17 @@ class _Transport:
         self._wrapped = wrapped
         self._lock = threading.Lock()
         self.app, self.user, self.tags, self.db_url = app, user, tags, db_url
-        self._guard = guard_for(db_url) if enforce_budgets else None
+        self._guard = None
+        if enforce_budgets:  # imported here: a hook that does not enforce never loads the budget reads
+            from spendlog.budget_guard import guard_for
+            self._guard = guard_for(db_url)
 
     def _refusal(self, request, capture: CallCapture):
-        """The 402 to answer instead of sending (an exhausted hard budget), else None."""
-        refusal = self._guard.check(capture) if self._guard is not None else None
-        if refusal is None:
-            return None
-        capture.refuse(402, ERROR_TYPE, refusal.message)
-        return _library(request).Response(402, headers=[("content-type", "application/json"), ("x-should-retry", "false")],
-                                          content=refusal_body(refusal), request=request)
+        """The 402 to answer instead of sending (an exhausted hard budget, recorded), else None."""
+        body = self._guard.refused(capture)
+        return None if body is None else _library(request).Response(
+            402, headers=[("content-type", "application/json"), ("x-should-retry", "false")], content=body,
+            request=request)
 
     def _inner_for(self, request):
         """The wrapped transport; without one, the request library's default, made once: the lock

@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from spendlog.budget_guard import ERROR_TYPE, BudgetGuard, refusal_body
+from spendlog.budget_guard import BudgetGuard
 from spendlog.capture import CallCapture, split_attribution
 
 from .config import ProxyConfig
@@ -153,9 +153,8 @@ class Forwarder:
         headers = forward_request_headers(incoming)
         cap = CallCapture.start(request.method, str(url), headers, body, app=app, user=user, tags=tags,
                                 db_url=self.config.db_url)
-        if cap is not None and self.guard is not None and (refusal := self.guard.check(cap)) is not None:
-            cap.refuse(402, ERROR_TYPE, refusal.message)
-            refused = web.Response(status=402, body=refusal_body(refusal), content_type="application/json")
+        if cap is not None and self.guard is not None and (answer := self.guard.refused(cap)) is not None:
+            refused = web.Response(status=402, body=answer, content_type="application/json")
             refused.headers["x-should-retry"] = "false"  # the OpenAI SDKs read it; they never retry a 402 anyway
             return refused
         if cap is not None:
