@@ -32,6 +32,8 @@ __all__ = [
     "error_rate_by_model",
     "errors_over_time",
     "errors_by",
+    "budget_lines",
+    "STATUS_COLOURS",
     "money_format",
     "quantity_scale",
     "category_height",
@@ -282,3 +284,29 @@ def errors_over_time(df: pd.DataFrame) -> alt.Chart:
             ],
         )
     )
+
+
+STATUS_COLOURS = {"ok": "#54a24b", "warning": "#f2a93b", "over": "#e45756"}
+
+
+def budget_lines(df: pd.DataFrame) -> alt.Chart:
+    """Each budget's spend as a percent of its line (bar, coloured by status), its forecast (a
+    black tick) and the line itself (100%, a rule). Columns: budget, spent_pct, forecast_pct,
+    status, spent, amount, forecast (the last three exact money text, for the tooltip)."""
+    df = _with_short(df, "budget")
+    top = max([100.0, *_finite(df["spent_pct"]), *_finite(df["forecast_pct"])])
+    y = alt.Y("budget_short:N", sort=None, axis=_category_axis("Budget"))
+    x_scale = alt.Scale(domain=[0, top * 1.05])
+    tooltip = [alt.Tooltip("budget:N", title="Budget"), alt.Tooltip("spent:N", title="Spent"),
+               alt.Tooltip("amount:N", title="Line"), alt.Tooltip("forecast:N", title="Forecast"),
+               alt.Tooltip("status:N", title="Status")]
+    base = alt.Chart(df, height=category_height(len(df)))
+    bars = base.mark_bar().encode(
+        y=y, x=alt.X("spent_pct:Q", title="Spent (% of the line)", scale=x_scale),
+        color=alt.Color("status:N", legend=alt.Legend(title="Status", orient="bottom"),
+                        scale=alt.Scale(domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values()))),
+        tooltip=tooltip)
+    ticks = base.mark_tick(color="black", thickness=2).encode(y=y, x=alt.X("forecast_pct:Q", scale=x_scale),
+                                                                tooltip=tooltip)
+    line = alt.Chart(pd.DataFrame({"x": [100.0]})).mark_rule(strokeDash=[4, 3], color="#444").encode(x="x:Q")
+    return alt.layer(bars, ticks, line)

@@ -16,8 +16,8 @@ import streamlit as st
 
 from dataclasses import replace
 
-from spendlog.dashboard import (auth, cache_panel, changes, charts, closes_view, data, downloads, frames, prices,
-                                reads, request_log_view, tags_view, whatif)
+from spendlog.dashboard import (auth, budgets_view, cache_panel, changes, charts, closes_view, data, downloads, frames,
+                                prices, reads, request_log_view, tags_view, whatif)
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period, tag_text
@@ -210,6 +210,7 @@ def _overview(url: str, view: View) -> None:
     with st.container(key="downloads"):
         downloads.buttons(url, current, "day" if hourly else granularity, view.tz, view.start, view.end,
                           total["requests"])
+    budgets_view.section(url, tick)  # only when the ledger has budgets
     if not total["requests"]:
         st.info("No calls match these filters in this date range.")
         return

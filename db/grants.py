@@ -6,14 +6,20 @@ CONNECT on the database, USAGE on the schema, SELECT on every table in it, and d
 so tables a later migration creates are readable too. ``ALTER DEFAULT PRIVILEGES`` covers tables
 created by the role that runs it, so run the statements as the role that runs
 ``spendlog db upgrade``. Roles are quoted as identifiers, never pasted into SQL as given.
+
+``budget_webhooks`` holds secrets (webhook URLs, issue 16): the role's SELECT on it is revoked
+again, so a dashboard reader never holds them. A table made by a later upgrade is readable by the
+default privileges, so run the grants again after upgrading a ledger to revision 0005.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-__all__ = ["readonly_grants"]
+__all__ = ["readonly_grants", "SECRET_TABLE"]
+
+SECRET_TABLE = "budget_webhooks"
 
 
 def readonly_grants(conn: Connection, role: str) -> list[str]:
@@ -27,9 +33,12 @@ def readonly_grants(conn: Connection, role: str) -> list[str]:
         raise ValueError("the connection has no current schema (check the URL's search_path)")
     quote = conn.dialect.identifier_preparer.quote_identifier
     who, db, sch = quote(role), quote(database), quote(schema)
-    return [
+    statements = [
         f"GRANT CONNECT ON DATABASE {db} TO {who}",
         f"GRANT USAGE ON SCHEMA {sch} TO {who}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA {sch} TO {who}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA {sch} GRANT SELECT ON TABLES TO {who}",
     ]
+    if inspect(conn).has_table(SECRET_TABLE):
+        statements.append(f"REVOKE ALL ON TABLE {sch}.{quote(SECRET_TABLE)} FROM {who}")
+    return statements

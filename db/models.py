@@ -18,6 +18,12 @@ transaction, same rebuild, same spill rows): per UTC hour x tag key x tag value 
 row holds the sums of the calls that carry that tag, so each call counts once per tag it has.
 Calls without a key are in no row of that key: the read layer's ``(none)`` group is
 ``rollup_hourly``'s total minus the key's rows (``db.tag_reads``).
+
+Budgets (issue 16, revision 0005): ``budgets`` holds each budget's line (exact USD), period, zone,
+scope, thresholds and kind; ``budget_webhooks`` its delivery targets, in a table of their own
+because a webhook URL is a secret (``spendlog db grant-readonly`` keeps the read-only role out of
+it); ``alerts`` one row per (budget, period start, alert key) that ``budget check`` claims with an
+INSERT before sending, so an alert fires once however many checks race (``db.budget_alerts``).
 """
 
 from __future__ import annotations
@@ -26,15 +32,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Money, UTCDateTime
 
-__all__ = ["Base", "Completion", "RollupHourly", "RollupTags", "MonthClose", "MonthCloseTotal", "ROLLUP_DIMENSIONS",
-           "ROLLUP_MEASURES", "SPEND_MEASURES", "PRICE_MEASURES", "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS",
-           "TAG_MEASURES", "CLOSE_DIMENSIONS"]
+__all__ = ["Base", "Completion", "RollupHourly", "RollupTags", "MonthClose", "MonthCloseTotal", "Budget",
+           "BudgetWebhook", "Alert", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES", "SPEND_MEASURES", "PRICE_MEASURES",
+           "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS", "TAG_MEASURES", "CLOSE_DIMENSIONS"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -245,3 +251,59 @@ class MonthCloseTotal(Base):
     billed_cost_usd: Mapped[Decimal] = mapped_column(Money())
     estimated_cost_usd: Mapped[Decimal] = mapped_column(Money())
     list_cost_usd: Mapped[Decimal] = mapped_column(Money())
+
+
+class Budget(Base):
+    """A spending line for a scope and a local calendar period (``db.budgets``)."""
+
+    __tablename__ = "budgets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    amount_usd: Mapped[Decimal] = mapped_column(Money())
+    period: Mapped[str] = mapped_column(String(16))  # day | week | month | quarter | year
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")  # IANA name
+    week_start: Mapped[int] = mapped_column(Integer, default=0)  # 0 = Monday ... 6 = Sunday
+    # {"models": [...], "providers": [...], "apps": [...], "users": [...], "key_hints": [...],
+    #  "tags": [[key, value], ...]}; absent or empty = everything
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON)
+    thresholds: Mapped[list[int]] = mapped_column(JSON)  # percents, ascending
+    forecast: Mapped[bool] = mapped_column(Boolean, default=False)
+    hard: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BudgetWebhook(Base):
+    """One delivery target of a budget. The URL is a secret: shown masked, never logged."""
+
+    __tablename__ = "budget_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+
+
+class Alert(Base):
+    """One alert of one budget's period: claimed (inserted) before it is sent, then its delivery."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(36), unique=True)  # stable, sent for idempotency
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    alert_key: Mapped[str] = mapped_column(String(32))  # "threshold:80" | "forecast"
+    event: Mapped[str] = mapped_column(String(32))  # threshold_crossed | forecast_exceeded
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, fixed at the claim: every retry sends the same
+    state: Mapped[str] = mapped_column(String(16))  # pending | sending | delivered | failed | no_target
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_to: Mapped[list[int]] = mapped_column(JSON)  # ids of the budget_webhooks that took it
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))  # masked: never holds a webhook URL
+
+    __table_args__ = (UniqueConstraint("budget_id", "period_start", "alert_key", name="uq_alerts_claim"),)

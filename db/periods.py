@@ -8,7 +8,9 @@ IANA timezone (``zoneinfo``, DST-correct), stored and queried as UTC instants:
 - ``period_keys`` maps a UTC bucket start to its local ``day`` / ``week`` (ISO, starting Monday)
   / ``month`` (first day), as ``datetime.date``; ``period_start`` and ``next_period_start`` are the
   calendar arithmetic behind it (also for FOCUS's charge periods and the dashboard's month), and
-  ``local_midnight`` the UTC instant a local date starts.
+  ``local_midnight`` the UTC instant a local date starts. Budgets (issue 16) also use ``quarter`` and
+  ``year``, and weeks that start on another day (``week_start``: 0 = Monday ... 6 = Sunday);
+  ``budget_period`` gives the ``[start, end)`` UTC instants of the period holding an instant.
 - ``period_boundaries`` lists the UTC instants where local periods start in a range;
   ``split_hours`` the UTC hours such a boundary cuts (none in whole-hour zones, one per day in
   Asia/Kolkata); ``bucket_minutes`` the coarsest UTC bucket no boundary cuts (60, 15 or 0 =
@@ -36,9 +38,15 @@ __all__ = [
     "period_start",
     "next_period_start",
     "local_midnight",
+    "BUDGET_PERIODS",
+    "WEEKDAYS",
+    "parse_week_start",
+    "budget_period",
 ]
 
 PERIODS = ("day", "week", "month")
+BUDGET_PERIODS = ("day", "week", "month", "quarter", "year")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 UTC = timezone.utc
 _ONE_DAY = timedelta(days=1)
 
@@ -139,25 +147,57 @@ def bucket_minutes(boundaries: Sequence[datetime]) -> int:
     return 0
 
 
-def period_start(day: date, period: str) -> date:
-    """The first date of the ``day``/``week`` (ISO, Monday)/``month`` holding ``day``."""
+def period_start(day: date, period: str, week_start: int = 0) -> date:
+    """The first date of the ``day``/``week``/``month``/``quarter``/``year`` holding ``day``. Weeks
+    start on ``week_start`` (0 = Monday, ISO; 6 = Sunday)."""
     if period == "day":
         return day
     if period == "week":
-        return day - timedelta(days=day.weekday())
+        return day - timedelta(days=(day.weekday() - week_start) % 7)
     if period == "month":
         return day.replace(day=1)
+    if period == "quarter":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    if period == "year":
+        return day.replace(month=1, day=1)
     raise ValueError(f"unknown period {period!r}")
 
 
-def next_period_start(day: date, period: str) -> date:
-    """The first date of the ``day``/``week``/``month`` after the one holding ``day``."""
-    start = period_start(day, period)
+def next_period_start(day: date, period: str, week_start: int = 0) -> date:
+    """The first date of the period after the one holding ``day`` (see ``period_start``)."""
+    start = period_start(day, period, week_start)
     if period == "day":
         return start + _ONE_DAY
     if period == "week":
         return start + timedelta(days=7)
-    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    if period == "year":
+        return start.replace(year=start.year + 1)
+    months = 3 if period == "quarter" else 1
+    month = start.month - 1 + months
+    return start.replace(year=start.year + month // 12, month=month % 12 + 1)
+
+
+def parse_week_start(value: str | int) -> int:
+    """``monday`` ... ``sunday`` (or ``mon``..``sun``, or 0-6) -> 0 (Monday) ... 6 (Sunday)."""
+    if isinstance(value, int) and 0 <= value <= 6:
+        return value
+    text = str(value).strip().lower()
+    for i, name in enumerate(WEEKDAYS):
+        if text in (name, name[:3]):
+            return i
+    raise ValueError(f"{value!r} is not a weekday: use monday ... sunday")
+
+
+def budget_period(instant: datetime, period: str, tz: str, week_start: int = 0) -> tuple[datetime, datetime]:
+    """The ``[start, end)`` UTC instants of the local ``period`` of ``tz`` holding ``instant``:
+    from a local midnight to a local midnight (DST-safe: a day may be 23 or 25 hours)."""
+    if period not in BUDGET_PERIODS:
+        raise ValueError(f"unknown period {period!r}: choose from {', '.join(BUDGET_PERIODS)}")
+    zone = get_zone(tz)
+    day = instant.astimezone(zone).date()
+    start = local_midnight(period_start(day, period, week_start), zone)
+    end = local_midnight(next_period_start(day, period, week_start), zone)
+    return start, end
 
 
 def period_keys(tz: str, periods: Sequence[str]) -> Callable[[datetime], tuple[date, ...]]:

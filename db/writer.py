@@ -40,6 +40,7 @@ from .migrate import ensure_schema
 from .registry import flush
 from .spool import DroppedCounter, QuarantineError, Spool, dropped_count, rejected_count, spool_path, spooled_count
 from .estimate import price_batch
+from .listeners import Listeners
 from .store import insert_isolating, insert_records, is_record_error
 
 __all__ = ["Writer", "get_writer", "submit", "flush", "spool_path", "dropped_count", "spooled_count",
@@ -70,8 +71,8 @@ def _materialize(items) -> list[dict]:
     return out
 
 
-class Writer:
-    """One background writer for one database URL."""
+class Writer(Listeners):
+    """One background writer for one database URL (``add_listener``: see ``db.listeners``)."""
 
     def __init__(self, url: str | URL | None = None, *, flush_interval: float = FLUSH_INTERVAL,
                  batch_size: int = BATCH_SIZE, max_pending: int = MAX_PENDING, max_overflow: int = MAX_PENDING):
@@ -277,17 +278,18 @@ class Writer:
         Raises when the database (or its lock) is unavailable."""
         engine = self._engine_ready()
         records = price_batch(records)  # outside the lock: pricing is CPU, the lock is for writing
+        refused: list[tuple[dict, str]] = []
         with file_lock(self._write_lock, optional=True, timeout=lock_timeout()):
             try:
                 with engine.begin() as conn:
-                    return insert_records(conn, records), []
+                    added = insert_records(conn, records)
             except Exception as exc:  # the record's fault: isolate it below; else raised
                 if not is_record_error(exc):
                     raise
-            refused: list[tuple[dict, str]] = []
-            with engine.begin() as conn:
-                added = insert_isolating(conn, records, refused, failed=True)
-            return added, refused
+                with engine.begin() as conn:
+                    added = insert_isolating(conn, records, refused, failed=True)
+        self._tell_listeners(records)
+        return added, refused
 
     def _write(self, batch: list[dict]) -> None:
         if self.last_error and time.monotonic() < self._db_retry_at:

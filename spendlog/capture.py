@@ -235,6 +235,25 @@ class CallCapture:
         self._finish_args = (error_type, error_message)
         _submit(self, self.db_url)
 
+    def budget_attributes(self, need_model: bool) -> tuple:
+        """``(model, provider, app, user, key hint, tags)`` as a hard budget's scope reads them
+        (``db.budget_limits.scope_matcher``). The model is the requested one; ``need_model=False``
+        leaves it unread (parsing the body costs CPU only an exhausted model scope needs)."""
+        if need_model and self._model_unread:
+            self._model_unread = False
+            self._read_request(self.original_body)
+        model = self.requested_model if need_model else None
+        provider = model.partition("/")[0] if model and "/" in model else None
+        hint = hint_for(self._secret) if self._secret else None
+        return model, provider, self.app, self.user, hint, self.tags
+
+    def refuse(self, status_code: int, error_type: str, error_message: str) -> None:
+        """The call was answered here, not sent (a hard budget's 402): record the attempt with this
+        status and error type, and no usage."""
+        self._refused_status = status_code
+        self.finish(error_type=error_type, error_message=error_message)
+
+    _refused_status: int | None = None
     _built: dict | None = None  # the record once built ({} if it could not be): nothing to set per call
 
     def build(self) -> dict | None:
@@ -262,8 +281,8 @@ class CallCapture:
             self._read_request(self.original_body)
         answer = self._answer
         shown_type, shown_message = answer.outcome()
-        status = answer.status_code
-        if status is not None and status >= 400:
+        status = answer.status_code if self._refused_status is None else self._refused_status
+        if status is not None and status >= 400 and self._refused_status is None:
             error_type, error_message = f"http_{status}", shown_message or error_message
         elif error_type is None and shown_type is not None:
             error_type, error_message = shown_type, shown_message

@@ -13,6 +13,10 @@ record in ``close()`` (read to the end: ok; closed early: ``cancelled``; a read 
 reads are the upstream's (raw, before content decoding), except for the usage-only SSE event a
 stream gets because we asked for it.
 
+With ``enforce_budgets=True`` a call in the scope of an exhausted hard budget is answered here
+with a 402 (``type: budget_exceeded``) and never sent, checked in memory by the process's
+``spendlog.budget_guard`` (no query per request).
+
 With no ``wrapped`` transport, the default transport of the request's library is made on first
 use (``httpx.HTTPTransport`` for an ``httpx.Client``, ``httpx2.HTTPTransport`` for ``httpx2``).
 Nothing is patched globally.
@@ -217,10 +221,21 @@ class _Transport:
     _default_inner: str  # the name of the library's transport class made when none was wrapped
 
     def __init__(self, wrapped: Any = None, *, app: str | None = None, user: str | None = None,
-                 tags: dict[str, str] | None = None, db_url: str | None = None):
+                 tags: dict[str, str] | None = None, db_url: str | None = None, enforce_budgets: bool = False):
         self._wrapped = wrapped
         self._lock = threading.Lock()
         self.app, self.user, self.tags, self.db_url = app, user, tags, db_url
+        self._guard = None
+        if enforce_budgets:  # imported here: a hook that does not enforce never loads the budget reads
+            from spendlog.budget_guard import guard_for
+            self._guard = guard_for(db_url)
+
+    def _refusal(self, request, capture: CallCapture):
+        """The 402 to answer instead of sending (an exhausted hard budget, recorded), else None."""
+        body = self._guard.refused(capture)
+        return None if body is None else _library(request).Response(
+            402, headers=[("content-type", "application/json"), ("x-should-retry", "false")], content=body,
+            request=request)
 
     def _inner_for(self, request):
         """The wrapped transport; without one, the request library's default, made once: the lock
@@ -249,6 +264,8 @@ class LoggingTransport(_Transport):
         capture = _start(request, path, self.app, self.user, self.tags, self.db_url, body)
         if capture is None:
             return inner.handle_request(_untracked(request))
+        if self._guard is not None and (refused := self._refusal(request, capture)) is not None:
+            return refused
         try:
             response = inner.handle_request(_outgoing(request, capture))
             capture.response_started(response.status_code, response.headers.raw)
@@ -302,6 +319,8 @@ class AsyncLoggingTransport(_Transport):
         capture = _start(request, path, self.app, self.user, self.tags, self.db_url, body)
         if capture is None:
             return await inner.handle_async_request(_untracked(request))
+        if self._guard is not None and (refused := self._refusal(request, capture)) is not None:
+            return refused
         try:
             response = await inner.handle_async_request(_outgoing(request, capture))
             capture.response_started(response.status_code, response.headers.raw)
@@ -359,22 +378,23 @@ def _split_options(options: dict) -> tuple[dict, dict]:
 
 
 def http_client(*, app: str | None = None, user: str | None = None, tags: dict[str, str] | None = None,
-                db_url: str | None = None, **options):
+                db_url: str | None = None, enforce_budgets: bool = False, **options):
     """An ``httpx2.Client`` (``httpx.Client`` without httpx2) whose calls are recorded.
 
     Transport options (``limits``, ``verify``, ``http2``, ``proxy``, ``retries``...) go to the inner
     ``HTTPTransport``; the rest (``timeout``, ``headers``...) to the client."""
     lib = _client_library()
     transport_options, client_options = _split_options(dict(options))
-    transport = LoggingTransport(lib.HTTPTransport(**transport_options), app=app, user=user, tags=tags, db_url=db_url)
+    transport = LoggingTransport(lib.HTTPTransport(**transport_options), app=app, user=user, tags=tags, db_url=db_url,
+                                 enforce_budgets=enforce_budgets)
     return lib.Client(transport=transport, **client_options)
 
 
 def async_http_client(*, app: str | None = None, user: str | None = None, tags: dict[str, str] | None = None,
-                      db_url: str | None = None, **options):
+                      db_url: str | None = None, enforce_budgets: bool = False, **options):
     """The async twin of ``http_client``: an ``httpx2.AsyncClient`` (or ``httpx.AsyncClient``)."""
     lib = _client_library()
     transport_options, client_options = _split_options(dict(options))
     transport = AsyncLoggingTransport(lib.AsyncHTTPTransport(**transport_options), app=app, user=user, tags=tags,
-                                      db_url=db_url)
+                                      db_url=db_url, enforce_budgets=enforce_budgets)
     return lib.AsyncClient(transport=transport, **client_options)

@@ -12,7 +12,7 @@ only from here on), and a NULL row is never late. Nothing is rewritten, so the u
 ``month_close_totals`` a close's exact totals per local day x model x provider x app x user x key.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -26,7 +26,7 @@ from alembic import op
 from spendlog.db.types import Money, UTCDateTime
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

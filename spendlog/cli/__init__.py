@@ -43,7 +43,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import close, dashboard, db, demo, export, fake_upstream, proxy, reconcile, reprice, whatif
+    from . import budget, close, dashboard, db, demo, export, fake_upstream, proxy, reconcile, reprice, whatif
 
     cli.add_command(db.db_group)
     cli.add_command(fake_upstream.fake_upstream_cmd)
@@ -56,6 +56,7 @@ def _register() -> None:
     cli.add_command(close.close_cmd)
     cli.add_command(reprice.reprice_cmd)
     cli.add_command(whatif.whatif_cmd)
+    cli.add_command(budget.budget_group)
 
 
 def _whole_first_lines(group: click.Group) -> None:

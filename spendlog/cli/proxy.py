@@ -26,10 +26,12 @@ from .reprice import prices_option, use_prices_file
               help="Deadline for each request's headers; slower clients get 408 and are disconnected.")
 @click.option("--workers", default="1", show_default=True, metavar="N|auto",
               help="Processes serving the one port (SO_REUSEPORT), each with its own ledger writer; auto: one per core.")
+@click.option("--budget-refresh", default=5.0, show_default=True, type=click.FloatRange(min=0.05), metavar="SECONDS",
+              help="How often the hard-budget check re-reads spend from the ledger (own calls count at once).")
 @prices_option
 @db_option
 def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, max_body_bytes: int,
-              shutdown_timeout: float, header_timeout: float, workers: str,
+              shutdown_timeout: float, header_timeout: float, workers: str, budget_refresh: float,
               prices_path: str | None, db_url: str | None) -> None:
     """Run the local OpenAI-compatible proxy that records every call (base URL http://127.0.0.1:8787/v1)."""
     from spendlog.db.engine import resolve_url
@@ -47,7 +49,7 @@ def proxy_cmd(host: str, port: int, upstream: str | None, allow_remote: bool, ma
         config = ProxyConfig(upstream=upstream or default_upstream(), host=host, port=port,
                              allow_remote=allow_remote, token=os.environ.get("SPENDLOG_PROXY_TOKEN") or None,
                              max_body_bytes=max_body_bytes, db_url=db_url, shutdown_timeout=shutdown_timeout,
-                             header_timeout=header_timeout)
+                             header_timeout=header_timeout, budget_refresh=budget_refresh)
     except ProxyConfigError as exc:
         fail(str(exc))
     upstream_url = config.upstream_url

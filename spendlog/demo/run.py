@@ -197,6 +197,9 @@ def run_demo(options: DemoOptions) -> int:
                 closed = close_past_month(url, options.days, seed=options.seed, end=end)
                 if closed:
                     _say(f"closed {closed} and wrote {LATE_RECORDS} late records for it (spendlog close --list)")
+                from .budgets import add_demo_budgets
+
+                add_demo_budgets(url)  # three budgets, one near its line (the dashboard's Budgets section)
 
         origin = f"http://{options.host}:{options.port}"
         if not stop.is_set() and not _wait_ready(dashboard, origin, stop, READY_TIMEOUT):

@@ -73,6 +73,8 @@ class ProxyConfig:
     shutdown_timeout: float = 10.0
     header_timeout: float = 10.0  # deadline for each request head (spendlog.proxy.connections)
     pool_size: int = 1024
+    enforce_budgets: bool = True  # hard budgets answer 402 (spendlog.budget_guard); off: never checked
+    budget_refresh: float = 5.0  # seconds between the guard's reads of the ledger
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "upstream", str(_check_upstream(self.upstream)))
@@ -95,6 +97,8 @@ class ProxyConfig:
             raise ProxyConfigError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
         if not self.header_timeout > 0:
             raise ProxyConfigError(f"--header-timeout must be positive, got {self.header_timeout:g}")
+        if not self.budget_refresh > 0:
+            raise ProxyConfigError(f"the budget refresh interval must be positive, got {self.budget_refresh:g}")
         if self.shutdown_timeout < 0:
             raise ProxyConfigError(f"--shutdown-timeout must not be negative, got {self.shutdown_timeout:g}")
 

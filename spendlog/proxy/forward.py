@@ -15,6 +15,8 @@ Failures and what the client sees (the record's ``error_type`` in brackets):
   upstream did (``stream_interrupted``, or ``timeout``)
 - client gone (disconnect, or the proxy shutting down past its grace period): the upstream
   request is dropped (``cancelled``)
+- the call's scope has an exhausted hard budget: 402 JSON, ``type: budget_exceeded``, answered
+  here, nothing sent upstream (``budget_exceeded``; ``spendlog.budget_guard``)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from spendlog.budget_guard import BudgetGuard
 from spendlog.capture import CallCapture, split_attribution
 
 from .config import ProxyConfig
@@ -59,10 +62,13 @@ class Forwarder:
         self.pool_limit = pool_limit or config.pool_size
         self.upstream = config.upstream_url
         self.session: aiohttp.ClientSession | None = None
+        self.guard = None  # the hard-budget check (spendlog.budget_guard), set by open()
         self._timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout,
                                               sock_read=config.read_timeout)
 
     async def open(self) -> None:
+        if self.config.enforce_budgets:
+            self.guard = BudgetGuard(self.config.db_url, refresh_every=self.config.budget_refresh).start()
         connector = aiohttp.TCPConnector(limit=self.pool_limit, limit_per_host=0, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(
             connector=connector,
@@ -74,6 +80,9 @@ class Forwarder:
         )
 
     async def close(self) -> None:
+        if self.guard is not None:
+            self.guard.stop()
+            self.guard = None
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -144,6 +153,10 @@ class Forwarder:
         headers = forward_request_headers(incoming)
         cap = CallCapture.start(request.method, str(url), headers, body, app=app, user=user, tags=tags,
                                 db_url=self.config.db_url)
+        if cap is not None and self.guard is not None and (answer := self.guard.refused(cap)) is not None:
+            refused = web.Response(status=402, body=answer, content_type="application/json")
+            refused.headers["x-should-retry"] = "false"  # the OpenAI SDKs read it; they never retry a 402 anyway
+            return refused
         if cap is not None:
             headers, body = cap.request_headers, cap.request_body
             if cap.injected_usage:  # the usage event can only be cut out of an uncompressed stream

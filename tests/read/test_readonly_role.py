@@ -41,6 +41,7 @@ def reader(pg_url):
 def test_grant_readonly_prints_the_grants_for_the_schema(pg_url, reader):
     role, _url = reader
     schema = make_url(pg_url).query["options"].removeprefix("-csearch_path=")
+    assert _spendlog("db", "upgrade", "--db", pg_url).returncode == 0
     out = _spendlog("db", "grant-readonly", role, "--db", pg_url)
     assert out.returncode == 0, out.stderr
     statements = [line for line in out.stdout.splitlines() if not line.startswith("--")]
@@ -49,6 +50,7 @@ def test_grant_readonly_prints_the_grants_for_the_schema(pg_url, reader):
         f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}";',
         f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}";',
         f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" GRANT SELECT ON TABLES TO "{role}";',
+        f'REVOKE ALL ON TABLE "{schema}"."budget_webhooks" FROM "{role}";',  # webhook URLs are secrets
     ]
 
 
@@ -75,6 +77,10 @@ def test_a_role_with_only_the_grants_runs_the_dashboard_and_cannot_write(monkeyp
 
         with ro.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM completions")) == len(records)
+        with pytest.raises(ProgrammingError, match="permission denied"), ro.connect() as conn:
+            conn.execute(text("SELECT url FROM budget_webhooks"))  # webhook URLs are secrets
+        with ro.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM budgets")) == 0
         for statement in ("INSERT INTO completions (id) VALUES ('x')", "DELETE FROM completions",
                           "UPDATE rollup_hourly SET requests = 0", "CREATE TABLE intruder (x int)"):
             with pytest.raises(ProgrammingError, match="permission denied"), ro.begin() as conn:
