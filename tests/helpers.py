@@ -162,3 +162,23 @@ def wait_for(predicate, timeout: float = 30, what: str = "the condition") -> Non
     while not predicate():
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
         time.sleep(0.05)
+
+
+def stored_columns(conn, table) -> list[str]:
+    """The model's columns of ``table`` that the database has now, in the model's order (a ledger at an
+    older revision lacks the later ones: an upgrade test compares the rows on these)."""
+    from sqlalchemy import inspect
+
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    return [c.name for c in table.columns if c.name in present]
+
+
+def stored_rows(conn, table, columns: list[str] | None = None) -> list:
+    """``table``'s rows as the database returns them (no type conversion), in key order, for
+    ``columns`` (default: ``stored_columns``). Names are quoted from the model, never from data."""
+    from sqlalchemy import text
+
+    columns = stored_columns(conn, table) if columns is None else columns
+    cols = ", ".join(f'"{c}"' for c in columns)
+    keys = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    return conn.execute(text(f"SELECT {cols} FROM {table.name} ORDER BY {keys}")).all()

@@ -8,7 +8,8 @@ from decimal import Decimal
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, insert, select, text
+from helpers import stored_columns, stored_rows
+from sqlalchemy import func, inspect, insert, select
 
 from spendlog.db.engine import make_engine
 from spendlog.db.ids import uuid7
@@ -43,12 +44,6 @@ def _rows_0003(n: int) -> list[dict]:
     return rows
 
 
-def _raw(conn, table):
-    cols = ", ".join(f'"{c.name}"' for c in table.columns)
-    keys = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-    return conn.execute(text(f"SELECT {cols} FROM {table.name} ORDER BY {keys}")).all()
-
-
 def test_upgrade_from_0003_builds_the_tag_rollup_from_the_rows(db_url):
     engine = make_engine(db_url)
     upgrade(engine, "0003")
@@ -57,13 +52,14 @@ def test_upgrade_from_0003_builds_the_tag_rollup_from_the_rows(db_url):
         conn.execute(insert(Completion.__table__), rows)
         conn.execute(insert(RollupHourly.__table__), rollup_rows(rows))
     with engine.connect() as conn:
-        before = _raw(conn, Completion.__table__), _raw(conn, RollupHourly.__table__)
+        cols = stored_columns(conn, Completion.__table__)  # 0003's: later revisions add columns
+        before = stored_rows(conn, Completion.__table__, cols), stored_rows(conn, RollupHourly.__table__)
         assert "rollup_tags" not in inspect(conn).get_table_names()
     upgrade(engine)
     with engine.connect() as conn:
         assert current_revision(conn) == head_revision()
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
-        after = _raw(conn, Completion.__table__), _raw(conn, RollupHourly.__table__)
+        after = stored_rows(conn, Completion.__table__, cols), stored_rows(conn, RollupHourly.__table__)
         assert after[1] == before[1]  # the hourly rollup as it was
         changed = [(a, b) for a, b in zip(before[0], after[0]) if a != b]
         assert len(after[0]) == 400 and len(changed) == 1  # only the oversized tags were bounded
@@ -84,5 +80,5 @@ def test_upgrade_from_0003_builds_the_tag_rollup_from_the_rows(db_url):
         command.downgrade(alembic_config(conn), "0003")
     with engine.connect() as conn:
         assert "rollup_tags" not in inspect(conn).get_table_names()
-        assert len(_raw(conn, Completion.__table__)) == 400
+        assert len(stored_rows(conn, Completion.__table__, cols)) == 400
     engine.dispose()

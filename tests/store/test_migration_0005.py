@@ -8,7 +8,8 @@ from decimal import Decimal
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import func, insert, inspect, select
+from helpers import stored_columns, stored_rows
 from test_migrations import _rows_0001
 
 from spendlog.db.engine import make_engine
@@ -17,12 +18,6 @@ from spendlog.db.models import Base, Completion, RollupHourly
 from spendlog.db.store import rollup_rows
 
 BUDGET_TABLES = {"budgets", "budget_webhooks", "alerts"}
-
-
-def _raw(conn, table):
-    cols = ", ".join(f'"{c.name}"' for c in table.columns)
-    keys = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-    return conn.execute(text(f"SELECT {cols} FROM {table.name} ORDER BY {keys}")).all()
 
 
 def test_upgrade_from_0003_with_rows_adds_budgets_and_keeps_every_row(db_url):
@@ -39,14 +34,15 @@ def test_upgrade_from_0003_with_rows_adds_budgets_and_keeps_every_row(db_url):
         conn.execute(insert(Completion.__table__), rows)
         conn.execute(insert(RollupHourly.__table__), rollup_rows(rows))
     with engine.connect() as conn:
-        before = _raw(conn, Completion.__table__), _raw(conn, RollupHourly.__table__)
+        cols = stored_columns(conn, Completion.__table__)  # 0003's: later revisions add columns
+        before = stored_rows(conn, Completion.__table__, cols), stored_rows(conn, RollupHourly.__table__)
         before_cost = conn.scalar(select(func.sum(Completion.cost_usd)))
         assert not BUDGET_TABLES & set(inspect(conn).get_table_names())
     assert before_cost == sum(r["cost_usd"] for r in rows if r["cost_usd"] is not None)
     upgrade(engine)
     with engine.connect() as conn:
         assert current_revision(conn) == head_revision()
-        assert (_raw(conn, Completion.__table__), _raw(conn, RollupHourly.__table__)) == before
+        assert (stored_rows(conn, Completion.__table__, cols), stored_rows(conn, RollupHourly.__table__)) == before
         assert conn.scalar(select(func.sum(Completion.cost_usd))) == before_cost
         assert BUDGET_TABLES <= set(inspect(conn).get_table_names())
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -55,5 +51,5 @@ def test_upgrade_from_0003_with_rows_adds_budgets_and_keeps_every_row(db_url):
         command.downgrade(alembic_config(conn), "0003")
     with engine.connect() as conn:
         assert not BUDGET_TABLES & set(inspect(conn).get_table_names())
-        assert _raw(conn, Completion.__table__) == before[0]
+        assert stored_rows(conn, Completion.__table__, cols) == before[0]
     engine.dispose()
