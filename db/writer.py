@@ -5,23 +5,21 @@ is a dict, or a deferred record: an object whose ``build()`` returns the dict (t
 every call, or None when it cannot be built), so that the capture's parsing runs on the writer's thread, not the caller's
 (``spendlog.capture.CallCapture``). A daemon thread writes batches, one transaction per batch (``db.store.insert_records``), at least every
 100 ms. If a batch cannot be written (database unreachable, locked past the busy timeout,
-read-only, disk full, a lock not free within ``SPENDLOG_LOCK_TIMEOUT``) it goes to an append-only
-JSON-lines spool file in the data dir (``db.spool``), and the spool is replayed, without
-duplicates, on the next successful write and on start. If even the spool cannot be written, the
-records are counted as dropped, warned about, and the count is kept on disk and shown by
-``spendlog db status``: never silent.
+read-only, disk full, a lock not free within ``SPENDLOG_LOCK_TIMEOUT``) it goes to an append-only JSON-lines
+spool file in the data dir (``db.spool``), and the spool is replayed, without duplicates, on the next successful
+write and on start. If even the spool cannot be written, the records are counted as dropped, warned
+about, and the count is kept on disk and shown by ``spendlog db status``.
 
-One bad record never costs the others: a batch that fails because of a record (a value no column takes)
-is written without it (``db.store.insert_isolating``), and the record is quarantined on its own in
-``<spool>.rejected`` with the reason; so are spool lines that cannot be read back. A database migrated by a newer spendlog is said so once, and records are spooled
-(the schema is looked at again every minute, not per batch) until spendlog is upgraded.
+One bad record never costs the others: a batch that fails because of a record (a value no column takes) is
+written without it (``db.store.insert_isolating``) and the record quarantined alone in ``<spool>.rejected`` with
+its reason, as are spool lines that cannot be read back. A ledger migrated by a newer spendlog is said so once;
+records are spooled until spendlog is upgraded (the schema is looked at again every minute, not per batch).
 
 Memory is bounded and ``submit`` never blocks: past ``max_pending`` queued records, records go to an
 overflow queue (``max_overflow``) that a second thread spools; past that they are dropped and counted. The process's writers, one per database, and what becomes of them at
 fork, exit and SIGTERM (flushed with a bounded wait, the rest spooled) are ``db.registry``'s job;
 ``get_writer`` and ``submit`` go through it. SQLite writers in every process queue for one ``flock``
-(``db.engine.write_lock_path``) around each write transaction, so none starves on the busy timeout;
-records are priced (``db.estimate.price_batch``) before it is taken.
+(``db.engine.write_lock_path``) around each write (none starves), taken after pricing (``db.estimate.price_batch``).
 """
 
 from __future__ import annotations
@@ -72,7 +70,7 @@ def _materialize(items) -> list[dict]:
 
 
 class Writer(Listeners):
-    """One background writer for one database URL (``add_listener``: see ``db.listeners``)."""
+    """One background writer for one database URL."""
 
     def __init__(self, url: str | URL | None = None, *, flush_interval: float = FLUSH_INTERVAL,
                  batch_size: int = BATCH_SIZE, max_pending: int = MAX_PENDING, max_overflow: int = MAX_PENDING):
