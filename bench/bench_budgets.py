@@ -15,10 +15,11 @@ connection. Three ledgers, each with its own proxy:
   against it before going on.
 
 CPU mode: rounds alternate (none, 20, 20+1, 20+1, 20, none, ...); each round's proxy CPU (user +
-system, /proc/PID/stat) over its requests. Callgrind mode: the proxy runs under
-``valgrind --tool=callgrind`` twice per setup (``--small`` and ``--large`` requests), and the
-difference of the totals divided by the difference of the requests is the instructions per request
-(start-up cancels out). The ledger refresh (every 5 s by default) is left out of the per-request
+system, /proc/PID/stat) over its requests. Callgrind mode: every setup's proxy runs under
+``valgrind --tool=callgrind --separate-threads=yes`` at the same time, the requests interleaved, once
+with ``--small`` and once with ``--large`` requests; the difference of the counts divided by the
+difference of the requests is the instructions per request (start-up cancels out), for the main
+thread (the request path) and for all threads. The ledger refresh (every 5 s by default) is left out of the per-request
 figure (``--budget-refresh 3600``) and timed on its own: one read of 20 budgets.
 """
 
