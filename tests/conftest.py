@@ -94,3 +94,16 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def ledger_conn(db_url):
+    """A connection to a fresh, migrated ledger on each backend (``db_url``)."""
+    from spendlog.db.engine import make_engine
+    from spendlog.db.migrate import upgrade
+
+    engine = make_engine(db_url, pool=False)
+    upgrade(engine)
+    with engine.connect() as c:
+        yield c
+    engine.dispose()

@@ -182,3 +182,13 @@ def stored_rows(conn, table, columns: list[str] | None = None) -> list:
     cols = ", ".join(f'"{c}"' for c in columns)
     keys = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
     return conn.execute(text(f"SELECT {cols} FROM {table.name} ORDER BY {keys}")).all()
+
+
+def add_records(conn, records) -> None:
+    """Insert ``records`` through the store (rollups kept) in one transaction on ``conn``."""
+    from spendlog.db.store import insert_records
+
+    if conn.in_transaction():  # a read before autobegan one
+        conn.commit()
+    with conn.begin():
+        insert_records(conn, records)

@@ -7,17 +7,14 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
-from helpers import make_record
+from helpers import add_records, make_record
 
 from spendlog.db.caching import cache_savings, cache_total
 from spendlog.db.changes import compare, movers, period_days, previous_filters
-from spendlog.db.engine import make_engine
 from spendlog.db.estimate import price_book
-from spendlog.db.migrate import upgrade
 from spendlog.db.periods import date_bounds
 from spendlog.db.pricing import load_price_book
 from spendlog.db.queries import Filters
-from spendlog.db.store import insert_records
 from spendlog.db.types import quantize_money
 from spendlog.report.changes import cache_lines, change_text, hit_rate_text, percent_text, saved_text
 
@@ -26,17 +23,11 @@ MINI, SONNET, HOUSE = "openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "self
 
 
 @pytest.fixture
-def conn(db_url):
-    engine = make_engine(db_url, pool=False)
-    upgrade(engine)
-    with engine.connect() as c:
-        yield c
-    engine.dispose()
+def conn(ledger_conn):
+    return ledger_conn
 
 
-def add(conn, records):
-    with conn.begin():
-        insert_records(conn, records)
+add = add_records
 
 
 def at(day: int, hour: int = 12) -> datetime:

@@ -7,30 +7,21 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from helpers import make_record
+from helpers import add_records, make_record
 
 from spendlog.db import insights
-from spendlog.db.engine import make_engine
-from spendlog.db.migrate import upgrade
 from spendlog.db.queries import Filters
-from spendlog.db.store import insert_records
 
 UTC = timezone.utc
 T0 = datetime(2025, 3, 10, tzinfo=UTC)
 
 
 @pytest.fixture
-def conn(db_url):
-    engine = make_engine(db_url, pool=False)
-    upgrade(engine)
-    with engine.connect() as c:
-        yield c
-    engine.dispose()
+def conn(ledger_conn):
+    return ledger_conn
 
 
-def add(conn, records):
-    with conn.begin():
-        insert_records(conn, records)
+add = add_records
 
 
 def test_percentile_nearest_rank():

@@ -7,15 +7,12 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from helpers import make_record
+from helpers import add_records, make_record
 
 from spendlog.db import spikes
-from spendlog.db.engine import make_engine
-from spendlog.db.migrate import upgrade
 from spendlog.db.periods import date_bounds
 from spendlog.db.queries import Filters, grouped_totals
 from spendlog.db.spikes import drivers_of, judge_days, median, spend_spikes
-from spendlog.db.store import insert_records
 from spendlog.report.changes import spike_line
 
 UTC = timezone.utc
@@ -24,19 +21,11 @@ NOISE = [Decimal(x) for x in ("0", "1", "-1", "0.5", "-0.5", "2", "-2")]  # MAD 
 
 
 @pytest.fixture
-def conn(db_url):
-    engine = make_engine(db_url, pool=False)
-    upgrade(engine)
-    with engine.connect() as c:
-        yield c
-    engine.dispose()
+def conn(ledger_conn):
+    return ledger_conn
 
 
-def add(conn, records):
-    if conn.in_transaction():  # a read before autobegan one
-        conn.commit()
-    with conn.begin():
-        insert_records(conn, records)
+add = add_records
 
 
 def call(day: date, cost: Decimal, app="bot", model="openai/gpt-4o-mini", hour=12, minute=0, **kw) -> dict:
