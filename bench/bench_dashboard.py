@@ -36,18 +36,21 @@ APP = HERE.parent / "dashboard" / "app.py"
 TARGETS = {"first": 1.5, "change": 0.5, "rss": 500, "log page": 0.3}
 
 
-def ensure_ledger(rows: int, workdir: Path) -> Path:
+def ensure_ledger(rows: int, workdir: Path, *, name: str = "ledger", tags: str | None = None) -> Path:
+    """``workdir/<name>-<rows>.db`` from ``bench_export.generate_sqlite`` (``tags``: its SQL tag
+    expression), generated once and kept (a ``.ok`` marker says it is whole)."""
     sys.path.insert(0, str(HERE))
     from bench_export import generate_sqlite
 
     workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / f"ledger-{rows}.db"
+    db = workdir / f"{name}-{rows}.db"
     marker = Path(f"{db}.ok")
     if not marker.exists():
         started = time.perf_counter()
-        generate_sqlite(db, rows)
+        generate_sqlite(db, rows, **({"tags": tags} if tags is not None else {}))
         marker.write_text(time.strftime("%Y-%m-%d"))
-        print(f"  generated {rows:,} rows in {time.perf_counter() - started:.0f} s -> {db}", flush=True)
+        print(f"  generated {rows:,} rows{' with tags' if tags else ''} in {time.perf_counter() - started:.0f} s "
+              f"-> {db}", flush=True)
     return db
 
 

@@ -42,17 +42,9 @@ THREE_TAGS = ("json_object('team', 'team-' || ((h >> 8) % 8), 'feature', 'feat-'
 
 def ensure_ledger(rows: int, workdir: Path) -> Path:
     sys.path.insert(0, str(HERE))
-    from bench_export import generate_sqlite
+    from bench_dashboard import ensure_ledger as ensure
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / f"tags-{rows}.db"
-    marker = Path(f"{db}.ok")
-    if not marker.exists():
-        started = time.perf_counter()
-        generate_sqlite(db, rows, tags=THREE_TAGS)
-        marker.write_text(time.strftime("%Y-%m-%d"))
-        print(f"  generated {rows:,} rows x 3 tags in {time.perf_counter() - started:.0f} s -> {db}", flush=True)
-    return db
+    return ensure(rows, workdir, name="tags", tags=THREE_TAGS)
 
 
 def _cpu() -> float:
