@@ -69,8 +69,8 @@ def alerts_table(alerts) -> pd.DataFrame:
     } for a in alerts])
 
 
-def section(url: str, tick: int | None) -> None:
-    """The section (nothing when the ledger has no budgets)."""
+def section(url: str, tick: int | None, draw) -> None:
+    """The section (nothing when the ledger has no budgets); ``draw``: the page's way to draw a chart."""
     statuses, alerts = overview(url, as_of=tick)
     if not statuses:
         return
@@ -79,7 +79,7 @@ def section(url: str, tick: int | None) -> None:
     warning = sum(s.status == "warning" for s in statuses)
     st.caption(f"{len(statuses)} budgets: {over} over the line, {warning} warning. Bars: spent this period as a "
                "percent of the line; black tick: the period-end forecast; dashed: the line.")
-    st.altair_chart(charts.budget_lines(budgets_chart_frame(statuses)), width="stretch")
+    draw(charts.budget_lines(budgets_chart_frame(statuses)))
     st.dataframe(budgets_table(statuses), hide_index=True, width="stretch")
     if alerts:
         st.caption("Alerts fired (newest first) and their delivery")

@@ -289,14 +289,19 @@ def errors_over_time(df: pd.DataFrame) -> alt.Chart:
 STATUS_COLOURS = {"ok": "#54a24b", "warning": "#f2a93b", "over": "#e45756"}
 
 
+BUDGET_AXIS_MAX = 200.0  # percent of the line
+
+
 def budget_lines(df: pd.DataFrame) -> alt.Chart:
     """Each budget's spend as a percent of its line (bar, coloured by status), its forecast (a
     black tick) and the line itself (100%, a rule). Columns: budget, spent_pct, forecast_pct,
     status, spent, amount, forecast (the last three exact money text, for the tooltip)."""
     df = _with_short(df, "budget")
-    top = max([100.0, *_finite(df["spent_pct"]), *_finite(df["forecast_pct"])])
+    # the axis stops at BUDGET_AXIS_MAX: one forecast at 1,500% of its line flattened every other bar to a
+    # sliver; marks past it are clipped at the edge (the tooltip and the table say the figure)
+    top = min(BUDGET_AXIS_MAX, max([100.0, *_finite(df["spent_pct"]), *_finite(df["forecast_pct"])]))
     y = alt.Y("budget_short:N", sort=None, axis=_category_axis("Budget"))
-    x_scale = alt.Scale(domain=[0, top * 1.05])
+    x_scale = alt.Scale(domain=[0, top * 1.05], clamp=True)
     tooltip = [alt.Tooltip("budget:N", title="Budget"), alt.Tooltip("spent:N", title="Spent"),
                alt.Tooltip("amount:N", title="Line"), alt.Tooltip("forecast:N", title="Forecast"),
                alt.Tooltip("status:N", title="Status")]
@@ -308,5 +313,6 @@ def budget_lines(df: pd.DataFrame) -> alt.Chart:
         tooltip=tooltip)
     ticks = base.mark_tick(color="black", thickness=2).encode(y=y, x=alt.X("forecast_pct:Q", scale=x_scale),
                                                                 tooltip=tooltip)
-    line = alt.Chart(pd.DataFrame({"x": [100.0]})).mark_rule(strokeDash=[4, 3], color="#444").encode(x="x:Q")
-    return alt.layer(bars, ticks, line)
+    # the line from the same data (one frame for the page's chart path: dashboard.page._chart)
+    line = base.mark_rule(strokeDash=[4, 3], color="#444").encode(x=alt.datum(100.0, scale=x_scale))
+    return alt.layer(bars, ticks, line, data=df).properties(height=category_height(len(df)))

@@ -210,7 +210,7 @@ def _overview(url: str, view: View) -> None:
     with st.container(key="downloads"):
         downloads.buttons(url, current, "day" if hourly else granularity, view.tz, view.start, view.end,
                           total["requests"])
-    budgets_view.section(url, tick)  # only when the ledger has budgets
+    budgets_view.section(url, tick, _chart)  # only when the ledger has budgets
     if not total["requests"]:
         st.info("No calls match these filters in this date range.")
         return
