@@ -19,6 +19,11 @@ row holds the sums of the calls that carry that tag, so each call counts once pe
 Calls without a key are in no row of that key: the read layer's ``(none)`` group is
 ``rollup_hourly``'s total minus the key's rows (``db.tag_reads``).
 
+Daily rollups (revision 0007): ``rollup_daily`` and ``rollup_tags_daily`` are ``rollup_hourly`` and
+``rollup_tags`` summed per UTC day, with the same columns (one mixin each) and keys; ``bucket`` is the
+day's midnight, + 1 µs (2 µs, ...) for a day's spill rows. Kept in the same transactions from the
+hourly rows (``db.daily``), so the read layer takes a range's whole days from them.
+
 Budgets (issue 16, revision 0005): ``budgets`` holds each budget's line (exact USD), period, zone,
 scope, thresholds and kind; ``budget_webhooks`` its delivery targets, in a table of their own
 because a webhook URL is a secret (``spendlog db grant-readonly`` keeps the read-only role out of
