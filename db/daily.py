@@ -37,17 +37,32 @@ _FLUSH_KEYS = 200_000  # pending daily rows held before they are written
 
 def daily_rows(rows: Iterable[dict], dims: Sequence[str], limits: dict) -> list[dict]:
     """The daily rows of hourly ``rows`` (each within ``limits``): per key with the bucket floored
-    to its UTC day, the rows merged while they fit, else kept as the next row of that key."""
-    pieces: dict[tuple, list[dict]] = {}
-    _merge(pieces, rows, dims, limits)
-    return [row for key in sorted(pieces) for row in pieces[key]]
-
-
-def _merge(pieces: dict[tuple, list[dict]], rows: Iterable[dict], dims: Sequence[str], limits: dict) -> None:
+    to its UTC day, the rows summed; a key whose day would pass ``limits`` is merged row by row
+    instead (``merge_into``), continuing in the next row of that key where one is full."""
+    rows = list(rows)
+    sums: dict[tuple, dict] = {}
+    days: dict = {}  # bucket -> its day (a batch holds few buckets)
+    measures = list(limits)
     for row in rows:
-        day = dict(row)
-        day["bucket"] = floor_day(row["bucket"])
-        merge_into(pieces.setdefault(tuple(day[d] for d in dims), []), day, limits)
+        bucket = row["bucket"]
+        day = days.get(bucket)
+        if day is None:
+            day = days[bucket] = floor_day(bucket)
+        key = (day, *(row[d] for d in dims[1:]))
+        acc = sums.get(key)
+        if acc is None:
+            sums[key] = dict(row, bucket=day)
+        else:
+            for m in measures:
+                acc[m] += row[m]
+    over = {k for k, acc in sums.items() if any(acc[m] > limit for m, limit in limits.items())}
+    pieces: dict[tuple, list[dict]] = {}
+    for row in rows if over else ():
+        day = dict(row, bucket=days[row["bucket"]])
+        key = tuple(day[d] for d in dims)
+        if key in over:
+            merge_into(pieces.setdefault(key, []), day, limits)
+    return [row for key in sorted(sums) for row in pieces.get(key, [sums[key]])]
 
 
 def upsert_daily(conn: Connection, hourly_table, rows: Sequence[dict]) -> None:
@@ -69,7 +84,8 @@ def fill_daily(conn: Connection, hourly_table, *, chunk_size: int = 50_000) -> i
     total = 0
     for part in result.mappings().partitions(chunk_size):
         total += len(part)
-        _merge(pieces, part, dims, limits)
+        for row in daily_rows(part, dims, limits):  # a day across two parts: merged here
+            merge_into(pieces.setdefault(tuple(row[d] for d in dims), []), row, limits)
         if len(pieces) > _FLUSH_KEYS:  # a day written in two goes adds up the same (upsert_rollups)
             _flush(conn, daily, pieces)
     _flush(conn, daily, pieces)

@@ -63,6 +63,7 @@ def data_span(conn: Connection) -> tuple[datetime | None, datetime | None]:
 
 
 def check_groups(by: Sequence[str]) -> tuple[str, ...]:
+    """``by`` checked and normalised (``db.groups.parse_groups``; one string is one group)."""
     return parse_groups((by,) if isinstance(by, str) else by)
 
 
