@@ -3,8 +3,10 @@
 A plan is a list of parts, each one SQL statement over one table (``SOURCES``):
 
 - ``"daily"`` (``rollup_daily``) / ``"tags_daily"`` (``rollup_tags_daily``): the whole UTC days of
-  the range. Used only when every local period boundary in the range is a UTC midnight (no period
-  grouping; UTC; a zone at offset 0 throughout), so that each UTC day lies inside one period.
+  the range. Used only when no local period starts inside one of those days (no period grouping;
+  UTC; a zone at offset 0 then; a week or month grouping whose boundaries fall outside them), so
+  that each day, counted at its midnight, lies inside one period. An open end is the data's span
+  widened to whole days: a day's midnight may come before its first call.
 - ``"rollup"`` (``rollup_hourly``) / ``"tags"`` (``rollup_tags``): the whole hours left, at the
   range's ends when days are used, else all of them.
 - ``"raw"`` (``completions``): the partial hours at the ends, and the side of each hour that a
@@ -90,6 +92,7 @@ def plan_grouped(
     periods = [g for g in by if g in PERIODS]
     boundaries: list[datetime] = []
     minutes = None  # no time grouping
+    data_lo = data_hi = None
     if periods:
         lo, hi = start, end
         if lo is None or hi is None:
@@ -122,7 +125,12 @@ def plan_grouped(
     cut = [(h, b) for h, b in cut if (first is None or h >= first) and (last is None or h < last)]
     bucket = 60 if periods else None
     parts = []
-    days, hours = whole_days(first, last, boundaries)
+    days, hours = whole_days(first, last)
+    if days and periods:  # a day's rows count for the period of its midnight: no period may start inside one
+        (lo, hi), = days
+        lo, hi = lo or floor_day(data_lo), hi or ceil_day(data_hi)
+        if any(b != floor_day(b) for b in period_boundaries(tz, periods, lo, hi)):
+            days, hours = (), ((first, last),)
     for kind, ranges, split in (("daily", days, ()), ("rollup", hours, tuple(cut))):
         if not ranges:
             continue
@@ -147,12 +155,10 @@ def plan_grouped(
     return parts
 
 
-def whole_days(first: datetime | None, last: datetime | None, boundaries: Sequence[datetime] = ()) -> tuple:
+def whole_days(first: datetime | None, last: datetime | None) -> tuple:
     """The whole hours ``[first, last)`` (None = open) as ``(days, hours)``: the [start, end)
-    ranges for the daily rollup (one, or none) and those left for the hourly one. Days only when
-    every period boundary is a UTC midnight: then no UTC day straddles two periods."""
-    if any(b != floor_day(b) for b in boundaries):
-        return (), ((first, last),)
+    range of the whole UTC days in them, for the daily rollups (one, or none), and the ranges of
+    hours left at both ends, for the hourly ones."""
     lo = ceil_day(first) if first is not None else None
     hi = floor_day(last) if last is not None else None
     if lo is not None and hi is not None and lo >= hi:

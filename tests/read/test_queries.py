@@ -243,12 +243,39 @@ def test_reads_with_the_daily_rollup_equal_the_rows(seeded, tz):
                         assert ("tags_daily" if tags else "daily") in sources, (f, by)
                         assert ("tags" if tags else "rollup") in sources and "raw" in sources, (f, by)
                         daily_parts += 1
-                else:
+                elif "day" in by:  # New York's and Kolkata's days cut UTC days
                     assert not {"daily", "tags_daily"} & sources, (f, by, tz)
                 reference = list(grouped_totals(conn, f, by, tz, source="rows"))
                 assert reference, (f, by)
                 assert list(grouped_totals(conn, f, by, tz)) == reference, (f, by, tz)
     assert daily_parts == (33 if tz == "UTC" else 9)  # every case the daily rollup can answer does
+    # a month boundary (Kolkata: 18:30 UTC) in the partial first day: its hour is split, the days after
+    # come from the daily rollup, and the figures stay the rows'
+    f = Filters(start=datetime(2024, 3, 31, 10, 7, tzinfo=UTC), end=datetime(2024, 4, 3, 5, 1, tzinfo=UTC))
+    parts = plan_grouped(conn, f, ["month", "model"], "Asia/Kolkata")
+    assert [p.source for p in parts] == ["daily", "rollup", "raw", "raw"] and parts[1].split
+    assert parts[0].ranges == ((datetime(2024, 4, 1, tzinfo=UTC), datetime(2024, 4, 3, tzinfo=UTC)),)
+    for zone in ("Asia/Kolkata", "America/New_York"):
+        assert (list(grouped_totals(conn, f, ["month", "model"], zone))
+                == list(grouped_totals(conn, f, ["month", "model"], zone, source="rows")))
+
+
+def test_an_open_range_counts_each_day_at_its_midnight_only_where_that_is_its_period(sqlite_url):
+    """Open ends plan with the data's span widened to whole UTC days: calls from 18:00 UTC on May 1
+    lie before Tokyo's next midnight (15:00 UTC), but their UTC day's midnight is 09:00 on May 1 in
+    Tokyo, so the daily rollup would put them on May 1; the plan reads their hours instead."""
+    late = make_record(datetime(2024, 5, 1, 23, 30, tzinfo=UTC), cost_usd=Decimal("2"))
+    earlier = make_record(datetime(2024, 5, 1, 18, 45, tzinfo=UTC), cost_usd=Decimal("0.5"))
+    engine = seed(sqlite_url, [late, earlier])
+    with engine.connect() as conn:
+        for tz, day in (("Asia/Tokyo", date(2024, 5, 2)), ("UTC", date(2024, 5, 1)), ("America/New_York", date(2024, 5, 1))):
+            [row] = grouped_totals(conn, Filters(), ["day"], tz)
+            assert (row["day"], row["cost_usd"]) == (day, Decimal("2.5")), tz
+        assert "daily" not in {p.source for p in plan_grouped(conn, Filters(), ["day"], "Asia/Tokyo")}
+        assert "daily" in {p.source for p in plan_grouped(conn, Filters(), ["day"], "UTC")}
+        # a month grouping has no boundary inside May 1 (UTC) in Tokyo: the daily rollup answers
+        assert {p.source for p in plan_grouped(conn, Filters(), ["month"], "Asia/Tokyo")} == {"daily"}
+    engine.dispose()
 
 
 def test_plan_uses_rollup_only_where_exact(sqlite_url):
