@@ -44,11 +44,11 @@ __all__ = ["RepriceResult", "reprice", "reprice_where", "count_repriceable"]
 
 REPRICED = ("estimated", "missing")
 _PRICE_COLUMNS = ("cost_usd", "cost_source", "price_source", "list_cost_usd")
-# Rows per batch (one transaction, holding the writers' lock about a second): few enough to hold in
+# Rows per batch (one transaction, holding the writers' lock about two seconds): few enough to hold in
 # memory, many enough that each batch rewrites the pages of the cost index once for many rows
 # (docs/benchmarks.md: 5,000 a batch cost a third more CPU at a million rows).
-BATCH_SIZE = 50_000
-BATCH_CACHE_KIB = 64 * 1024
+BATCH_SIZE = 100_000
+BATCH_CACHE_KIB = 128 * 1024
 _DELTA = ("cost_usd", "calls_missing_cost", *PRICE_MEASURES)
 # The batch's new prices, staged in a temporary table (one per connection): the rollup correction and
 # the update are then two set statements in the database, not a Python loop over rows. A staged row
