@@ -1,6 +1,6 @@
 """How fast ``spendlog reprice`` re-prices a ledger (db/reprice.py) on SQLite.
 
-    python bench/bench_reprice.py [--rows 1000000] [--batch 5000]
+    python bench/bench_reprice.py [--rows 1000000] [--batch 50000]
 
 A SQLite ledger of ``--rows`` calls without cost to a self-hosted model nothing prices (cost_source
 'missing'), spread over 60 days and six apps, is written directly (``sqlite3`` executemany, then
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import sqlite3
 import tempfile
 import time
@@ -27,7 +28,7 @@ from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
 from spendlog.db.models import RollupHourly
 from spendlog.db.pricing import load_price_book
-from spendlog.db.reprice import reprice
+from spendlog.db.reprice import BATCH_SIZE, reprice
 from spendlog.db.store import rebuild_rollups
 
 PRICES = '[[price]]\nmodel = "self-hosted/llama-70b"\ninput = "0.30"\noutput = "0.30"\ncached_input = "0.1"\n'
@@ -70,7 +71,7 @@ def timed(engine, book, batch: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=BATCH_SIZE, help=f"rows per batch (default reprice's own, {BATCH_SIZE:,})")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="spendlog-bench-reprice-")
     path = os.path.join(tmp, "ledger.db")
@@ -97,7 +98,8 @@ def main() -> None:
     for name, r, wall, cpu in (("every row priced anew", first, wall1, cpu1), ("nothing to change", second, wall2, cpu2)):
         print(f"| {name} | {r.rows:,} | {r.changed:,} | {wall:.1f} | {r.rows / wall:,.0f} | {cpu:.1f} | "
               f"{r.rows / cpu:,.0f} |")
-    print(f"new total {first.new_total} USD; target >= 50,000 rows/s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"new total {first.new_total} USD; batches of {args.batch:,}; peak RSS {peak:.0f} MB; target >= 50,000 rows/s")
 
 
 if __name__ == "__main__":

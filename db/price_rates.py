@@ -74,6 +74,10 @@ class Rates:
 
     def cost(self, prompt: int, cached: int, written: int, completion: int, reasoning: int) -> Decimal:
         """The exact cost (12 places) of consistent counts (cached + written <= prompt, reasoning <= completion)."""
+        return Decimal(self.pico(prompt, cached, written, completion, reasoning)).scaleb(-MONEY_SCALE)
+
+    def pico(self, prompt: int, cached: int, written: int, completion: int, reasoning: int) -> int:
+        """``cost`` in integer pico-USD (10^-12), as SQLite stores money: for readers that price many rows."""
         reads, writes, thinks = self.splits
         counts = (prompt - (cached if reads else 0) - (written if writes else 0), cached, written,
                   completion - (reasoning if thinks else 0), reasoning, 1)
@@ -83,11 +87,11 @@ class Rates:
                 price = _tier(price, prompt)
             total += price * counts[kind] * mult
         if self.down == 1:
-            return Decimal(total * self.up).scaleb(-MONEY_SCALE)
+            return total * self.up
         pico, rest = divmod(total, self.down)
         if 2 * rest > self.down or (2 * rest == self.down and pico & 1):
             pico += 1
-        return Decimal(pico).scaleb(-MONEY_SCALE)
+        return pico
 
     def unit_for(self, prompt: int) -> UnitPrices:
         """The unit prices applied to a call with this prompt size."""

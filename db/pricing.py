@@ -27,6 +27,7 @@ Importing this module loads genai-prices' data (about 0.4 s): import it where pr
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -42,7 +43,7 @@ from .prices_file import FilePrice, PricesFile, PricesFileError, read_prices_fil
 
 __all__ = [
     "GENAI_PRICES_VERSION", "PRICES_ENV", "PriceBook", "Priced", "PricesFileError", "UnitPrices",
-    "load_price_book",
+    "counts_agree", "load_price_book",
 ]
 
 GENAI_PRICES_VERSION: str = genai_prices.__version__
@@ -151,6 +152,13 @@ def _count(value: object, name: str) -> int:
     return int(value)
 
 
+def counts_agree(prompt: int, completion: int, cached: int, reasoning: int, written: int) -> bool:
+    """Token counts (ints) that can be priced: none negative, cached + cache-write within the prompt,
+    reasoning within the completion. Counts that contradict each other are left unpriced."""
+    return (prompt >= 0 and completion >= 0 and cached >= 0 and reasoning >= 0 and written >= 0
+            and cached + written <= prompt and reasoning <= completion)
+
+
 class PriceBook:
     """Prices for model ids: the user's prices file (optional) over genai-prices' bundled data.
 
@@ -225,6 +233,26 @@ class PriceBook:
         picked = self._pick(not list_price, found, _as_utc(at)) if found is not None else None
         return picked[0].unit_for(_count(prompt_tokens, "prompt_tokens")) if picked else None
 
+    def steady_picks(self, model: str | None, provider: str | None, upstream: str | None, at: datetime):
+        """For a reader that prices many calls of one id (``reprice``): ``(estimate, list price, since,
+        until)``, each pick ``(Rates, source)`` or None, the answer ``estimate_and_list_price`` gives for
+        every instant in ``[since, until)`` around ``at`` (aware; None: unbounded). None when the answer
+        depends on the instant in a way only a per-call price can tell (genai-prices' dated or
+        time-of-day prices): price each call then."""
+        found = self._memo(model, provider, upstream) if model else None
+        if found is None:
+            return None, None, None, None
+        in_file, genai = found
+        if genai is not None and genai.dated is not None:
+            return None
+        since = until = None
+        if in_file is not None:  # the file's entries take over at their ``from`` instants
+            starts = in_file[0]
+            later = bisect_right(starts, at)
+            until = starts[later] if later < len(starts) else None
+            since = starts[later - 1] if later and starts[later - 1].year > 1 else None  # year 1: no ``from``
+        return self._pick(True, found, at), self._pick(False, found, at), since, until
+
     def _pick(self, file_first: bool, found, at: datetime) -> tuple[Rates, str] | None:
         in_file, genai = found
         for use_file in (file_first, not file_first):
@@ -250,8 +278,7 @@ class PriceBook:
         nothing = (None, None) if file_first is None else None
         if not model or (prompt == 0 and completion == 0):
             return nothing  # no model or no tokens: nothing to price
-        if (prompt < 0 or completion < 0 or cached < 0 or reasoning < 0 or written < 0
-                or cached + written > prompt or reasoning > completion):
+        if not counts_agree(prompt, completion, cached, reasoning, written):
             return nothing  # counts that contradict each other: any figure would be a guess; keep it missing
         found = self._memo(model, provider, upstream)
         if found is None:

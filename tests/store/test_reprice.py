@@ -19,7 +19,7 @@ from spendlog.db.models import Completion, RollupHourly
 from spendlog.db.pricing import load_price_book
 from spendlog.db.reprice import reprice
 from spendlog.db.store import insert_records, rebuild_rollups
-from test_estimate import AT, rollup_snapshot, stored, unbilled
+from test_estimate import AFTER_CUT, AT, BEFORE_CUT, rollup_snapshot, stored, unbilled
 
 UTC = timezone.utc
 HOUSE = "acme/house-model-9"
@@ -177,3 +177,60 @@ def test_cli_bad_prices_file_is_one_line_naming_the_line(tmp_path, sqlite_url):
     assert err.startswith("spendlog: error: ") and "bad.toml: line 5: currency: unknown key" in err
     code, out, err = run("--db", sqlite_url, env={"SPENDLOG_PRICES": str(bad)})
     assert code == 2 and "line 5" in err and len(err.strip().splitlines()) == 1
+
+
+DATED = ('[[price]]\nmodel = "acme/house-model-9"\ninput = 3\noutput = 4\ncached_input = 1\n'
+         '[[price]]\nmodel = "acme/house-model-9"\nfrom = 2026-11-20T14:00:00Z\ninput = "2.5"\noutput = 5\n'
+         '[[price]]\nmodel = "acme/house-model-9"\nfrom = 2026-11-20T17:00:00Z\ninput = 1\noutput = "1.25"\n')
+
+
+@pytest.mark.parametrize("batch_size", [4, 50_000])
+def test_batch_pricing_matches_the_writers_rule_row_for_row(ledger, tmp_path, batch_size):
+    """``reprice``'s per-batch pricing (each id's prices resolved once and kept while they hold)
+    gives every row exactly what the writer's ``priced_fields`` gives it: prices-file entries that
+    change inside a batch, a genai-prices price cut (o3, 2025-06-10), fixed genai-prices models,
+    unknown models, counts that contradict each other, no tokens, and a call past the largest price."""
+    from spendlog.db.estimate import priced_fields
+
+    engine, _, _ = ledger
+    odd = [
+        dict(model=HOUSE, upstream=None, prompt_tokens=10, cached_tokens=20),  # cached > prompt
+        dict(model=HOUSE, upstream=None, prompt_tokens=0, completion_tokens=0, total_tokens=0,
+             cached_tokens=0, reasoning_tokens=0),
+        dict(model=HOUSE, upstream=None, prompt_tokens=2**50, total_tokens=2**50 + 800),  # past MAX_PRICE_USD
+        dict(model="nobody/unknown-model-x", upstream=None),
+        dict(model="gpt-4o-mini", upstream="api.openai.com"),
+        dict(model="o3", upstream="api.openai.com", created_at=BEFORE_CUT),
+        dict(model="o3", upstream="api.openai.com", created_at=AFTER_CUT),
+    ]
+    records = [unbilled(created_at=AT + timedelta(minutes=7 * i), model=HOUSE, upstream=None,
+                        tags={"team": f"t{i % 3}"} if i % 2 else None, prompt_tokens=500 + i, cached_tokens=i)
+               for i in range(90)]
+    records += [unbilled(**{"created_at": AT + timedelta(minutes=13 * i), **o}) for i, o in enumerate(odd * 3)]
+    with engine.begin() as conn:
+        insert_records(conn, records)
+    prices = tmp_path / "dated.toml"
+    prices.write_text(DATED)
+    book = load_price_book(prices)
+    result = reprice(engine, book, batch_size=batch_size)
+    rows = stored(engine)
+    assert result.rows == 90 + len(records)  # the fixture's estimated and missing calls, then these
+    house = {r.price_source for r in rows.values() if r.model == HOUSE and r.price_source}
+    assert len(house) == 3  # every entry of the file priced some of the calls
+    for row in (r for r in rows.values() if r.cost_source != "upstream"):
+        record = {c: getattr(row, c) for c in ("model", "provider", "upstream", "created_at", "prompt_tokens",
+                                               "completion_tokens", "cached_tokens", "reasoning_tokens")}
+        want = priced_fields(book, record, billed=False) or {
+            "cost_usd": None, "cost_source": "missing", "price_source": None, "list_cost_usd": None}
+        got = {c: getattr(row, c) for c in want}
+        assert got == want, (row.model, row.created_at, row.prompt_tokens)
+    o3 = sorted((r.created_at, r.cost_usd) for r in rows.values() if r.model == "o3")
+    assert o3[0][1] > o3[-1][1]  # the cut shows
+    assert {r.cost_source for r in rows.values() if r.model == "nobody/unknown-model-x"} == {"missing"}
+    assert _rebuilt_equals_rollup(engine)
+    with engine.begin() as conn:  # and the tag rollup too
+        from spendlog.db.models import RollupTags
+        tags_now = sorted(tuple(r) for r in conn.execute(select(RollupTags.__table__)))
+        rebuild_rollups(conn)
+        assert sorted(tuple(r) for r in conn.execute(select(RollupTags.__table__))) == tags_now
+        conn.rollback()
