@@ -68,7 +68,8 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
     cost), ~1% calls without cost, tags on a third of the calls, and ~0.2% of calls from a
     hostile app name (a spreadsheet formula) that the export must neutralise. ``tags``: the SQL of the
     tags column over the generator's ``i``, ``h``, ``u``, ``m``, ``r`` (``bench_tags`` gives every call
-    three); ``rollup_tags`` is computed from it in SQL (``json_each``) like ``rollup_hourly``."""
+    three); ``rollup_tags`` is computed from it in SQL (``json_each``) like ``rollup_hourly``, and the
+    daily tables (``rollup_daily``, ``rollup_tags_daily``) from those, summed per UTC day."""
     from spendlog.db.engine import make_engine
     from spendlog.db.migrate import upgrade
 
@@ -162,6 +163,9 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
         GROUP BY 1, 2, 3, 4, 5
         """
     )
+    for hourly, daily in (("rollup_hourly", "rollup_daily"), ("rollup_tags", "rollup_tags_daily")):
+        con.execute(f"DELETE FROM {daily}")
+        con.execute(_daily_sql(con, hourly, daily))
     con.execute("COMMIT")
     for ddl in indexes:
         con.execute(ddl)
@@ -169,6 +173,20 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
     con.execute("PRAGMA journal_mode = WAL")
     con.close()
     return path
+
+
+def _daily_sql(con: sqlite3.Connection, hourly: str, daily: str) -> str:
+    """The daily table (revision 0007) as its hourly one summed per UTC day, in SQL, unlike the
+    project's ``db.daily.fill_daily``: the generated spend is far from int64 pico-dollars, and a SUM
+    past it fails with "integer overflow" instead of wrapping."""
+    info = con.execute(f"PRAGMA table_info({daily})").fetchall()  # (cid, name, type, notnull, default, pk)
+    keys = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+    measures = [r[1] for r in info if not r[5]]
+    names = ", ".join(f'"{c}"' for c in (*keys, *measures))
+    exprs = ", ".join(["substr(bucket, 1, 10) || ' 00:00:00.000000'" if k == "bucket" else f'"{k}"' for k in keys]
+                      + [f'sum("{m}")' for m in measures])
+    groups = ", ".join(str(i + 1) for i in range(len(keys)))
+    return f"INSERT INTO {daily} ({names}) SELECT {exprs} FROM {hourly} GROUP BY {groups}"
 
 
 CALL_SELECT = (

@@ -9,7 +9,8 @@ Load: the indexes of ``completions`` are dropped (their definitions kept from ``
 are inserted by ``INSERT ... SELECT ... FROM generate_series`` in chunks (progress per chunk), the
 indexes are rebuilt, then every rollup table is built in SQL from the calls, month by month: its
 key columns (the primary key) and measures are read from the table, each mapped to the expression
-the project's rule gives it (``db.rollups``: ``is_error``, the billed / estimated split, ...).
+the project's rule gives it (``db.rollups``: ``is_error``, the billed / estimated split, ...); the
+daily tables (revision 0007) then from the hourly ones, summed per UTC day.
 ``verify_rollups`` compares that SQL with the project's own ``rebuild_rollups`` (Python, too slow for
 50M rows, exact by definition) on a small ledger.
 
@@ -32,7 +33,7 @@ from sqlalchemy.engine import Connection
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_export import PRICES
 
-__all__ = ["MODELS", "load", "build_rollups", "verify_rollups", "rollup_tables"]
+__all__ = ["MODELS", "load", "build_rollups", "verify_rollups", "rollup_tables", "daily_tables"]
 
 MODELS = [*PRICES,
           ("openai/o3-mini", "openai", 1_100_000, 4_400_000),
@@ -199,7 +200,19 @@ def rollup_tables(conn: Connection) -> list[str]:
     return list(found)
 
 
-def _rollup_sql(conn: Connection, table: str) -> str:
+# an hourly rollup table -> its daily twin (revision 0007)
+DAILY = {"rollup_hourly": "rollup_daily", "rollup_tags": "rollup_tags_daily"}
+
+
+def daily_tables(conn: Connection) -> dict[str, str]:
+    """``DAILY``, for the daily tables this schema has (none before revision 0007)."""
+    found = set(conn.execute(text("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                  "current_schema() AND table_name IN ('rollup_daily', 'rollup_tags_daily')")).scalars())
+    return {hourly: daily for hourly, daily in DAILY.items() if daily in found}
+
+
+def _keys_and_columns(conn: Connection, table: str) -> tuple[list[str], list[str]]:
+    """The table's primary key columns (in key order) and all its columns (in table order)."""
     keys = list(conn.execute(text(
         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
         "WHERE i.indrelid = CAST(:t AS regclass) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)"),
@@ -207,6 +220,11 @@ def _rollup_sql(conn: Connection, table: str) -> str:
     columns = list(conn.execute(text("SELECT column_name FROM information_schema.columns WHERE table_schema = "
                                      "current_schema() AND table_name = :t ORDER BY ordinal_position"),
                                 {"t": table}).scalars())
+    return keys, columns
+
+
+def _rollup_sql(conn: Connection, table: str) -> str:
+    keys, columns = _keys_and_columns(conn, table)
     unknown = [c for c in keys if c not in DIMENSIONS]
     if unknown:
         raise SystemExit(f"{table} has key columns this generator does not know: {', '.join(unknown)}")
@@ -224,17 +242,34 @@ def _rollup_sql(conn: Connection, table: str) -> str:
             f"WHERE c.created_at >= :lo AND c.created_at < :hi GROUP BY {groups}")
 
 
+def _daily_sql(conn: Connection, hourly: str, daily: str) -> str:
+    """The daily table's rows as its hourly table's summed per UTC day (the session is in UTC). In
+    SQL, unlike the project's ``db.daily.fill_daily``: the generated spend is far from NUMERIC(30, 12)
+    and BIGINT, and a sum past them would fail the INSERT, not wrap."""
+    keys, columns = _keys_and_columns(conn, daily)
+    measures = [c for c in columns if c not in keys]
+    names = ", ".join(f'"{c}"' for c in (*keys, *measures))
+    exprs = ", ".join(["date_trunc('day', bucket)" if k == "bucket" else f'"{k}"' for k in keys]
+                      + [f'sum("{m}")' for m in measures])
+    groups = ", ".join(str(i + 1) for i in range(len(keys)))
+    return (f"INSERT INTO {daily} ({names}) SELECT {exprs} FROM {hourly} "
+            f"WHERE bucket >= :lo AND bucket < :hi GROUP BY {groups}")
+
+
 def build_rollups(conn: Connection, *, progress=None) -> dict:
     """Empty every rollup table and build it from ``completions`` in SQL, a month at a time."""
     conn.execute(text("SET TIME ZONE 'UTC'"))
     conn.execute(text("SET work_mem = '256MB'"))
     first, last = conn.execute(text("SELECT min(created_at), max(created_at) FROM completions")).one()
     timings = {}
-    for table in rollup_tables(conn):
+    daily = daily_tables(conn)
+    for table in [*rollup_tables(conn), *daily.values()]:
         started = time.perf_counter()
         conn.execute(text(f"DELETE FROM {table}"))
         if first is not None:
-            sql = text(_rollup_sql(conn, table))
+            hourly = next((h for h, d in daily.items() if d == table), None)
+            # a daily table from its hourly one (built above), the others from the calls
+            sql = text(_daily_sql(conn, hourly, table) if hourly else _rollup_sql(conn, table))
             lo = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
             while lo <= last:
                 hi = (lo + timedelta(days=32)).replace(day=1)
@@ -255,7 +290,7 @@ def verify_rollups(conn: Connection) -> dict[str, int]:
         from spendlog.db.rebuild import rebuild_rollups  # once the tag rollup (revision 0004) is in
     except ImportError:
         from spendlog.db.rollups import rebuild_rollups
-    tables = rollup_tables(conn)
+    tables = [*rollup_tables(conn), *daily_tables(conn).values()]
     for table in tables:
         conn.execute(text(f"CREATE TEMPORARY TABLE sql_{table} AS SELECT * FROM {table}"))
     rebuild_rollups(conn)

@@ -16,7 +16,7 @@ from sqlalchemy import String, and_, not_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from .models import Completion, RollupHourly, RollupTags
+from .models import Completion, RollupHourly, RollupTags, RollupTagsDaily
 from .store import is_error_clause
 from .tag_limits import MAX_KEY, MAX_VALUE
 
@@ -144,13 +144,13 @@ def tag_rollup_answers(filters: Filters) -> bool:
 
 def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetime | None, datetime | None]],
                   table=None) -> list:
-    """SQL conditions for ``filters`` on ``completions`` (``raw``) or ``rollup_hourly`` (or, with
-    ``table=RollupTags``, ``rollup_tags``, where ``tag_rollup_answers``), with the time condition
-    taken from ``ranges`` ([start, end) pairs, ``None`` = open, OR-ed)."""
-    if table is RollupTags:
-        return _tag_rollup_clauses(filters, ranges)
-    table = Completion if raw else RollupHourly
-    when = Completion.created_at if raw else RollupHourly.bucket
+    """SQL conditions for ``filters`` on ``completions`` (``raw``) or ``rollup_hourly`` (or
+    ``table``: ``RollupDaily``; ``RollupTags`` or ``RollupTagsDaily`` where ``tag_rollup_answers``),
+    with the time condition taken from ``ranges`` ([start, end) pairs, ``None`` = open, OR-ed)."""
+    if table in (RollupTags, RollupTagsDaily):
+        return _tag_rollup_clauses(filters, ranges, table)
+    table = Completion if raw else table or RollupHourly
+    when = Completion.created_at if raw else table.bucket
     clauses = []
     if len(ranges) > 1:
         clauses.append(or_(*(_range_clause(when, a, b) for a, b in ranges)))
@@ -171,20 +171,20 @@ def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetim
             raise ValueError("arrival filters read completions (raw=True): rollup_hourly has no arrival time")
         clauses.append(Completion.ingested_at > filters.arrived_after)
     if filters.status != "all":
-        error = is_error_clause() if raw else RollupHourly.is_error.is_(True)
+        error = is_error_clause() if raw else table.is_error.is_(True)
         clauses.append(error if filters.status == "errors" else not_(error))
     return clauses
 
 
-def _tag_rollup_clauses(filters: Filters, ranges) -> list:
+def _tag_rollup_clauses(filters: Filters, ranges, table) -> list:
     if not tag_rollup_answers(filters):
         raise ValueError("rollup_tags holds model, app and one tag: these filters read completions")
-    parts = [_range_clause(RollupTags.bucket, a, b) for a, b in ranges]
+    parts = [_range_clause(table.bucket, a, b) for a, b in ranges]
     clauses = [or_(*parts)] if parts and all(p is not None for p in parts) else []  # an open range: no bound
     for attr in ("models", "apps"):
         values = getattr(filters, attr)
         if values:
-            clauses.append(getattr(RollupTags, FILTER_DIMENSIONS[attr]).in_(values))
+            clauses.append(getattr(table, FILTER_DIMENSIONS[attr]).in_(values))
     for key, value in filters.tags:
-        clauses += [RollupTags.tag_key == key, RollupTags.tag_value == value]
+        clauses += [table.tag_key == key, table.tag_value == value]
     return clauses

@@ -2,8 +2,8 @@
 
 The same exact sums as ``db.queries.grouped_totals`` (its ``bucket_sums``): whole hours from
 ``rollup_hourly`` (with one tag filter ``rollup_tags``), the partial hours at the range's ends from
-``completions``. Buckets are UTC
-hours; the page shows each at its local start time.
+``completions``. Buckets are UTC hours; the page shows each at its local start time. The daily
+rollups (``rollup_daily``) cannot answer per-hour sums, so this view never reads them.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ row holds the sums of the calls that carry that tag, so each call counts once pe
 Calls without a key are in no row of that key: the read layer's ``(none)`` group is
 ``rollup_hourly``'s total minus the key's rows (``db.tag_reads``).
 
+Daily rollups (revision 0007): ``rollup_daily`` and ``rollup_tags_daily`` are ``rollup_hourly`` and
+``rollup_tags`` summed per UTC day, with the same columns (one mixin each) and keys; ``bucket`` is the
+day's midnight, + 1 µs (2 µs, ...) for a day's spill rows. Kept in the same transactions from the
+hourly rows (``db.daily``), so the read layer takes a range's whole days from them.
+
 Budgets (issue 16, revision 0005): ``budgets`` holds each budget's line (exact USD), period, zone,
 scope, thresholds and kind; ``budget_webhooks`` its delivery targets, in a table of their own
 because a webhook URL is a secret (``spendlog db grant-readonly`` keeps the read-only role out of
@@ -38,7 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Money, UTCDateTime
 
-__all__ = ["Base", "Completion", "RollupHourly", "RollupTags", "MonthClose", "MonthCloseTotal", "Budget",
+__all__ = ["Base", "Completion", "RollupHourly", "RollupDaily", "RollupTags", "RollupTagsDaily", "MonthClose", "MonthCloseTotal", "Budget",
            "BudgetWebhook", "Alert", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES", "SPEND_MEASURES", "PRICE_MEASURES",
            "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS", "TAG_MEASURES", "CLOSE_DIMENSIONS"]
 
@@ -138,18 +143,9 @@ MONEY_MEASURES = frozenset({"cost_usd", *PRICE_MEASURES})
 COST_SOURCES = ("upstream", "estimated", "missing")
 
 
-class RollupHourly(Base):
-    """Sums per UTC hour x model x provider x app x user x key x error flag."""
+class _Sums:
+    """The measure columns every rollup carries (``ROLLUP_MEASURES``), declared once."""
 
-    __tablename__ = "rollup_hourly"
-
-    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
-    model: Mapped[str] = mapped_column(String(255), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(255), primary_key=True)
-    app: Mapped[str] = mapped_column(String(255), primary_key=True)
-    user: Mapped[str] = mapped_column(String(255), primary_key=True)
-    api_key_hint: Mapped[str] = mapped_column(String(32), primary_key=True)
-    is_error: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -163,6 +159,31 @@ class RollupHourly(Base):
     list_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
     latency_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class _CallRollup(_Sums):
+    """``rollup_hourly``'s columns (``ROLLUP_DIMENSIONS`` as the primary key, then the sums)."""
+
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, sort_order=-2)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
+    provider: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
+    app: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
+    api_key_hint: Mapped[str] = mapped_column(String(32), primary_key=True, sort_order=-1)
+    is_error: Mapped[bool] = mapped_column(Boolean, primary_key=True, sort_order=-1)
+
+
+class RollupHourly(_CallRollup, Base):
+    """Sums per UTC hour x model x provider x app x user x key x error flag."""
+
+    __tablename__ = "rollup_hourly"
+
+
+class RollupDaily(_CallRollup, Base):
+    """``rollup_hourly`` per UTC day (revision 0007): ``bucket`` = the day's midnight (+ n µs for
+    spill rows), the same keys and sums, kept in the same transactions (``db.daily``)."""
+
+    __tablename__ = "rollup_daily"
 
 
 # rollup_tags (revision 0004): hour x tag key x tag value x model x app; '' = unknown model / app
@@ -170,33 +191,32 @@ TAG_DIMENSIONS = ("bucket", "tag_key", "tag_value", "model", "app")
 TAG_MEASURES = (*ROLLUP_MEASURES, "errors")
 
 
-class RollupTags(Base):
+class _TagRollup(_Sums):
+    """``rollup_tags``' columns (``TAG_DIMENSIONS`` as the primary key, then ``TAG_MEASURES``)."""
+
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, sort_order=-2)
+    tag_key: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-1)
+    tag_value: Mapped[str] = mapped_column(String(256), primary_key=True, sort_order=-1)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
+    app: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+
+
+class RollupTags(_TagRollup, Base):
     """Sums per UTC hour x tag key x tag value x model x app, of the calls carrying that tag."""
 
     __tablename__ = "rollup_tags"
 
-    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
-    tag_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tag_value: Mapped[str] = mapped_column(String(256), primary_key=True)
-    model: Mapped[str] = mapped_column(String(255), primary_key=True)
-    app: Mapped[str] = mapped_column(String(255), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
-    calls_missing_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    billed_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
-    estimated_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
-    list_cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
-    latency_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
-    latency_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    errors: Mapped[int] = mapped_column(BigInteger, default=0)
-
     # the tag picker's values of one key, and a tag filter over a range
     __table_args__ = (Index("ix_rollup_tags_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),)
+
+
+class RollupTagsDaily(_TagRollup, Base):
+    """``rollup_tags`` per UTC day (revision 0007), as ``RollupDaily`` is to ``RollupHourly``."""
+
+    __tablename__ = "rollup_tags_daily"
+
+    __table_args__ = (Index("ix_rollup_tags_daily_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),)
 
 
 # ---------------------------------------------------------------- month close (revision 0006, issue 17)

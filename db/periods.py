@@ -11,6 +11,8 @@ IANA timezone (``zoneinfo``, DST-correct), stored and queried as UTC instants:
   ``local_midnight`` the UTC instant a local date starts. Budgets (issue 16) also use ``quarter`` and
   ``year``, and weeks that start on another day (``week_start``: 0 = Monday ... 6 = Sunday);
   ``budget_period`` gives the ``[start, end)`` UTC instants of the period holding an instant.
+- ``floor_hour``/``ceil_hour`` and ``floor_day``/``ceil_day`` round to whole UTC hours and days
+  (the hourly and daily rollups' buckets).
 - ``period_boundaries`` lists the UTC instants where local periods start in a range;
   ``split_hours`` the UTC hours such a boundary cuts (none in whole-hour zones, one per day in
   Asia/Kolkata); ``bucket_minutes`` the coarsest UTC bucket no boundary cuts (60, 15 or 0 =
@@ -31,6 +33,8 @@ __all__ = [
     "date_bounds",
     "floor_hour",
     "ceil_hour",
+    "floor_day",
+    "ceil_day",
     "period_boundaries",
     "split_hours",
     "bucket_minutes",
@@ -113,6 +117,17 @@ def ceil_hour(ts: datetime) -> datetime:
     """``ts`` if it is on a whole UTC hour, else the start of the next one."""
     floored = floor_hour(ts)
     return floored if floored == ts else floored + timedelta(hours=1)
+
+
+def floor_day(ts: datetime) -> datetime:
+    """The UTC midnight starting the UTC day holding ``ts`` (the daily rollups' bucket)."""
+    return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def ceil_day(ts: datetime) -> datetime:
+    """``ts`` if it is a UTC midnight, else the next one."""
+    floored = floor_day(ts)
+    return floored if floored == ts else floored + _ONE_DAY
 
 
 def period_boundaries(tz: str, periods: Sequence[str], lo: datetime, hi: datetime) -> list[datetime]:

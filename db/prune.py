@@ -3,7 +3,7 @@
 ``prune_before(engine, cutoff)`` deletes ``completions`` rows created before ``cutoff`` (an
 aware datetime; the CLI passes a UTC midnight) in batches of ``batch`` rows, each batch its own
 short transaction, so apps keep writing meanwhile (a writer waits at most one batch for the lock).
-``rollup_hourly`` and ``rollup_tags`` are not touched: every grouped total the dashboard and the
+``rollup_hourly`` and ``rollup_tags`` (and their daily tables, ``db.daily``) are not touched: every grouped total the dashboard and the
 grouped exports read from them (whole hours, tag groups included) stays exactly what it was. What is gone is the per-call detail: the request
 log, per-call exports, latency percentiles, "most expensive calls" over pruned hours.
 
@@ -12,8 +12,10 @@ call exist only because their calls were pruned), and ``range_pruned(conn, start
 a per-call read of ``[start, end)`` would miss pruned calls, so a per-call export can say so
 instead of returning a silently short file.
 
-``spendlog db rebuild-rollups`` on a pruned ledger (``db.rollups.rebuild_rollups``) recomputes the
-hours from the oldest call's on and keeps the pruned hours' rows as they are.
+``spendlog db rebuild-rollups`` on a pruned ledger (``db.rebuild.rebuild_rollups``) recomputes the
+hours from the oldest call's on and keeps the pruned hours' rows as they are; the daily tables are
+then summed again from the hourly ones, so a pruned day keeps its figures. ``pruned_until`` and
+``range_pruned`` read the hourly rollup only (hours, not days, say where the calls begin).
 """
 
 from __future__ import annotations

@@ -10,14 +10,16 @@ One place computes money, so two readers never disagree:
 
 How ``grouped_totals`` reads (``plan_grouped`` shows it): SQL groups by UTC time bucket and the
 requested dimensions, Python maps each bucket to its local period (``db.periods``) and adds up.
-Whole hours come from ``rollup_hourly``; the only raw ``completions`` read are partial hours at
-the range's ends and, in :30/:45 zones such as Asia/Kolkata, the one hour a day that a local
-midnight cuts, grouped by 15-minute UTC buckets. Money is summed as exact ``Decimal``, so every
+Whole UTC days come from ``rollup_daily`` where no local period starts inside a UTC day (no
+period grouping, UTC, a zone at offset 0 throughout), the other whole hours from
+``rollup_hourly`` (``db.plan``); the only raw ``completions`` read are partial hours at the
+range's ends and, in :30/:45 zones such as Asia/Kolkata, the one hour a day that a local midnight
+cuts, grouped by 15-minute UTC buckets. Money is summed as exact ``Decimal``, so every
 path gives the same figures to the last digit. On SQLite money is integer pico-dollars, whose
 ``SUM`` would overflow int64 past 9,223,372 USD: it is summed as two parts that cannot (the high
 and the low 32 bits of each value, over up to 2^31 rows per group), put together exactly in
-Python. Rollup rows for one hour and key may be several (``db.store``: bucket = hour + n µs);
-they are summed like any others. Filter values are bound parameters, never SQL text
+Python. Rollup rows for one hour (day) and key may be several (``db.store``: bucket = hour or
+midnight + n µs); they are summed like any others. Filter values are bound parameters, never SQL text
 (``db.filters``); per-call rows live in ``db.calls``.
 """
 
@@ -25,28 +27,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
 from .buckets import raw_bucket
 from .calls import iter_call_chunks, iter_calls
-from .filters import STATUSES, Filters, tag_rollup_answers, tag_value, where_clauses
-from .groups import GROUPS, parse_groups, tag_key
-from .models import Completion, RollupHourly, RollupTags
-from .periods import (
-    PERIODS,
-    bucket_minutes,
-    ceil_hour,
-    date_bounds,
-    floor_hour,
-    get_zone,
-    period_boundaries,
-    period_keys,
-)
+from .filters import STATUSES, Filters, tag_value, where_clauses
+from .groups import GROUPS, tag_key
+from .models import Completion, RollupTags, RollupTagsDaily
+from .periods import PERIODS, ceil_hour, date_bounds, floor_hour, period_keys
+from .plan import TABLES, Part, check_groups, plan_grouped, whole_days
 from .split_hours import SplitHours
 from .store import is_error_clause
 from .sums import MEASURES, TOKENS, add_measures, join_measures, money_sums, negated, zero_measures
@@ -72,30 +65,18 @@ __all__ = [
 ]
 
 DIMENSIONS = {"model": "model", "provider": "provider", "app": "app", "user": "user", "key": "api_key_hint"}
-_SOURCES = ("auto", "raw", "rows", "rollup")
-_RANGES_PER_QUERY = 200  # split hours read from raw rows per query (an OR of indexed ranges)
-
-
-class _Part(NamedTuple):
-    source: str  # "rollup" | "tags" (rollup_tags) | "raw"
-    ranges: tuple[tuple[datetime | None, datetime | None], ...]  # [start, end) pairs, None = open
-    bucket: int | None  # minutes per UTC time bucket (0 = per row); None = no time grouping
-    # (hour, boundary) of the hours a local period boundary cuts. The rollup part holds those
-    # hours back; the raw part reads the smaller side of each; the other side is the difference.
-    split: tuple[tuple[datetime, datetime], ...] = ()
-    # a "tags" part of a tag:KEY grouping: its rows count for their value and against (none)
-    tag: str | None = None
 
 
 # ---------------------------------------------------------------- grouped SQL
 
 
-def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[str]):
-    """The part's SQL: its time bucket and ``dims`` as keys, then the measures. A ``rollup`` part
-    leaves tag dimensions out (its rows are all calls: ``(none)`` until the ``tags`` part, whose
-    keys hold the tag's value, takes the tagged ones away)."""
+def _grouped_select(dialect: str, part: Part, filters: Filters, dims: Sequence[str]):
+    """The part's SQL: its time bucket and ``dims`` as keys, then the measures. A ``rollup`` or
+    ``daily`` part leaves tag dimensions out (its rows are all calls: ``(none)`` until the tag part,
+    whose keys hold the tag's value, takes the tagged ones away)."""
     raw = part.source == "raw"
-    table = Completion if raw else RollupTags if part.source == "tags" else RollupHourly
+    table = TABLES[part.source]
+    tagged = table in (RollupTags, RollupTagsDaily)
     keys = []
     if part.bucket is not None:
         keys.append(raw_bucket(dialect, part.bucket) if raw else table.bucket)
@@ -104,8 +85,8 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
         if key is not None:
             if raw:
                 keys.append(func.coalesce(tag_value(key), ""))
-            elif table is RollupTags:
-                keys.append(RollupTags.tag_value)
+            elif tagged:
+                keys.append(table.tag_value)
         else:
             column = DIMENSIONS[d]
             keys.append(func.coalesce(getattr(Completion, column), "") if raw else getattr(table, column))
@@ -126,7 +107,7 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
         ]
     else:
         r = table
-        errors = func.sum(r.errors) if r is RollupTags else func.sum(case((r.is_error.is_(True), r.requests), else_=0))
+        errors = func.sum(r.errors) if tagged else func.sum(case((r.is_error.is_(True), r.requests), else_=0))
         measures = [
             func.sum(r.requests),
             *(func.sum(getattr(r, t)) for t in TOKENS),
@@ -139,9 +120,9 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
             func.sum(r.latency_ms_sum),
             func.sum(r.latency_count),
         ]
-    where = where_clauses(filters, raw=raw, ranges=part.ranges, table=RollupTags if table is RollupTags else None)
+    where = where_clauses(filters, raw=raw, ranges=part.ranges, table=None if raw else table)
     if part.tag is not None:
-        where.append(RollupTags.tag_key == part.tag)
+        where.append(table.tag_key == part.tag)
     stmt = select(*keys, *measures).where(*where)
     if keys:
         stmt = stmt.group_by(*keys)
@@ -151,116 +132,11 @@ def _grouped_select(dialect: str, part: _Part, filters: Filters, dims: Sequence[
 def bucket_sums(conn: Connection, source: str, ranges: Sequence[tuple[datetime, datetime]], filters: Filters,
                 dims: Sequence[str], minutes: int = 60) -> Iterator[tuple[tuple, list]]:
     """``(keys, MEASURES)`` per UTC bucket (``minutes``; the rollup's are its hour rows) and ``dims``,
-    summed exactly over the [start, end) ``ranges`` from one ``source`` ("rollup" or "raw")."""
-    stmt, nkeys = _grouped_select(conn.dialect.name, _Part(source, tuple(ranges), minutes), filters, dims)
+    summed exactly over the [start, end) ``ranges`` from one ``source`` ("rollup", "daily", "tags",
+    "tags_daily" or "raw")."""
+    stmt, nkeys = _grouped_select(conn.dialect.name, Part(source, tuple(ranges), minutes), filters, dims)
     for row in conn.execute(stmt):
         yield tuple(row[:nkeys]), join_measures(conn.dialect.name, row[nkeys:])
-
-
-def _data_span(conn: Connection) -> tuple[datetime | None, datetime | None]:
-    lo = conn.scalar(select(func.min(RollupHourly.bucket)))
-    hi = conn.scalar(select(func.max(RollupHourly.bucket)))
-    if lo is None:  # no rollup rows: ask the raw table (indexed)
-        lo = conn.scalar(select(func.min(Completion.created_at)))
-        hi = conn.scalar(select(func.max(Completion.created_at)))
-        return lo, (hi + timedelta(hours=1) if hi is not None else None)
-    return lo, floor_hour(hi) + timedelta(hours=1)  # a bucket may be its hour + n µs (db.store)
-
-
-def plan_grouped(
-    conn: Connection, filters: Filters, by: Sequence[str], tz: str = "UTC", *, source: str = "auto"
-) -> list[_Part]:
-    """How ``grouped_totals`` will read: a list of parts (source, [start, end) ranges, bucket
-    minutes, split hours).
-
-    ``"auto"``: whole hours from the rollup; partial hours at the range's ends from raw rows; an
-    hour that a local period boundary cuts (one a day in :30/:45 zones) from the rollup minus its
-    smaller side, which is read from raw rows in 15-minute (or finer) UTC buckets. ``"raw"``: only ``completions``, coarsest exact buckets.
-    ``"rows"``: ``completions`` with no time bucketing (the slow reference the tests compare
-    with). ``"rollup"``: ``ValueError`` unless the rollup alone answers exactly."""
-    by = _check_groups(by)
-    get_zone(tz)
-    if source not in _SOURCES:
-        raise ValueError(f"source must be one of {', '.join(_SOURCES)}, not {source!r}")
-    start, end = filters.start, filters.end
-    if start is not None and end is not None and start >= end:
-        return []
-    periods = [g for g in by if g in PERIODS]
-    boundaries: list[datetime] = []
-    minutes = None  # no time grouping
-    if periods:
-        lo, hi = start, end
-        if lo is None or hi is None:
-            data_lo, data_hi = _data_span(conn)
-            if data_lo is None:
-                return []  # nothing stored at all
-            lo, hi = lo or data_lo, hi or data_hi
-        boundaries = period_boundaries(tz, periods, lo, hi) if lo < hi else []
-        minutes = 0 if source == "rows" else bucket_minutes(boundaries)
-
-    def raw(*ranges: tuple) -> _Part:
-        return _Part("raw", tuple(ranges), minutes)
-
-    first = ceil_hour(start) if start is not None else None
-    last = floor_hour(end) if end is not None else None
-    tags = _tag_plan(filters, by)
-    if filters.arrived_after is not None:
-        tags = "raw"  # arrival times (month close's late rows) are in the calls only
-    if tags == "raw":  # more than the rollups hold: the calls themselves
-        if source == "rollup":
-            raise ValueError("the rollup cannot answer this exactly: "
-                             + ("arrival times are in the calls only" if filters.arrived_after is not None
-                                else "rollup_tags holds one tag by model and app"))
-        source = "raw" if source == "auto" else source
-    if source in ("raw", "rows") or (first is not None and last is not None and first >= last):
-        if source == "rollup":
-            raise ValueError("the rollup cannot answer this exactly: the range is not in whole hours")
-        return [raw((start, end))]
-    cut = [(floor_hour(b), b) for b in boundaries if b != floor_hour(b)] if periods else []
-    cut = [(h, b) for h, b in cut if (first is None or h >= first) and (last is None or h < last)]
-    whole = ((first, last),), 60 if periods else None, tuple(cut)
-    if tags == "filter":  # one tag=value: its rows of rollup_tags
-        parts = [_Part("tags", *whole)]
-    elif tags:  # by tag:KEY: every call (none), then the tagged ones move to their value
-        parts = [_Part("rollup", *whole), _Part("tags", *whole, tag=tags)]
-    else:
-        parts = [_Part("rollup", *whole)]
-    edges = []
-    if start is not None and first != start:
-        edges.append((start, first))
-    if end is not None and last != end:
-        edges.append((last, end))
-    if source == "rollup" and (edges or cut):
-        raise ValueError("the rollup cannot answer this exactly: the range or the zone's offset is not in whole hours")
-    if edges:
-        parts.append(raw(*edges))
-    for i in range(0, len(cut), _RANGES_PER_QUERY):
-        chunk = tuple(cut[i : i + _RANGES_PER_QUERY])
-        parts.append(_Part("raw", tuple(_smaller_side(h, b) for h, b in chunk), minutes, chunk))
-    return parts
-
-
-def _tag_plan(filters: Filters, by: Sequence[str]) -> str | None:
-    """How a read with tags uses ``rollup_tags``: None (no tags), ``"filter"`` (one tag=value),
-    the key of its one ``tag:KEY`` group, or ``"raw"`` (two tags, or dimensions it lacks)."""
-    keys = [k for k in map(tag_key, by) if k is not None]
-    if not keys and not filters.tags:
-        return None
-    if len(keys) + len(filters.tags) != 1 or not tag_rollup_answers(filters):
-        return "raw"
-    if any(g not in PERIODS and g not in ("model", "app") and tag_key(g) is None for g in by):
-        return "raw"
-    return keys[0] if keys else "filter"
-
-
-def _smaller_side(hour: datetime, boundary: datetime) -> tuple[datetime, datetime]:
-    if boundary - hour <= timedelta(minutes=30):
-        return hour, boundary
-    return boundary, hour + timedelta(hours=1)
-
-
-def _check_groups(by: Sequence[str]) -> tuple[str, ...]:
-    return parse_groups((by,) if isinstance(by, str) else by)
 
 
 class _Groups:
@@ -300,7 +176,7 @@ def grouped_totals(
     and then ``MEASURES`` (ints; the money sums ``cost_usd`` = ``billed_cost_usd`` +
     ``estimated_cost_usd`` and ``list_cost_usd`` exact ``Decimal``s). ``by=[]`` gives one totals
     row (zeros when nothing matches). Sorted by the group columns, unknown dimension last."""
-    by = _check_groups(by)
+    by = check_groups(by)
     groups = _Groups(by, tz)
     split = SplitHours()
     dialect = conn.dialect.name
@@ -332,12 +208,12 @@ def grouped_totals(
         yield out
 
 
-def _contributions(part: _Part, tag_at: list[int], dim_values: tuple, values: list) -> list[tuple[tuple, list]]:
+def _contributions(part: Part, tag_at: list[int], dim_values: tuple, values: list) -> list[tuple[tuple, list]]:
     """What one row adds: to its group; a ``rollup`` row of a tag grouping to ``(none)`` (its SQL
     has no tag keys); a ``tags`` row of one also against ``(none)``, which thus keeps the untagged."""
     if not tag_at or part.source == "raw":
         return [(dim_values, values)]
-    if part.source == "rollup":
+    if part.source in ("rollup", "daily"):
         it = iter(dim_values)
         return [(tuple(None if i in tag_at else next(it) for i in range(len(dim_values) + len(tag_at))), values)]
     if part.tag is None:
@@ -362,8 +238,8 @@ def total_spend(conn: Connection, filters: Filters) -> Decimal:
 
 def distinct_values(conn: Connection, column: str, filters: Filters | None = None) -> list[str]:
     """The known values of ``model``/``provider``/``app``/``user``/``key`` (sorted, unknown left
-    out), from the rollup, within the filters' range widened to whole hours. Pass filters without
-    this column's own filter to offer every choice."""
+    out), from the rollups (the whole UTC days from ``rollup_daily``), within the filters' range
+    widened to whole hours. Pass filters without this column's own filter to offer every choice."""
     if column not in DIMENSIONS:
         raise ValueError(f"unknown column {column!r}: choose from {', '.join(DIMENSIONS)}")
     filters = filters or Filters()
@@ -371,11 +247,14 @@ def distinct_values(conn: Connection, column: str, filters: Filters | None = Non
     end = ceil_hour(filters.end) if filters.end is not None else None
     if filters.tags or filters.arrived_after is not None:  # not in the rollup: every value it knows in the range
         filters = replace(filters, tags=(), arrived_after=None)
-    col = getattr(RollupHourly, DIMENSIONS[column])
-    clauses = where_clauses(filters, raw=False, ranges=[(start, end)])
-    stmt = select(col).where(*clauses, col != "").group_by(col).order_by(col)
-    return list(conn.scalars(stmt))
-
+    values: set[str] = set()
+    for source, ranges in zip(("daily", "rollup"), whole_days(start, end)):
+        if ranges:
+            table = TABLES[source]
+            col = getattr(table, DIMENSIONS[column])
+            clauses = where_clauses(filters, raw=False, ranges=ranges, table=table)
+            values.update(conn.scalars(select(col).where(*clauses, col != "").group_by(col)))
+    return sorted(values)
 
 
 def call_span(conn: Connection, filters: Filters) -> tuple[datetime | None, datetime | None]:

@@ -3,7 +3,9 @@
 ``rebuild_rollups`` reads the calls once, in ``created_at`` order, and rebuilds ``rollup_hourly``
 (``db.rollups``) and ``rollup_tags`` (``db.tag_rollup``) from them, leaving the hours of pruned calls
 (``db.prune``) as they are: their calls are gone, so their rollup is the only record left.
-Revision 0004 calls it with ``hourly=False`` to build the tag rollup of an upgraded ledger.
+Then it sums the daily tables (``rollup_daily``, ``rollup_tags_daily``: ``db.daily``) again from
+the rebuilt hourly ones. Revision 0004 calls it with ``hourly=False, daily=False`` to build the tag
+rollup of an upgraded ledger (the daily tables come with 0007).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
+from .daily import fill_daily
 from .models import ROLLUP_DIMENSIONS, TAG_DIMENSIONS, Completion, RollupHourly, RollupTags
 from .prune import pruned_until
 from .rollups import TOKEN_FIELDS, merge_into, rollup_limits, rollup_rows, upsert_rollups
@@ -38,11 +41,12 @@ class _Pending:
 
 
 def rebuild_rollups(conn: Connection, *, chunk_size: int = 50_000, progress=None, hourly: bool = True,
-                    tags: bool = True) -> int:
+                    tags: bool = True, daily: bool = True) -> int:
     """Recompute ``rollup_hourly`` (``hourly``) and ``rollup_tags`` (``tags``) from ``completions``;
     returns the number of rows read. The hours before the oldest stored call's hour, when rollup rows
     hold them, are those of pruned calls (``db.prune.pruned_until``): they are kept as they are, the
-    rest is rebuilt."""
+    rest is rebuilt. Then (``daily``) the daily tables of the rebuilt ones are summed again from
+    them (``db.daily.fill_daily``), pruned hours included."""
     until = pruned_until(conn)
     dialect = conn.dialect.name
     pending = []
@@ -72,4 +76,6 @@ def rebuild_rollups(conn: Connection, *, chunk_size: int = 50_000, progress=None
             progress(len(part))
     for p in pending:
         p.flush()
+        if daily:
+            fill_daily(conn, p.table, chunk_size=chunk_size)
     return total

@@ -34,10 +34,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from .buckets import raw_bucket
 from .engine import file_lock, lock_timeout, write_lock_path
-from .models import PRICE_MEASURES, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, Completion, RollupHourly
+from .models import PRICE_MEASURES, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, Completion, RollupDaily, RollupHourly
 from .reprice_rows import ID, PRICES, REF, TAGS, BatchPricer, at, as_record, raw_columns, read_rows, rowid
 from .rollups import is_error_clause
-from .tag_rollup import add_to_tag_rollups, tag_rollup_delta
+from .tag_rollup import correct_tag_rollups
 from .types import Money, UTCDateTime
 
 __all__ = ["RepriceResult", "reprice", "reprice_where", "count_repriceable"]
@@ -118,12 +118,27 @@ def _hour(dialect: str):
     return raw_bucket(dialect, 60)
 
 
+def _day(dialect: str):
+    """A call's UTC day exactly as ``rollup_daily.bucket`` stores it (its midnight)."""
+    if dialect == "sqlite":
+        created = Completion.created_at
+        return type_coerce(func.substr(created, 1, 10).op("||")(literal_column("' 00:00:00.000000'")), UTCDateTime())
+    return raw_bucket(dialect, 24 * 60)
+
+
 def _correct_rollup(conn: Connection) -> None:
-    """Add to ``rollup_hourly`` what the staged prices change, per key: the new sums minus the old
-    ones of the cost measures and of ``calls_missing_cost``, read before the rows are updated. A
-    delta goes to the first bucket of its hour, which always holds the key (its calls were counted
-    there or in a continuation bucket of the same hour; readers sum the hour's buckets). Exact:
-    integer pico-dollars on SQLite, NUMERIC on PostgreSQL."""
+    """Add to ``rollup_hourly`` and ``rollup_daily`` what the staged prices change, per key: the new
+    sums minus the old ones of the cost measures and of ``calls_missing_cost``, read before the rows
+    are updated. A delta goes to the first bucket of its hour (day), which always holds the key (its
+    calls were counted there or in a continuation bucket of the same hour or day; readers sum the
+    buckets). Exact: integer pico-dollars on SQLite, NUMERIC on PostgreSQL."""
+    dialect = conn.dialect.name
+    _correct(conn, RollupHourly.__table__, _hour(dialect))
+    _correct(conn, RollupDaily.__table__, _day(dialect))
+
+
+def _correct(conn: Connection, table, bucket) -> None:
+    """``_correct_rollup`` for one rollup ``table`` whose calls' bucket is the SQL ``bucket``."""
     dialect = conn.dialect.name
     c, n = Completion, _STAGES[dialect].c
     zero = literal_column("0")
@@ -146,13 +161,12 @@ def _correct_rollup(conn: Connection) -> None:
                                      split(money(c.cost_usd), c.cost_source, True)),
         "list_cost_usd": change(money(n.list_cost_usd), money(c.list_cost_usd)),
     }
-    keys = [_hour(dialect), *(func.coalesce(getattr(c, d), "") for d in ROLLUP_DIMENSIONS[1:-1]),
+    keys = [bucket, *(func.coalesce(getattr(c, d), "") for d in ROLLUP_DIMENSIONS[1:-1]),
             case((is_error_clause(), True), else_=False)]
     measures = [deltas[m] if m in deltas else zero for m in ROLLUP_MEASURES]
     # An implicit join, so that the SELECT has a WHERE (SQLite's upsert-from-select needs one)
     query = (select(*keys, *measures).select_from(Completion.__table__, _STAGES[dialect])
              .where(_staged_call(dialect)).group_by(*keys))
-    table = RollupHourly.__table__
     stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table).from_select(
         [*ROLLUP_DIMENSIONS, *ROLLUP_MEASURES], query)
     stmt = stmt.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS),
@@ -244,7 +258,7 @@ def reprice(engine: Engine, book, *, start: datetime | None = None, end: datetim
             if staged and not dry_run:
                 _apply(conn, staged)
                 if tagged_old:  # the tag rollup's keys live in JSON: corrected from the rows themselves
-                    add_to_tag_rollups(conn, tag_rollup_delta(tagged_old, tagged_new))
+                    correct_tag_rollups(conn, tagged_old, tagged_new)
         seen += len(rows)
         changed += len(staged)
         after = (at(rows[-1]), rows[-1][ID])

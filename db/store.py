@@ -2,8 +2,9 @@
 
 A record is a dict keyed by ``completions`` column names (see ``db.models.Completion``).
 ``insert_records`` inserts those whose ``id`` is not stored yet (replays never duplicate) and adds
-their sums to ``rollup_hourly`` and ``rollup_tags`` (``db.tag_rollup``) in the same transaction. The writer, the spool replay, the demo
-backfill and ``rebuild_rollups`` all go through here.
+their sums to ``rollup_hourly`` and ``rollup_tags`` (``db.tag_rollup``), and those hourly rows to
+``rollup_daily`` and ``rollup_tags_daily`` (``db.daily``), in the same transaction. The writer, the
+spool replay, the demo backfill and ``rebuild_rollups`` all go through here.
 
 Poison never spreads (issue 12):
 
@@ -16,7 +17,8 @@ Poison never spreads (issue 12):
 - A rollup row never overflows its columns (int64 on SQLite, pico-dollars included: 9,223,372 USD;
   NUMERIC(30, 12) and BIGINT on PostgreSQL). When an hour's sums for one key would pass them, the
   rest goes into another row for the same key whose ``bucket`` is the hour plus 1 µs (2 µs, ...):
-  readers sum rows per group anyway and take the hour of a bucket with ``floor_hour``.
+  readers sum rows per group anyway and take the hour of a bucket with ``floor_hour``. The daily
+  rollups spill the same way, from the day's midnight.
 
 Prices (issue 14): ``insert_records`` prices the records first (``db.estimate.price_records``: an
 estimate for a call with tokens and no upstream cost, a list price for every call it can price),
@@ -38,7 +40,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .errors import StorageError, describe
-from .models import Completion
+from .daily import upsert_daily
+from .models import Completion, RollupHourly, RollupTags
 from .tag_limits import bound_tags, within_limits
 from .rebuild import rebuild_rollups
 from .rollups import (add_to_rollups, is_error, is_error_clause, rollup_delta, rollup_limits, rollup_rows,
@@ -200,9 +203,13 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
         new = [r for k, r in by_id.items() if k in added]
     if not new:
         return 0
-    upsert_rollups(conn, rollup_rows(new, rollup_limits(conn.dialect.name)))
+    hourly = rollup_rows(new, rollup_limits(conn.dialect.name))
+    upsert_rollups(conn, hourly)
+    upsert_daily(conn, RollupHourly.__table__, hourly)
     if any(r.get("tags") for r in new):
-        upsert_tag_rollups(conn, tag_rollup_rows(new, tag_rollup_limits(conn.dialect.name)))
+        tagged = tag_rollup_rows(new, tag_rollup_limits(conn.dialect.name))
+        upsert_tag_rollups(conn, tagged)
+        upsert_daily(conn, RollupTags.__table__, tagged)
     return len(new)
 
 

@@ -6,7 +6,8 @@ empty adds to none (a read groups it with the calls that lack the key: ``(none)`
 ``rollup_hourly`` and by the same functions (``db.rollups``): summed per key with the same spill
 rule (a key whose hour would pass a column continues in a row at the hour + 1 µs), added in the
 insert's transaction (``db.store.insert_records``), corrected by re-pricing (``db.reprice``),
-rebuilt by ``db.rebuild``; ``db.prune`` leaves it alone like the hourly rollup.
+rebuilt by ``db.rebuild``; ``db.prune`` leaves it alone like the hourly rollup. ``rollup_tags_daily``
+is the same per UTC day (``db.daily``; ``tag_keys_of(r, floor_day)``).
 """
 
 from __future__ import annotations
@@ -15,20 +16,21 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
-from .models import TAG_DIMENSIONS, TAG_MEASURES, RollupTags
-from .periods import floor_hour
+from .models import TAG_DIMENSIONS, TAG_MEASURES, RollupTags, RollupTagsDaily
+from .periods import floor_day, floor_hour
 from .rollups import _add, _new_row, add_to_rollups, is_error, rollup_delta, rollup_limits, sum_rows, upsert_rollups
 
 __all__ = ["tag_keys_of", "tag_rollup_rows", "tag_rollup_limits", "upsert_tag_rollups", "tag_rollup_delta",
-           "add_to_tag_rollups"]
+           "add_to_tag_rollups", "correct_tag_rollups"]
 
 
-def tag_keys_of(r: dict) -> list[tuple]:
-    """The ``rollup_tags`` keys of one record: one per tag with a non-empty string value."""
+def tag_keys_of(r: dict, floor=floor_hour) -> list[tuple]:
+    """The ``rollup_tags`` keys of one record: one per tag with a non-empty string value
+    (``floor=floor_day``: ``rollup_tags_daily``'s)."""
     tags = r.get("tags")
     if not tags or not isinstance(tags, dict):
         return []
-    hour = floor_hour(r["created_at"])
+    hour = floor(r["created_at"])
     model, app = r.get("model") or "", r.get("app") or ""
     return [(hour, k, v, model, app) for k, v in tags.items() if type(v) is str and v]
 
@@ -57,10 +59,19 @@ def upsert_tag_rollups(conn: Connection, rows: Sequence[dict]) -> None:
     upsert_rollups(conn, rows, RollupTags.__table__)
 
 
-def tag_rollup_delta(old: Iterable[dict], new: Iterable[dict]) -> list[dict]:
-    """``db.rollups.rollup_delta`` for ``rollup_tags``: the re-priced calls' corrections per tag key."""
-    return rollup_delta(old, new, tag_keys_of, _new_tag_row)
+def tag_rollup_delta(old: Iterable[dict], new: Iterable[dict], floor=floor_hour) -> list[dict]:
+    """``db.rollups.rollup_delta`` for ``rollup_tags``: the re-priced calls' corrections per tag key
+    (``floor=floor_day``: per ``rollup_tags_daily`` key)."""
+    return rollup_delta(old, new, lambda r: tag_keys_of(r, floor), _new_tag_row)
 
 
-def add_to_tag_rollups(conn: Connection, deltas: Sequence[dict]) -> None:
-    add_to_rollups(conn, deltas, RollupTags.__table__)
+def add_to_tag_rollups(conn: Connection, deltas: Sequence[dict], table=None) -> None:
+    """Add ``tag_rollup_delta`` rows to ``rollup_tags`` (or ``table``: ``rollup_tags_daily``)."""
+    add_to_rollups(conn, deltas, RollupTags.__table__ if table is None else table)
+
+
+def correct_tag_rollups(conn: Connection, old: Sequence[dict], new: Sequence[dict]) -> None:
+    """Correct ``rollup_tags`` and ``rollup_tags_daily`` for calls ``old`` re-priced into ``new``
+    (``db.reprice``), in the caller's transaction: each by its own keys' deltas."""
+    add_to_tag_rollups(conn, tag_rollup_delta(old, new))
+    add_to_tag_rollups(conn, tag_rollup_delta(old, new, floor_day), RollupTagsDaily.__table__)

@@ -175,11 +175,11 @@ class AppProcess:
 
 def ledger(url: str) -> dict:
     """What the database holds, checked for consistency: ``calls`` maps app -> sorted call numbers;
-    raises AssertionError when an id or a call is stored twice or the rollup disagrees."""
+    raises AssertionError when an id or a call is stored twice or the rollup (hourly or daily) disagrees."""
     from sqlalchemy import func, select, text
 
     from spendlog.db.engine import make_engine
-    from spendlog.db.models import Completion, RollupHourly
+    from spendlog.db.models import Completion, RollupDaily, RollupHourly
 
     engine = make_engine(url, pool=False)
     if engine.dialect.name == "postgresql":  # one snapshot for rows and rollup, even while apps write
@@ -189,6 +189,7 @@ def ledger(url: str) -> dict:
             rows = conn.execute(select(Completion.id, Completion.app, Completion.tags, Completion.cost_usd)).all()
             rollup_requests = conn.scalar(select(func.sum(RollupHourly.requests))) or 0
             rollup_cost = conn.scalar(select(func.sum(RollupHourly.cost_usd))) or Decimal(0)
+            daily = conn.execute(select(func.sum(RollupDaily.requests), func.sum(RollupDaily.cost_usd))).one()
             integrity = conn.scalar(text("PRAGMA integrity_check")) if engine.dialect.name == "sqlite" else "ok"
     finally:
         engine.dispose()
@@ -203,6 +204,7 @@ def ledger(url: str) -> dict:
     cost = sum((r.cost_usd for r in rows if r.cost_usd is not None), Decimal(0))
     assert rollup_requests == len(rows), f"rollup counts {rollup_requests} requests, table has {len(rows)} rows"
     assert rollup_cost == cost, f"rollup cost {rollup_cost} != rows {cost}"
+    assert (daily[0] or 0, daily[1] or Decimal(0)) == (len(rows), cost), f"daily rollup {tuple(daily)} != rows"
     return {"rows": len(rows), "calls": calls, "cost": cost, "integrity": integrity}
 
 

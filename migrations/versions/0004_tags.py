@@ -56,7 +56,7 @@ def upgrade() -> None:
     _bound_stored_tags(conn)
     from spendlog.db.rebuild import rebuild_rollups
 
-    rebuild_rollups(conn, hourly=False)
+    rebuild_rollups(conn, hourly=False, daily=False)  # the daily tables come with revision 0007
 
 
 def _bound_stored_tags(conn) -> None:

@@ -73,7 +73,7 @@ def status_cmd(db_url: str | None, as_json: bool) -> None:
 @db_group.command("rebuild-rollups")
 @db_option
 def rebuild_rollups_cmd(db_url: str | None) -> None:
-    """Recompute the hourly and the tag rollup tables from the raw completions."""
+    """Recompute the hourly, tag and daily rollup tables from the raw completions."""
     from sqlalchemy import func, select
 
     from spendlog.db.engine import make_engine

@@ -74,3 +74,42 @@ def test_db_status_on_a_new_ledger(tmp_path):
     from spendlog.db.migrate import head_revision
 
     assert f"revision:  {head_revision()} (the newest)" in result.stdout and "rows:      0" in result.stdout
+
+
+def test_db_rebuild_rollups_rebuilds_the_daily_rollups_too(tmp_path):
+    """`db rebuild-rollups` on a ledger whose daily rollup went wrong: the hourly, tag and daily
+    tables come back to what the writer made, and `db status` still reads the ledger."""
+    from datetime import datetime, timedelta, timezone
+
+    from helpers import make_record
+    from sqlalchemy import select, text
+
+    from spendlog.db.engine import make_engine
+    from spendlog.db.migrate import upgrade
+    from spendlog.db.models import RollupDaily, RollupHourly, RollupTags, RollupTagsDaily
+    from spendlog.db.store import insert_records
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url, pool=False)
+    upgrade(engine)
+    start = datetime(2026, 10, 30, 22, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        insert_records(conn, [make_record(created_at=start + timedelta(minutes=41 * i)) for i in range(200)])
+
+    def snapshot():
+        with engine.connect() as conn:
+            return [sorted(tuple(r) for r in conn.execute(select(m.__table__)))
+                    for m in (RollupHourly, RollupDaily, RollupTags, RollupTagsDaily)]
+
+    before = snapshot()
+    assert len(before[1]) >= 6 and len(before[3]) >= 6  # six UTC days
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE rollup_daily SET requests = requests + 1"))
+        conn.execute(text("DELETE FROM rollup_tags_daily"))
+    assert snapshot() != before
+    result = spendlog("db", "rebuild-rollups", "--db", url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "rebuilt rollups from 200 calls"
+    assert snapshot() == before
+    engine.dispose()
+    assert "rows:      200" in spendlog("db", "status", "--db", url).stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -211,6 +212,72 @@ def test_every_path_gives_identical_results(seeded, tz):
             assert list(grouped_totals(conn, filters, by, tz)) == reference
 
 
+# ranges whose whole UTC days come from rollup_daily: partial days and partial hours at both ends, open ends
+DAILY_CASES = [
+    Filters(start=BASE + timedelta(hours=20, minutes=17, seconds=3), end=BASE + timedelta(days=4, hours=5, minutes=41)),
+    Filters(end=BASE + timedelta(days=3, hours=7, minutes=30)),
+    Filters(start=BASE + timedelta(days=1, hours=2, microseconds=1)),
+]
+DAILY_GROUPS = ([], ["day"], ["week", "model"], ["month", "app"], ["user", "day"], ["tag:team"],
+                ["day", "tag:team", "model"])
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_reads_with_the_daily_rollup_equal_the_rows(seeded, tz):
+    """Whole UTC days from rollup_daily (rollup_tags_daily with a tag filter or a tag group), the
+    hours left at both ends from the hourly rollups, partial hours from raw rows: the same groups and
+    the same Decimals as the calls read one by one, by day/week/month in UTC and in zones whose days
+    cut UTC days (where only the groupings without a period may use the daily rollup)."""
+    conn, _ = seeded
+    daily_parts = 0
+    for filters in DAILY_CASES:
+        for tags in ((), (("team", "ml"),)):
+            f = replace(filters, tags=tags)
+            for by in DAILY_GROUPS:
+                sources = {p.source for p in plan_grouped(conn, f, by, tz)}
+                periods = any(g in ("day", "week", "month") for g in by)
+                if tz == "UTC" or not periods:  # every period boundary is a UTC midnight
+                    tag_read = tags or any(g.startswith("tag:") for g in by)
+                    raw = by and "user" in by and tag_read  # rollup_tags has no user: the calls
+                    if not raw and not (tags and any(g.startswith("tag:") for g in by)):
+                        assert ("tags_daily" if tags else "daily") in sources, (f, by)
+                        assert ("tags" if tags else "rollup") in sources and "raw" in sources, (f, by)
+                        daily_parts += 1
+                elif "day" in by:  # New York's and Kolkata's days cut UTC days
+                    assert not {"daily", "tags_daily"} & sources, (f, by, tz)
+                reference = list(grouped_totals(conn, f, by, tz, source="rows"))
+                assert reference, (f, by)
+                assert list(grouped_totals(conn, f, by, tz)) == reference, (f, by, tz)
+    assert daily_parts == (33 if tz == "UTC" else 9)  # every case the daily rollup can answer does
+    # a month boundary (Kolkata: 18:30 UTC) in the partial first day: its hour is split, the days after
+    # come from the daily rollup, and the figures stay the rows'
+    f = Filters(start=datetime(2024, 3, 31, 10, 7, tzinfo=UTC), end=datetime(2024, 4, 3, 5, 1, tzinfo=UTC))
+    parts = plan_grouped(conn, f, ["month", "model"], "Asia/Kolkata")
+    assert [p.source for p in parts] == ["daily", "rollup", "raw", "raw"] and parts[1].split
+    assert parts[0].ranges == ((datetime(2024, 4, 1, tzinfo=UTC), datetime(2024, 4, 3, tzinfo=UTC)),)
+    for zone in ("Asia/Kolkata", "America/New_York"):
+        assert (list(grouped_totals(conn, f, ["month", "model"], zone))
+                == list(grouped_totals(conn, f, ["month", "model"], zone, source="rows")))
+
+
+def test_an_open_range_counts_each_day_at_its_midnight_only_where_that_is_its_period(sqlite_url):
+    """Open ends plan with the data's span widened to whole UTC days: calls from 18:00 UTC on May 1
+    lie before Tokyo's next midnight (15:00 UTC), but their UTC day's midnight is 09:00 on May 1 in
+    Tokyo, so the daily rollup would put them on May 1; the plan reads their hours instead."""
+    late = make_record(datetime(2024, 5, 1, 23, 30, tzinfo=UTC), cost_usd=Decimal("2"))
+    earlier = make_record(datetime(2024, 5, 1, 18, 45, tzinfo=UTC), cost_usd=Decimal("0.5"))
+    engine = seed(sqlite_url, [late, earlier])
+    with engine.connect() as conn:
+        for tz, day in (("Asia/Tokyo", date(2024, 5, 2)), ("UTC", date(2024, 5, 1)), ("America/New_York", date(2024, 5, 1))):
+            [row] = grouped_totals(conn, Filters(), ["day"], tz)
+            assert (row["day"], row["cost_usd"]) == (day, Decimal("2.5")), tz
+        assert "daily" not in {p.source for p in plan_grouped(conn, Filters(), ["day"], "Asia/Tokyo")}
+        assert "daily" in {p.source for p in plan_grouped(conn, Filters(), ["day"], "UTC")}
+        # a month grouping has no boundary inside May 1 (UTC) in Tokyo: the daily rollup answers
+        assert {p.source for p in plan_grouped(conn, Filters(), ["month"], "Asia/Tokyo")} == {"daily"}
+    engine.dispose()
+
+
 def test_plan_uses_rollup_only_where_exact(sqlite_url):
     engine = seed(sqlite_url, random_records(50))
     hour = timedelta(hours=1)
@@ -235,10 +302,11 @@ def test_plan_uses_rollup_only_where_exact(sqlite_url):
         # St John's (-02:30 in summer) days start at 02:30 UTC
         raw_part = plan_grouped(conn, whole, ["day"], "America/St_Johns")[1]
         assert raw_part.ranges[0] == (BASE + timedelta(hours=2), BASE + timedelta(hours=2, minutes=30))
-        # a week or month grouping only needs the hours where a week or month starts
-        assert [p.source for p in plan_grouped(conn, whole, ["month"], "Asia/Kolkata")] == ["rollup"]
-        # no period grouping: the zone does not matter, the rollup answers
-        assert shape(whole, ["model"], "Asia/Kolkata") == [("rollup", ((whole.start, whole.end),), None, ())]
+        # a week or month grouping only needs the hours where a week or month starts: none here, so
+        # no UTC day straddles two months and the daily rollup answers
+        assert [p.source for p in plan_grouped(conn, whole, ["month"], "Asia/Kolkata")] == ["daily"]
+        # no period grouping: the zone does not matter, the daily rollup answers
+        assert shape(whole, ["model"], "Asia/Kolkata") == [("daily", ((whole.start, whole.end),), None, ())]
         ragged = Filters(start=BASE + timedelta(minutes=30), end=BASE + timedelta(days=1, minutes=5))
         assert shape(ragged, ["day"], "UTC") == [
             ("rollup", ((BASE + hour, BASE + timedelta(days=1)),), 60, ()),
@@ -255,14 +323,20 @@ def test_plan_uses_rollup_only_where_exact(sqlite_url):
 
 
 def test_rollup_path_reads_the_rollup(sqlite_url):
-    """Proof that "auto" really reads rollup_hourly: doctor the rollup, the auto figures move."""
+    """Proof that "auto" really reads rollup_hourly for the hours and rollup_daily for the whole
+    days: doctor each, the auto figures move where that table answers and only there."""
     engine = seed(sqlite_url, [make_record(BASE + timedelta(hours=2))])
     with engine.begin() as conn:
         conn.execute(text("UPDATE rollup_hourly SET requests = 41"))
+        conn.execute(text("UPDATE rollup_daily SET requests = 43"))
     with engine.connect() as conn:
-        f = Filters(start=BASE, end=BASE + timedelta(days=1))
-        assert next(grouped_totals(conn, f, []))["requests"] == 41
-        assert next(grouped_totals(conn, f, [], source="raw"))["requests"] == 1
+        day = Filters(start=BASE, end=BASE + timedelta(days=1))
+        hours = Filters(start=BASE + timedelta(hours=1), end=BASE + timedelta(days=1))
+        assert next(grouped_totals(conn, day, []))["requests"] == 43
+        assert next(grouped_totals(conn, day, ["day"], "UTC"))["requests"] == 43
+        assert next(grouped_totals(conn, day, ["day"], "Europe/Berlin"))["requests"] == 41  # days cut UTC days
+        assert next(grouped_totals(conn, hours, []))["requests"] == 41
+        assert next(grouped_totals(conn, day, [], source="raw"))["requests"] == 1
 
 
 def test_day_boundaries_in_tokyo_utc_and_kolkata(db_url):

@@ -72,7 +72,12 @@ def test_tag_groups_from_the_tag_rollup_equal_the_raw_rows_and_add_up(engine, by
         for start, end in RANGES:
             f = Filters(start=start, end=end)
             fast = _read(conn, f, by, tz)
-            assert "tags" in {p.source for p in plan_grouped(conn, f, by, tz)}
+            sources = {p.source for p in plan_grouped(conn, f, by, tz)}
+            # every range holds a whole UTC day: from rollup_tags_daily unless a period starts inside it
+            if tz == "UTC" or not any(g in ("day", "week", "month") for g in by):
+                assert "tags_daily" in sources, sources
+            elif "day" in by:  # Kolkata's days start at 18:30 UTC
+                assert "tags" in sources and "tags_daily" not in sources, sources
             assert fast == _read(conn, f, by, tz, source="rows")
             total = _read(conn, f, [])[0]
             for m in MEASURES:
@@ -95,7 +100,7 @@ def test_a_tag_filter_reads_the_tag_rollup_and_equals_the_raw_rows(engine):
         for start, end in RANGES:
             for tags in ({"team": "core"}, {"feature": HOSTILE[1]}, {HOSTILE[5]: "x"}):
                 f = Filters(start=start, end=end, tags=tags, models=("openai/gpt-4o", ""))
-                assert {p.source for p in plan_grouped(conn, f, ["day", "app"])} <= {"tags", "raw"}
+                assert {p.source for p in plan_grouped(conn, f, ["day", "app"])} <= {"tags", "tags_daily", "raw"}
                 assert _read(conn, f, ["day", "app"]) == _read(conn, f, ["day", "app"], source="rows")
                 assert _read(conn, f, ["model"], "Asia/Kolkata") == _read(conn, f, ["model"], "Asia/Kolkata", source="rows")
 
@@ -197,3 +202,33 @@ def test_tag_choices_order_keys_and_pairs_by_calls(db_url):
         assert tag_choices(conn, Filters(start=BASE, end=BASE + timedelta(days=1)), limit=2)[1] == pairs[:2]
         assert tag_choices(conn, Filters(start=BASE + timedelta(days=1))) == ([], [])
     engine.dispose()
+
+
+@pytest.mark.parametrize("lo, hi", RANGES)
+def test_choices_over_whole_days_equal_the_calls_own(engine, lo, hi):
+    """``tag_choices`` and ``distinct_values`` read the range's whole UTC days from the daily rollups
+    and the hours left from the hourly ones: the same pairs, counts and order as the calls give."""
+    from collections import Counter
+
+    from spendlog.db.periods import ceil_hour, floor_hour
+    from spendlog.db.queries import distinct_values
+    from spendlog.db.tag_reads import tag_choices
+
+    records = _records()
+    start = floor_hour(lo) if lo is not None else None
+    end = ceil_hour(hi) if hi is not None else None
+    chosen = [r for r in records if (start is None or r["created_at"] >= start) and (end is None or r["created_at"] < end)]
+    counts = Counter((k, v) for r in chosen for k, v in (r["tags"] or {}).items() if v)
+    calls, values = Counter(), Counter()
+    for (k, _), n in counts.items():
+        calls[k] += n
+        values[k] += 1
+    keys = sorted(calls, key=lambda k: (-calls[k], values[k], k))
+    pairs = [(k, v) for _, k, v in sorted((-n, k, v) for (k, v), n in counts.items())]
+    with engine.connect() as conn:
+        assert tag_choices(conn, Filters(start=lo, end=hi), limit=10**6) == (keys, pairs)
+        for column, field in (("model", "model"), ("app", "app"), ("user", "user")):
+            assert distinct_values(conn, column, Filters(start=lo, end=hi)) == sorted(
+                {r[field] for r in chosen if r[field]}), column
+        if lo is not None and hi - lo > timedelta(days=2):  # the whole days came from the daily rollup
+            assert "daily" in {p.source for p in plan_grouped(conn, Filters(start=lo, end=hi), [])}

@@ -16,7 +16,7 @@ from helpers import make_record
 from spendlog.db import estimate
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.db.models import Completion, RollupHourly
+from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTags, RollupTagsDaily
 from spendlog.db.pricing import GENAI_PRICES_VERSION
 from spendlog.db.store import insert_records, rebuild_rollups
 from spendlog.db.types import quantize_money
@@ -50,8 +50,10 @@ def stored(engine) -> dict[str, Completion]:
         return {r.id: r for r in session.scalars(select(Completion))}
 
 
-def rollup_snapshot(conn) -> list[tuple]:
-    return sorted(tuple(r) for r in conn.execute(select(RollupHourly.__table__)))
+def rollup_snapshot(conn) -> list[list[tuple]]:
+    """Every row of the four rollups (hourly, daily, tags, tags daily), each table sorted."""
+    return [sorted(tuple(r) for r in conn.execute(select(model.__table__)))
+            for model in (RollupHourly, RollupDaily, RollupTags, RollupTagsDaily)]
 
 
 @pytest.fixture

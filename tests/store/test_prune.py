@@ -1,5 +1,5 @@
-"""`spendlog db prune --before DATE`: raw calls before the date go, in batches; the hourly rollups
-stay byte for byte, so every grouped total over pruned months is what it was (SQLite and
+"""`spendlog db prune --before DATE`: raw calls before the date go, in batches; the hourly and daily
+rollups stay byte for byte, so every grouped total over pruned months is what it was (SQLite and
 PostgreSQL); apps writing meanwhile lose nothing; `db status` shows the oldest call and rollup hour;
 ``db.prune.range_pruned`` tells a per-call reader that a range was pruned."""
 
@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.db.models import Completion, RollupHourly
+from spendlog.db.models import Completion, RollupDaily, RollupHourly
 from spendlog.db.periods import floor_hour
 from spendlog.db.prune import prune_before, pruned_until, range_pruned
 from spendlog.db.queries import Filters, grouped_totals
@@ -54,9 +54,10 @@ def _ledger(url: str, records: list[dict]):
     return engine
 
 
-def _rollup(conn) -> list[tuple]:
-    cols = list(RollupHourly.__table__.c)
-    return [tuple(r) for r in conn.execute(select(*cols).order_by(*RollupHourly.__table__.primary_key.columns))]
+def _rollup(conn) -> list[list[tuple]]:
+    """The hourly and the daily rollup, every row as stored, in key order."""
+    return [[tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
+            for table in (RollupHourly.__table__, RollupDaily.__table__)]
 
 
 def _month_totals(conn) -> list[list[dict]]:
@@ -76,7 +77,8 @@ def test_prune_keeps_every_pruned_months_totals_exactly(db_url):
         with engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(Completion)) == len(records) - old
             assert conn.scalar(select(func.min(Completion.created_at))) >= CUTOFF
-            assert _rollup(conn) == rollup  # byte for byte
+            assert _rollup(conn) == rollup  # byte for byte, the daily rollup too
+            assert len(rollup[1]) > 0
             after = _month_totals(conn)
             assert repr(after) == repr(totals) and sum(len(m) for m in after[:2]) > 0
             first_kept = min(r["created_at"] for r in records if r["created_at"] >= CUTOFF)

@@ -101,3 +101,52 @@ def test_no_rollup_row_passes_its_columns_on_either_backend(db_url):
     assert all(isinstance(t, int) and t <= 2**63 - 1 for t in tokens), tokens
     assert sum(tokens) == 6 * big and len(tokens) >= 3
     assert {b.replace(microsecond=0) for b in buckets} == {HOUR}
+
+
+def test_a_day_past_the_integer_range_spills_in_the_daily_rollups_and_reads_exactly(db_url):
+    """24 hours x 400 calls at the per-call limit for one key: every hour's row (4,000,000 USD) fits,
+    the day (96,000,000 USD) does not fit one SQLite row, so rollup_daily and rollup_tags_daily
+    continue it in rows at midnight + n µs, each within int64; reads of the day from the daily
+    rollup, one batch per hour or all at once, and after a rebuild, stay exact."""
+    from sqlalchemy import func, select
+
+    from spendlog.db.models import RollupDaily, RollupTagsDaily
+    from spendlog.db.periods import floor_day
+    from spendlog.db.queries import plan_grouped
+
+    day = datetime(2025, 6, 2, tzinfo=timezone.utc)
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    for h in range(24):  # one batch per hour: the day's rows fill across batches
+        with engine.begin() as conn:
+            insert_records(conn, _calls(400, day + timedelta(hours=h), timedelta(seconds=9)))
+    with engine.begin() as conn:  # and one batch whose own daily rows overflow
+        insert_records(conn, _calls(1200, day + timedelta(days=1), timedelta(seconds=72)))
+    exact = {day: 9600 * MAX_COST_USD, day + timedelta(days=1): 1200 * MAX_COST_USD}
+    assert exact[day] > 10 * INT64_USD
+
+    def check() -> None:
+        with engine.connect() as conn:
+            for model in (RollupDaily, RollupTagsDaily):
+                rows = conn.execute(select(model.bucket, model.cost_usd, model.requests)).all()
+                sums: dict = {}
+                for bucket, cost, _ in rows:
+                    sums[floor_day(bucket)] = sums.get(floor_day(bucket), 0) + cost
+                assert sums == exact, model
+                assert conn.scalar(select(func.sum(model.requests))) == 10800
+                if conn.dialect.name == "sqlite":  # PostgreSQL's NUMERIC(30, 12) has room for it all
+                    assert all(cost <= INT64_USD for _, cost, _ in rows)
+                    assert len(rows) >= 12, model  # 96M USD in rows of at most 9.2M, and 12M in two
+            whole = Filters(start=day, end=day + timedelta(days=2))
+            for f in (whole, Filters(start=day, end=day + timedelta(days=2), tags={"team": "core"})):
+                assert {"daily", "tags_daily"} & {p.source for p in plan_grouped(conn, f, ["day", "model"])}
+                rows = list(grouped_totals(conn, f, ["day", "model"]))
+                assert [(r["day"], r["cost_usd"], r["requests"]) for r in rows] == [
+                    (day.date(), exact[day], 9600), ((day + timedelta(days=1)).date(), exact[day + timedelta(days=1)], 1200)]
+                assert rows == list(grouped_totals(conn, f, ["day", "model"], source="rows"))
+
+    check()
+    with engine.begin() as conn:
+        assert rebuild_rollups(conn) == 10800
+    check()
+    engine.dispose()

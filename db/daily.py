@@ -1,0 +1,97 @@
+"""The daily rollups (revision 0007): ``rollup_daily`` and ``rollup_tags_daily``.
+
+Each is its hourly table summed per UTC day: the same keys with ``bucket`` = the day's midnight,
+the same sums, the same spill rule (a key whose day would pass a column, int64 pico-dollars on
+SQLite, continues in a row at midnight + 1 µs, 2 µs, ...). They are kept from the hourly rows
+themselves, never from a second reading of the calls, so a day is always the sum of its hours:
+
+- ``daily_rows``: hourly rows (dicts) -> their daily rows, merged within the limits
+  (``db.rollups.merge_into``). ``db.store.insert_records`` adds the batch's hourly rows to both.
+- ``fill_daily``: delete a daily table and sum it again from its hourly table, streaming the hourly
+  rows in bucket order, one day at a time (revision 0007's upgrade, ``db.rebuild``). Pruned hours
+  stay in the hourly tables (``db.prune``), so their days come back right.
+- ``db.reprice`` adds the same corrections to the day's first row as to the hour's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
+
+from .models import (ROLLUP_DIMENSIONS, ROLLUP_MEASURES, TAG_DIMENSIONS, TAG_MEASURES, RollupDaily, RollupHourly,
+                     RollupTags, RollupTagsDaily)
+from .periods import floor_day
+from .rollups import merge_into, rollup_limits, upsert_rollups
+
+__all__ = ["DAILY", "daily_rows", "fill_daily", "upsert_daily"]
+
+# hourly table -> (its daily table, key columns, measures)
+DAILY = {
+    RollupHourly.__table__: (RollupDaily.__table__, ROLLUP_DIMENSIONS, ROLLUP_MEASURES),
+    RollupTags.__table__: (RollupTagsDaily.__table__, TAG_DIMENSIONS, TAG_MEASURES),
+}
+_FLUSH_KEYS = 200_000  # pending daily rows held before they are written
+
+
+def daily_rows(rows: Iterable[dict], dims: Sequence[str], limits: dict) -> list[dict]:
+    """The daily rows of hourly ``rows`` (each within ``limits``): per key with the bucket floored
+    to its UTC day, the rows summed; a key whose day would pass ``limits`` is merged row by row
+    instead (``merge_into``), continuing in the next row of that key where one is full."""
+    rows = list(rows)
+    sums: dict[tuple, dict] = {}
+    days: dict = {}  # bucket -> its day (a batch holds few buckets)
+    measures = list(limits)
+    for row in rows:
+        bucket = row["bucket"]
+        day = days.get(bucket)
+        if day is None:
+            day = days[bucket] = floor_day(bucket)
+        key = (day, *(row[d] for d in dims[1:]))
+        acc = sums.get(key)
+        if acc is None:
+            sums[key] = dict(row, bucket=day)
+        else:
+            for m in measures:
+                acc[m] += row[m]
+    over = {k for k, acc in sums.items() if any(acc[m] > limit for m, limit in limits.items())}
+    pieces: dict[tuple, list[dict]] = {}
+    for row in rows if over else ():
+        day = dict(row, bucket=days[row["bucket"]])
+        key = tuple(day[d] for d in dims)
+        if key in over:
+            merge_into(pieces.setdefault(key, []), day, limits)
+    return [row for key in sorted(sums) for row in pieces.get(key, [sums[key]])]
+
+
+def upsert_daily(conn: Connection, hourly_table, rows: Sequence[dict]) -> None:
+    """Add hourly ``rows`` (just added to ``hourly_table``) to its daily table, in the caller's
+    transaction."""
+    daily, dims, measures = DAILY[hourly_table]
+    upsert_rollups(conn, daily_rows(rows, dims, rollup_limits(conn.dialect.name, measures)), daily)
+
+
+def fill_daily(conn: Connection, hourly_table, *, chunk_size: int = 50_000) -> int:
+    """Replace ``hourly_table``'s daily table by the sums of its hourly rows; returns how many
+    hourly rows were read. Exact on both backends: summed in Python within the columns' limits."""
+    daily, dims, measures = DAILY[hourly_table]
+    limits = rollup_limits(conn.dialect.name, measures)
+    conn.execute(delete(daily))
+    query = select(*(hourly_table.c[c] for c in (*dims, *measures))).order_by(hourly_table.c.bucket)
+    result = conn.execute(query, execution_options={"yield_per": chunk_size})
+    pieces: dict[tuple, list[dict]] = {}
+    total = 0
+    for part in result.mappings().partitions(chunk_size):
+        total += len(part)
+        for row in daily_rows(part, dims, limits):  # a day across two parts: merged here
+            merge_into(pieces.setdefault(tuple(row[d] for d in dims), []), row, limits)
+        if len(pieces) > _FLUSH_KEYS:  # a day written in two goes adds up the same (upsert_rollups)
+            _flush(conn, daily, pieces)
+    _flush(conn, daily, pieces)
+    return total
+
+
+def _flush(conn: Connection, table, pieces: dict[tuple, list[dict]]) -> None:
+    upsert_rollups(conn, [row for key in sorted(pieces) for row in pieces[key]], table)
+    pieces.clear()
