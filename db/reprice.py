@@ -118,12 +118,19 @@ def _hour(dialect: str):
     return raw_bucket(dialect, 60)
 
 
-def _day(dialect: str):
-    """A call's UTC day exactly as ``rollup_daily.bucket`` stores it (its midnight)."""
-    if dialect == "sqlite":
-        created = Completion.created_at
-        return type_coerce(func.substr(created, 1, 10).op("||")(literal_column("' 00:00:00.000000'")), UTCDateTime())
-    return raw_bucket(dialect, 24 * 60)
+def _day_of(dialect: str, hour):
+    """The UTC day (its midnight, as ``rollup_daily.bucket`` stores it) of a stored rollup hour."""
+    if dialect == "sqlite":  # the naive text 'YYYY-MM-DD HH:00:00.000000'
+        return type_coerce(func.substr(hour, 1, 10).op("||")(literal_column("' 00:00:00.000000'")), UTCDateTime())
+    day = literal_column(str(24 * 3600))
+    return type_coerce(func.to_timestamp(func.floor(func.extract("epoch", hour) / day) * day), UTCDateTime())
+
+
+# The batch's rollup corrections per hour and key, computed once (the join of the staged rows to their
+# calls) and added to rollup_hourly as they are and to rollup_daily summed per day.
+_DELTAS = Table("reprice_delta", MetaData(),
+                *(Column(c.name, c.type) for c in RollupHourly.__table__.c if c.name in (*ROLLUP_DIMENSIONS, *_DELTA)),
+                prefixes=["TEMPORARY"])
 
 
 def _correct_rollup(conn: Connection) -> None:
@@ -132,13 +139,6 @@ def _correct_rollup(conn: Connection) -> None:
     are updated. A delta goes to the first bucket of its hour (day), which always holds the key (its
     calls were counted there or in a continuation bucket of the same hour or day; readers sum the
     buckets). Exact: integer pico-dollars on SQLite, NUMERIC on PostgreSQL."""
-    dialect = conn.dialect.name
-    _correct(conn, RollupHourly.__table__, _hour(dialect))
-    _correct(conn, RollupDaily.__table__, _day(dialect))
-
-
-def _correct(conn: Connection, table, bucket) -> None:
-    """``_correct_rollup`` for one rollup ``table`` whose calls' bucket is the SQL ``bucket``."""
     dialect = conn.dialect.name
     c, n = Completion, _STAGES[dialect].c
     zero = literal_column("0")
@@ -161,17 +161,28 @@ def _correct(conn: Connection, table, bucket) -> None:
                                      split(money(c.cost_usd), c.cost_source, True)),
         "list_cost_usd": change(money(n.list_cost_usd), money(c.list_cost_usd)),
     }
-    keys = [bucket, *(func.coalesce(getattr(c, d), "") for d in ROLLUP_DIMENSIONS[1:-1]),
+    keys = [_hour(dialect), *(func.coalesce(getattr(c, d), "") for d in ROLLUP_DIMENSIONS[1:-1]),
             case((is_error_clause(), True), else_=False)]
-    measures = [deltas[m] if m in deltas else zero for m in ROLLUP_MEASURES]
-    # An implicit join, so that the SELECT has a WHERE (SQLite's upsert-from-select needs one)
-    query = (select(*keys, *measures).select_from(Completion.__table__, _STAGES[dialect])
-             .where(_staged_call(dialect)).group_by(*keys))
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table).from_select(
-        [*ROLLUP_DIMENSIONS, *ROLLUP_MEASURES], query)
-    stmt = stmt.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS),
-                                      set_={m: table.c[m] + stmt.excluded[m] for m in _DELTA})
-    conn.execute(stmt)
+    _DELTAS.create(conn, checkfirst=True)
+    conn.execute(_DELTAS.insert().from_select(
+        [*ROLLUP_DIMENSIONS, *_DELTA],
+        select(*keys, *(deltas[m] for m in _DELTA)).select_from(Completion.__table__, _STAGES[dialect])
+        .where(_staged_call(dialect)).group_by(*keys)))
+    d = _DELTAS.c
+    by_day = [_day_of(dialect, d.bucket), *(d[k] for k in ROLLUP_DIMENSIONS[1:])]
+    for table, query in (
+        (RollupHourly.__table__, select(*(d[k] for k in ROLLUP_DIMENSIONS),
+                                        *(d[m] if m in _DELTA else zero for m in ROLLUP_MEASURES))),
+        (RollupDaily.__table__, select(*by_day, *(func.sum(d[m]) if m in _DELTA else zero for m in ROLLUP_MEASURES))
+         .group_by(*by_day)),
+    ):
+        # WHERE true: SQLite's upsert-from-select needs a WHERE to tell ON CONFLICT from a join
+        stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table).from_select(
+            [*ROLLUP_DIMENSIONS, *ROLLUP_MEASURES], query.where(literal_column("1") == 1))
+        stmt = stmt.on_conflict_do_update(index_elements=list(ROLLUP_DIMENSIONS),
+                                          set_={m: table.c[m] + stmt.excluded[m] for m in _DELTA})
+        conn.execute(stmt)
+    conn.execute(_DELTAS.delete())
 
 
 def _apply(conn: Connection, staged: list[tuple]) -> None:
