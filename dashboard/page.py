@@ -20,7 +20,7 @@ from spendlog.dashboard import (auth, budgets_view, cache_panel, changes, charts
                                 prices, reads, request_log_view, tags_view, whatif)
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
-from spendlog.dashboard.params import HOURLY_DAYS, PRESETS, View, previous_period, tag_text
+from spendlog.dashboard.params import ALL_TIME_START, HOURLY_DAYS, PRESETS, View, previous_period, tag_text
 from spendlog.report.money import money_display
 from spendlog.db.engine import mask_url
 from spendlog.db.groups import tag_group
@@ -159,6 +159,10 @@ def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
 
     The same cached queries the page makes when no dimension filter is set, so the first render
     reads the rollup once for both."""
+    if start == ALL_TIME_START:  # "All time" reads from the first call's day (as _overview does): one read for both
+        first = reads.first_day(url, tz, as_of=None)
+        if first is not None and first <= end:
+            start = first
     everything = filters_for_dates(start, end, tz)
     data.prefetch(*((data.totals, (url, everything, by, tz), {"as_of": None}) for by in (BY_DAY, BY_WHO)))
     rows = [row for by in (BY_DAY, BY_WHO) for row in data.totals(url, everything, by, tz, as_of=None)]

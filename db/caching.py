@@ -102,8 +102,8 @@ def cache_savings(conn: Connection, filters: Filters, book, rows: Iterable[dict]
 
     ``rows``: ``grouped_totals`` rows of ``filters`` grouped by at least model, provider and app (the
     dashboard passes a read it shares); else they are read. A model whose price is the same on every
-    day of the range is priced once per row; one whose price changes in the range is read again per
-    UTC day (that model alone) and each day priced at its own price."""
+    day of the range is priced once per row; those whose price changes in the range are read again
+    per UTC day (one read for all of them) and each day priced at its own price."""
     if rows is None:
         rows = grouped_totals(conn, filters, ("model", "provider", "app"), "UTC")
     pairs: dict[tuple, CacheRow] = {}
@@ -119,17 +119,22 @@ def cache_savings(conn: Connection, filters: Filters, book, rows: Iterable[dict]
             apps = cached_by.setdefault((r["model"], r["provider"]), {})
             apps[r["app"]] = apps.get(r["app"], 0) + r["cached_tokens"]
     days = _days(conn, filters) if cached_by else []
+    dated = set()
     for (model, provider), apps in cached_by.items():
         units = {_unit(book, model, provider, d) for d in days}
-        if len(units) <= 1:  # one price over the whole range (or none)
-            unit = units.pop() if units else None
-            for app, cached in apps.items():
-                _price(pairs[(model, app)], unit, cached)
+        if len(units) > 1:
+            dated.add((model, provider))
             continue
-        one = replace(filters, models=(model or "",), providers=(provider or "",))
-        for r in grouped_totals(conn, one, ("day", "app"), "UTC"):
-            if r["cached_tokens"]:
-                _price(pairs[(model, r["app"])], _unit(book, model, provider, r["day"]), r["cached_tokens"])
+        unit = units.pop() if units else None  # one price over the whole range (or none)
+        for app, cached in apps.items():
+            _price(pairs[(model, app)], unit, cached)
+    if dated:  # one read for every model whose price changes in the range, per UTC day
+        some = replace(filters, models=tuple(sorted({m or "" for m, _ in dated})),
+                       providers=tuple(sorted({p or "" for _, p in dated})))
+        for r in grouped_totals(conn, some, ("day", "model", "provider", "app"), "UTC"):
+            if r["cached_tokens"] and (r["model"], r["provider"]) in dated:
+                _price(pairs[(r["model"], r["app"])], _unit(book, r["model"], r["provider"], r["day"]),
+                       r["cached_tokens"])
     out = [r for r in pairs.values() if r.prompt_tokens or r.cached_tokens]
     for r in out:
         if r.saved_usd is not None:

@@ -157,3 +157,22 @@ def test_cache_savings_use_the_price_of_the_calls_day(conn, tmp_path):
     assert row.saved_usd == Decimal("1.5") + Decimal("0.5")
     assert row.saved_usd == quantize_money(_saved_by_engine(book, HOUSE, 9, 1_000_000)
                                            + _saved_by_engine(book, HOUSE, 10, 2_000_000))
+
+
+def test_cache_savings_of_two_models_whose_prices_change_in_the_range(conn, tmp_path):
+    """Both dated models are read per day in one read and each day priced at its own price; a model
+    with one price in the range is priced once."""
+    other = "selfhosted/house-model-13b"
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[price]]\nmodel = "selfhosted/house-model-7b"\ninput = "2"\noutput = "4"\n'
+                      'cached_input = "0.5"\n\n[[price]]\nmodel = "selfhosted/house-model-7b"\ninput = "1"\n'
+                      'output = "2"\ncached_input = "0.75"\nfrom = 2025-03-10\n\n'
+                      f'[[price]]\nmodel = "{other}"\ninput = "3"\noutput = "4"\ncached_input = "1"\n\n'
+                      f'[[price]]\nmodel = "{other}"\ninput = "5"\noutput = "4"\ncached_input = "1"\nfrom = 2025-03-10\n')
+    book = load_price_book(prices)
+    add(conn, [cached_call(9, HOUSE, "bot", 3_000_000, 1_000_000), cached_call(10, HOUSE, "web", 3_000_000, 2_000_000),
+               cached_call(9, other, "bot", 3_000_000, 1_000_000), cached_call(10, other, "bot", 3_000_000, 3_000_000)])
+    saved = {(r.model, r.app): r.saved_usd for r in cache_savings(conn, week(8, 14), book)}
+    # house: Mar 9 1M x (2 - 0.5), Mar 10 2M x (1 - 0.75); other: Mar 9 1M x (3 - 1), Mar 10 3M x (5 - 1)
+    assert saved == {(HOUSE, "bot"): Decimal("1.5"), (HOUSE, "web"): Decimal("0.5"),
+                     (other, "bot"): Decimal("2") + Decimal("12")}
