@@ -69,7 +69,8 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
     hostile app name (a spreadsheet formula) that the export must neutralise. ``tags``: the SQL of the
     tags column over the generator's ``i``, ``h``, ``u``, ``m``, ``r`` (``bench_tags`` gives every call
     three); ``rollup_tags`` is computed from it in SQL (``json_each``) like ``rollup_hourly``, and the
-    daily tables (``rollup_daily``, ``rollup_tags_daily``) from those, summed per UTC day."""
+    daily tables (``rollup_daily``, ``rollup_tags_daily``) from those, summed per UTC day, and
+    ``rollup_tag_days`` (revision 0008) from ``rollup_tags_daily``, model and app summed away."""
     from spendlog.db.engine import make_engine
     from spendlog.db.migrate import upgrade
 
@@ -163,7 +164,8 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
         GROUP BY 1, 2, 3, 4, 5
         """
     )
-    for hourly, daily in (("rollup_hourly", "rollup_daily"), ("rollup_tags", "rollup_tags_daily")):
+    for hourly, daily in (("rollup_hourly", "rollup_daily"), ("rollup_tags", "rollup_tags_daily"),
+                          ("rollup_tags_daily", "rollup_tag_days")):  # revision 0008: from the daily tag rows
         con.execute(f"DELETE FROM {daily}")
         con.execute(_daily_sql(con, hourly, daily))
     con.execute("COMMIT")
@@ -176,7 +178,8 @@ def generate_sqlite(path: str | Path, rows: int, *, days: int = 90, end: datetim
 
 
 def _daily_sql(con: sqlite3.Connection, hourly: str, daily: str) -> str:
-    """The daily table (revision 0007) as its hourly one summed per UTC day, in SQL, unlike the
+    """The daily table (revision 0007; 0008's ``rollup_tag_days`` from ``rollup_tags_daily``: its
+    keys are fewer, the rest is summed away) as its hourly one summed per UTC day, in SQL, unlike the
     project's ``db.daily.fill_daily``: the generated spend is far from int64 pico-dollars, and a SUM
     past it fails with "integer overflow" instead of wrapping."""
     info = con.execute(f"PRAGMA table_info({daily})").fetchall()  # (cid, name, type, notnull, default, pk)

@@ -10,7 +10,8 @@ are inserted by ``INSERT ... SELECT ... FROM generate_series`` in chunks (progre
 indexes are rebuilt, then every rollup table is built in SQL from the calls, month by month: its
 key columns (the primary key) and measures are read from the table, each mapped to the expression
 the project's rule gives it (``db.rollups``: ``is_error``, the billed / estimated split, ...); the
-daily tables (revision 0007) then from the hourly ones, summed per UTC day.
+daily tables (revision 0007) then from the hourly ones, summed per UTC day (``rollup_tag_days``,
+revision 0008, from ``rollup_tags_daily``).
 ``verify_rollups`` compares that SQL with the project's own ``rebuild_rollups`` (Python, too slow for
 50M rows, exact by definition) on a small ledger.
 
@@ -200,14 +201,16 @@ def rollup_tables(conn: Connection) -> list[str]:
     return list(found)
 
 
-# an hourly rollup table -> its daily twin (revision 0007)
-DAILY = {"rollup_hourly": "rollup_daily", "rollup_tags": "rollup_tags_daily"}
+# a rollup table -> the daily table summed from it (revision 0007; rollup_tag_days, 0008, from the daily
+# tag rows, model and app summed away), in the order they are built
+DAILY = {"rollup_hourly": "rollup_daily", "rollup_tags": "rollup_tags_daily", "rollup_tags_daily": "rollup_tag_days"}
 
 
 def daily_tables(conn: Connection) -> dict[str, str]:
     """``DAILY``, for the daily tables this schema has (none before revision 0007)."""
     found = set(conn.execute(text("SELECT table_name FROM information_schema.tables WHERE table_schema = "
-                                  "current_schema() AND table_name IN ('rollup_daily', 'rollup_tags_daily')")).scalars())
+                                  "current_schema() AND table_name IN ('rollup_daily', 'rollup_tags_daily', "
+                                  "'rollup_tag_days')")).scalars())
     return {hourly: daily for hourly, daily in DAILY.items() if daily in found}
 
 

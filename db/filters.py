@@ -16,7 +16,7 @@ from sqlalchemy import String, and_, not_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from .models import Completion, RollupHourly, RollupTags, RollupTagsDaily
+from .models import Completion, RollupHourly, RollupTagDays, RollupTags, RollupTagsDaily
 from .store import is_error_clause
 from .tag_limits import MAX_KEY, MAX_VALUE
 
@@ -145,9 +145,10 @@ def tag_rollup_answers(filters: Filters) -> bool:
 def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetime | None, datetime | None]],
                   table=None) -> list:
     """SQL conditions for ``filters`` on ``completions`` (``raw``) or ``rollup_hourly`` (or
-    ``table``: ``RollupDaily``; ``RollupTags`` or ``RollupTagsDaily`` where ``tag_rollup_answers``),
+    ``table``: ``RollupDaily``; ``RollupTags``, ``RollupTagsDaily`` or ``RollupTagDays`` where
+    ``tag_rollup_answers``; the last has no model or app),
     with the time condition taken from ``ranges`` ([start, end) pairs, ``None`` = open, OR-ed)."""
-    if table in (RollupTags, RollupTagsDaily):
+    if table in (RollupTags, RollupTagsDaily, RollupTagDays):
         return _tag_rollup_clauses(filters, ranges, table)
     table = Completion if raw else table or RollupHourly
     when = Completion.created_at if raw else table.bucket
@@ -179,6 +180,8 @@ def where_clauses(filters: Filters, *, raw: bool, ranges: Sequence[tuple[datetim
 def _tag_rollup_clauses(filters: Filters, ranges, table) -> list:
     if not tag_rollup_answers(filters):
         raise ValueError("rollup_tags holds model, app and one tag: these filters read completions")
+    if table is RollupTagDays and (filters.models or filters.apps):
+        raise ValueError("rollup_tag_days holds one tag by day, without model or app")
     parts = [_range_clause(table.bucket, a, b) for a, b in ranges]
     clauses = [or_(*parts)] if parts and all(p is not None for p in parts) else []  # an open range: no bound
     for attr in ("models", "apps"):

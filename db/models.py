@@ -23,6 +23,8 @@ Daily rollups (revision 0007): ``rollup_daily`` and ``rollup_tags_daily`` are ``
 ``rollup_tags`` summed per UTC day, with the same columns (one mixin each) and keys; ``bucket`` is the
 day's midnight, + 1 µs (2 µs, ...) for a day's spill rows. Kept in the same transactions from the
 hourly rows (``db.daily``), so the read layer takes a range's whole days from them.
+``rollup_tag_days`` (revision 0008) is ``rollup_tags_daily`` without model and app: one row per UTC
+day x tag key x tag value, kept the same way, for the tag picker and the reads by one tag alone.
 
 Budgets (issue 16, revision 0005): ``budgets`` holds each budget's line (exact USD), period, zone,
 scope, thresholds and kind; ``budget_webhooks`` its delivery targets, in a table of their own
@@ -43,9 +45,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Money, UTCDateTime
 
-__all__ = ["Base", "Completion", "RollupHourly", "RollupDaily", "RollupTags", "RollupTagsDaily", "MonthClose", "MonthCloseTotal", "Budget",
+__all__ = ["Base", "Completion", "RollupHourly", "RollupDaily", "RollupTags", "RollupTagsDaily", "RollupTagDays", "MonthClose", "MonthCloseTotal", "Budget",
            "BudgetWebhook", "Alert", "ROLLUP_DIMENSIONS", "ROLLUP_MEASURES", "SPEND_MEASURES", "PRICE_MEASURES",
-           "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS", "TAG_MEASURES", "CLOSE_DIMENSIONS"]
+           "MONEY_MEASURES", "COST_SOURCES", "TAG_DIMENSIONS", "TAG_DAY_DIMENSIONS", "TAG_MEASURES",
+           "CLOSE_DIMENSIONS"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -191,15 +194,20 @@ TAG_DIMENSIONS = ("bucket", "tag_key", "tag_value", "model", "app")
 TAG_MEASURES = (*ROLLUP_MEASURES, "errors")
 
 
-class _TagRollup(_Sums):
+class _TagSums(_Sums):
+    """A tag rollup's time and tag columns (``TAG_DAY_DIMENSIONS``), then ``TAG_MEASURES``."""
+
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, sort_order=-3)
+    tag_key: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-2)
+    tag_value: Mapped[str] = mapped_column(String(256), primary_key=True, sort_order=-2)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+
+
+class _TagRollup(_TagSums):
     """``rollup_tags``' columns (``TAG_DIMENSIONS`` as the primary key, then ``TAG_MEASURES``)."""
 
-    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, sort_order=-2)
-    tag_key: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-1)
-    tag_value: Mapped[str] = mapped_column(String(256), primary_key=True, sort_order=-1)
     model: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
     app: Mapped[str] = mapped_column(String(255), primary_key=True, sort_order=-1)
-    errors: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
 
 
 class RollupTags(_TagRollup, Base):
@@ -217,6 +225,20 @@ class RollupTagsDaily(_TagRollup, Base):
     __tablename__ = "rollup_tags_daily"
 
     __table_args__ = (Index("ix_rollup_tags_daily_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),)
+
+
+# rollup_tag_days (revision 0008): UTC day x tag key x tag value, model and app summed away
+TAG_DAY_DIMENSIONS = ("bucket", "tag_key", "tag_value")
+
+
+class RollupTagDays(_TagSums, Base):
+    """``rollup_tags_daily`` with model and app summed away (revision 0008): per UTC day x tag key x
+    tag value (``bucket`` = midnight, + n µs for spill rows), for the tag picker and the reads by
+    one tag that name no model or app (``db.daily``, ``db.plan``)."""
+
+    __tablename__ = "rollup_tag_days"
+
+    __table_args__ = (Index("ix_rollup_tag_days_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),)
 
 
 # ---------------------------------------------------------------- month close (revision 0006, issue 17)

@@ -2,8 +2,8 @@
 
 A plan is a list of parts, each one SQL statement over one table (``SOURCES``):
 
-- ``"daily"`` (``rollup_daily``) / ``"tags_daily"`` (``rollup_tags_daily``): the whole UTC days of
-  the range. Used only when no local period starts inside one of those days (no period grouping;
+- ``"daily"`` (``rollup_daily``) / ``"tags_daily"`` (``rollup_tags_daily``) / ``"tag_days"``
+  (``rollup_tag_days``, revision 0008): the whole UTC days of the range. Used only when no local period starts inside one of those days (no period grouping;
   UTC; a zone at offset 0 then; a week or month grouping whose boundaries fall outside them), so
   that each day, counted at its midnight, lies inside one period. An open end is the data's span
   widened to whole days: a day's midnight may come before its first call.
@@ -13,7 +13,9 @@ A plan is a list of parts, each one SQL statement over one table (``SOURCES``):
   local period boundary cuts (:30/:45 zones, ``db.split_hours``).
 
 With one tag filter the rollup parts are the tag tables; with a ``tag:KEY`` grouping every rollup
-part has a tag twin (``tag``: its rows count for their value and against ``(none)``).
+part has a tag twin (``tag``: its rows count for their value and against ``(none)``). A tag read
+that neither groups nor filters by model or app (``_tag_days``) takes its days' twin from
+``rollup_tag_days``, one row per day and value, instead of ``rollup_tags_daily``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from .filters import Filters, tag_rollup_answers
 from .groups import parse_groups, tag_key
-from .models import Completion, RollupDaily, RollupHourly, RollupTags, RollupTagsDaily
+from .models import Completion, RollupDaily, RollupHourly, RollupTagDays, RollupTags, RollupTagsDaily
 from .periods import PERIODS, bucket_minutes, ceil_day, ceil_hour, floor_day, floor_hour, get_zone, period_boundaries
 
 __all__ = ["Part", "SOURCES", "TABLES", "plan_grouped", "check_groups", "data_span", "whole_days"]
@@ -35,15 +37,16 @@ __all__ = ["Part", "SOURCES", "TABLES", "plan_grouped", "check_groups", "data_sp
 SOURCES = ("auto", "raw", "rows", "rollup")
 # a part's source -> its table
 TABLES = {"raw": Completion, "rollup": RollupHourly, "daily": RollupDaily, "tags": RollupTags,
-          "tags_daily": RollupTagsDaily}
+          "tags_daily": RollupTagsDaily, "tag_days": RollupTagDays}
 _TAG_TWIN = {"rollup": "tags", "daily": "tags_daily"}
+_TAG_DAYS_TWIN = {"rollup": "tags", "daily": "tag_days"}  # no model or app in the read (``_tag_days``)
 _RANGES_PER_QUERY = 200  # split hours read from raw rows per query (an OR of indexed ranges)
 
 
 class Part(NamedTuple):
     """One statement of a plan."""
 
-    source: str  # "rollup" | "daily" | "tags" | "tags_daily" | "raw" (``TABLES``)
+    source: str  # "rollup" | "daily" | "tags" | "tags_daily" | "tag_days" | "raw" (``TABLES``)
     ranges: tuple[tuple[datetime | None, datetime | None], ...]  # [start, end) pairs, None = open
     bucket: int | None  # minutes per UTC time bucket (0 = per row); None = no time grouping
     # (hour, boundary) of the hours a local period boundary cuts. The rollup part holds those
@@ -131,13 +134,14 @@ def plan_grouped(
         lo, hi = lo or floor_day(data_lo), hi or ceil_day(data_hi)
         if any(b != floor_day(b) for b in period_boundaries(tz, periods, lo, hi)):
             days, hours = (), ((first, last),)
+    twin = _TAG_DAYS_TWIN if tags and _tag_days(filters, by) else _TAG_TWIN
     for kind, ranges, split in (("daily", days, ()), ("rollup", hours, tuple(cut))):
         if not ranges:
             continue
         if tags == "filter":  # one tag=value: its rows of the tag rollups
-            parts.append(Part(_TAG_TWIN[kind], ranges, bucket, split))
+            parts.append(Part(twin[kind], ranges, bucket, split))
         elif tags:  # by tag:KEY: every call (none), then the tagged ones move to their value
-            parts += [Part(kind, ranges, bucket, split), Part(_TAG_TWIN[kind], ranges, bucket, split, tag=tags)]
+            parts += [Part(kind, ranges, bucket, split), Part(twin[kind], ranges, bucket, split, tag=tags)]
         else:
             parts.append(Part(kind, ranges, bucket, split))
     edges = []
@@ -182,6 +186,13 @@ def _tag_plan(filters: Filters, by: Sequence[str]) -> str | None:
     if any(g not in PERIODS and g not in ("model", "app") and tag_key(g) is None for g in by):
         return "raw"
     return keys[0] if keys else "filter"
+
+
+def _tag_days(filters: Filters, by: Sequence[str]) -> bool:
+    """Whether a read that ``rollup_tags`` answers (``_tag_plan``) needs no model or app either, so
+    that ``rollup_tag_days`` answers its whole days: no model or app filter, only periods and the tag
+    grouped (provider, user, key, status and arrival already send it elsewhere)."""
+    return not (filters.models or filters.apps) and all(g in PERIODS or tag_key(g) is not None for g in by)
 
 
 def _smaller_side(hour: datetime, boundary: datetime) -> tuple[datetime, datetime]:

@@ -12,7 +12,8 @@ How ``grouped_totals`` reads (``plan_grouped`` shows it): SQL groups by UTC time
 requested dimensions, Python maps each bucket to its local period (``db.periods``) and adds up.
 Whole UTC days come from ``rollup_daily`` where no local period starts inside a UTC day (no
 period grouping, UTC, a zone at offset 0 throughout), the other whole hours from
-``rollup_hourly`` (``db.plan``); the only raw ``completions`` read are partial hours at the
+``rollup_hourly`` (``db.plan``; a read by one tag from the tag rollups, its days from
+``rollup_tag_days`` when it names no model or app); the only raw ``completions`` read are partial hours at the
 range's ends and, in :30/:45 zones such as Asia/Kolkata, the one hour a day that a local midnight
 cuts, grouped by 15-minute UTC buckets. Money is summed as exact ``Decimal``, so every
 path gives the same figures to the last digit. On SQLite money is integer pico-dollars, whose
@@ -37,7 +38,7 @@ from .buckets import raw_bucket
 from .calls import iter_call_chunks, iter_calls
 from .filters import STATUSES, Filters, tag_value, where_clauses
 from .groups import GROUPS, tag_key
-from .models import Completion, RollupTags, RollupTagsDaily
+from .models import Completion, RollupTagDays, RollupTags, RollupTagsDaily
 from .periods import PERIODS, ceil_hour, date_bounds, floor_hour, period_keys
 from .plan import TABLES, Part, check_groups, plan_grouped, whole_days
 from .split_hours import SplitHours
@@ -76,7 +77,7 @@ def _grouped_select(dialect: str, part: Part, filters: Filters, dims: Sequence[s
     whose keys hold the tag's value, takes the tagged ones away)."""
     raw = part.source == "raw"
     table = TABLES[part.source]
-    tagged = table in (RollupTags, RollupTagsDaily)
+    tagged = table in (RollupTags, RollupTagsDaily, RollupTagDays)
     keys = []
     if part.bucket is not None:
         keys.append(raw_bucket(dialect, part.bucket) if raw else table.bucket)
@@ -133,7 +134,7 @@ def bucket_sums(conn: Connection, source: str, ranges: Sequence[tuple[datetime, 
                 dims: Sequence[str], minutes: int = 60) -> Iterator[tuple[tuple, list]]:
     """``(keys, MEASURES)`` per UTC bucket (``minutes``; the rollup's are its hour rows) and ``dims``,
     summed exactly over the [start, end) ``ranges`` from one ``source`` ("rollup", "daily", "tags",
-    "tags_daily" or "raw")."""
+    "tags_daily", "tag_days" or "raw")."""
     stmt, nkeys = _grouped_select(conn.dialect.name, Part(source, tuple(ranges), minutes), filters, dims)
     for row in conn.execute(stmt):
         yield tuple(row[:nkeys]), join_measures(conn.dialect.name, row[nkeys:])

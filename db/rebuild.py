@@ -3,8 +3,8 @@
 ``rebuild_rollups`` reads the calls once, in ``created_at`` order, and rebuilds ``rollup_hourly``
 (``db.rollups``) and ``rollup_tags`` (``db.tag_rollup``) from them, leaving the hours of pruned calls
 (``db.prune``) as they are: their calls are gone, so their rollup is the only record left.
-Then it sums the daily tables (``rollup_daily``, ``rollup_tags_daily``: ``db.daily``) again from
-the rebuilt hourly ones. Revision 0004 calls it with ``hourly=False, daily=False`` to build the tag
+Then it sums the daily tables (``rollup_daily``, ``rollup_tags_daily``, and ``rollup_tag_days``
+from the latter: ``db.daily.fill_days``) again from the rebuilt hourly ones. Revision 0004 calls it with ``hourly=False, daily=False`` to build the tag
 rollup of an upgraded ledger (the daily tables come with 0007).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from .daily import fill_daily
+from .daily import fill_days
 from .models import ROLLUP_DIMENSIONS, TAG_DIMENSIONS, Completion, RollupHourly, RollupTags
 from .prune import pruned_until
 from .rollups import TOKEN_FIELDS, merge_into, rollup_limits, rollup_rows, upsert_rollups
@@ -46,7 +46,7 @@ def rebuild_rollups(conn: Connection, *, chunk_size: int = 50_000, progress=None
     returns the number of rows read. The hours before the oldest stored call's hour, when rollup rows
     hold them, are those of pruned calls (``db.prune.pruned_until``): they are kept as they are, the
     rest is rebuilt. Then (``daily``) the daily tables of the rebuilt ones are summed again from
-    them (``db.daily.fill_daily``), pruned hours included."""
+    them (``db.daily.fill_days``), pruned hours included."""
     until = pruned_until(conn)
     dialect = conn.dialect.name
     pending = []
@@ -77,5 +77,5 @@ def rebuild_rollups(conn: Connection, *, chunk_size: int = 50_000, progress=None
     for p in pending:
         p.flush()
         if daily:
-            fill_daily(conn, p.table, chunk_size=chunk_size)
+            fill_days(conn, p.table, chunk_size=chunk_size)
     return total

@@ -3,7 +3,8 @@
 A record is a dict keyed by ``completions`` column names (see ``db.models.Completion``).
 ``insert_records`` inserts those whose ``id`` is not stored yet (replays never duplicate) and adds
 their sums to ``rollup_hourly`` and ``rollup_tags`` (``db.tag_rollup``), and those hourly rows to
-``rollup_daily`` and ``rollup_tags_daily`` (``db.daily``), in the same transaction. The writer, the
+``rollup_daily`` and ``rollup_tags_daily`` (``db.daily``), the tag rows also to ``rollup_tag_days``
+(model and app summed away, revision 0008), in the same transaction. The writer, the
 spool replay, the demo backfill and ``rebuild_rollups`` all go through here.
 
 Poison never spreads (issue 12):
@@ -41,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from .errors import StorageError, describe
 from .daily import upsert_daily
-from .models import Completion, RollupHourly, RollupTags
+from .models import Completion, RollupHourly, RollupTags, RollupTagsDaily
 from .tag_limits import bound_tags, within_limits
 from .rebuild import rebuild_rollups
 from .rollups import (add_to_rollups, is_error, is_error_clause, rollup_delta, rollup_limits, rollup_rows,
@@ -210,6 +211,7 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
         tagged = tag_rollup_rows(new, tag_rollup_limits(conn.dialect.name))
         upsert_tag_rollups(conn, tagged)
         upsert_daily(conn, RollupTags.__table__, tagged)
+        upsert_daily(conn, RollupTagsDaily.__table__, tagged)  # rollup_tag_days: model and app summed away
     return len(new)
 
 

@@ -1,7 +1,7 @@
 """What tags a range holds, for the dashboard's tag filter and tag-key picker (issue 15).
 
-Read from ``rollup_tags_daily`` for the range's whole UTC days and ``rollup_tags`` (one row per
-hour x key x value x model x app) for the hours left, within the filters' range widened to whole
+Read from ``rollup_tag_days`` (one row per UTC day x key x value, revision 0008) for the range's
+whole UTC days and ``rollup_tags`` (one row per hour x key x value x model x app) for the hours left, within the filters' range widened to whole
 hours like ``queries.distinct_values``, one ``GROUP BY`` per table (``tag_choices``): the keys, the key on most calls first (among equals the one with fewer values,
 then by name), and the ``(key, value)`` pairs, most calls first (then by key and value), at most
 ``limit`` of them (a range may hold 10,000 customers). Bound parameters only; spend figures
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from .filters import Filters
-from .models import RollupTags, RollupTagsDaily
+from .models import RollupTagDays, RollupTags
 from .periods import ceil_hour, floor_hour
 from .plan import whole_days
 
@@ -32,7 +32,7 @@ def tag_choices(conn: Connection, filters: Filters | None = None, *,
     start = floor_hour(filters.start) if filters.start is not None else None
     end = ceil_hour(filters.end) if filters.end is not None else None
     counts: dict[tuple[str, str], int] = defaultdict(int)
-    for table, ranges in zip((RollupTagsDaily, RollupTags), whole_days(start, end)):
+    for table, ranges in zip((RollupTagDays, RollupTags), whole_days(start, end)):
         for lo, hi in ranges:
             bounds = [] if lo is None else [table.bucket >= lo]
             if hi is not None:

@@ -7,7 +7,8 @@ empty adds to none (a read groups it with the calls that lack the key: ``(none)`
 rule (a key whose hour would pass a column continues in a row at the hour + 1 µs), added in the
 insert's transaction (``db.store.insert_records``), corrected by re-pricing (``db.reprice``),
 rebuilt by ``db.rebuild``; ``db.prune`` leaves it alone like the hourly rollup. ``rollup_tags_daily``
-is the same per UTC day (``db.daily``; ``tag_keys_of(r, floor_day)``).
+is the same per UTC day (``db.daily``; ``tag_keys_of(r, floor_day)``), and ``rollup_tag_days``
+that without model and app (revision 0008; ``tag_day_keys_of``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
-from .models import TAG_DIMENSIONS, TAG_MEASURES, RollupTags, RollupTagsDaily
+from .models import TAG_DAY_DIMENSIONS, TAG_DIMENSIONS, TAG_MEASURES, RollupTagDays, RollupTags, RollupTagsDaily
 from .periods import floor_day, floor_hour
 from .rollups import _add, _new_row, add_to_rollups, is_error, rollup_delta, rollup_limits, sum_rows, upsert_rollups
 
-__all__ = ["tag_keys_of", "tag_rollup_rows", "tag_rollup_limits", "upsert_tag_rollups", "tag_rollup_delta",
+__all__ = ["tag_keys_of", "tag_day_keys_of", "tag_rollup_rows", "tag_rollup_limits", "upsert_tag_rollups", "tag_rollup_delta",
            "add_to_tag_rollups", "correct_tag_rollups"]
 
 
@@ -35,8 +36,17 @@ def tag_keys_of(r: dict, floor=floor_hour) -> list[tuple]:
     return [(hour, k, v, model, app) for k, v in tags.items() if type(v) is str and v]
 
 
+def tag_day_keys_of(r: dict) -> list[tuple]:
+    """The ``rollup_tag_days`` keys of one record: ``(day, key, value)`` per tag ``tag_keys_of`` keeps."""
+    return [key[:3] for key in tag_keys_of(r, floor_day)]
+
+
 def _new_tag_row(key: tuple) -> dict:
     return _new_row(key, TAG_DIMENSIONS, TAG_MEASURES)
+
+
+def _new_tag_day_row(key: tuple) -> dict:
+    return _new_row(key, TAG_DAY_DIMENSIONS, TAG_MEASURES)
 
 
 def _add_tagged(row: dict, r: dict) -> None:
@@ -71,7 +81,8 @@ def add_to_tag_rollups(conn: Connection, deltas: Sequence[dict], table=None) -> 
 
 
 def correct_tag_rollups(conn: Connection, old: Sequence[dict], new: Sequence[dict]) -> None:
-    """Correct ``rollup_tags`` and ``rollup_tags_daily`` for calls ``old`` re-priced into ``new``
-    (``db.reprice``), in the caller's transaction: each by its own keys' deltas."""
+    """Correct ``rollup_tags``, ``rollup_tags_daily`` and ``rollup_tag_days`` for calls ``old``
+    re-priced into ``new`` (``db.reprice``), in the caller's transaction: each by its own keys' deltas."""
     add_to_tag_rollups(conn, tag_rollup_delta(old, new))
     add_to_tag_rollups(conn, tag_rollup_delta(old, new, floor_day), RollupTagsDaily.__table__)
+    add_to_tag_rollups(conn, rollup_delta(old, new, tag_day_keys_of, _new_tag_day_row), RollupTagDays.__table__)

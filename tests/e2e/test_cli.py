@@ -86,7 +86,7 @@ def test_db_rebuild_rollups_rebuilds_the_daily_rollups_too(tmp_path):
 
     from spendlog.db.engine import make_engine
     from spendlog.db.migrate import upgrade
-    from spendlog.db.models import RollupDaily, RollupHourly, RollupTags, RollupTagsDaily
+    from spendlog.db.models import RollupDaily, RollupHourly, RollupTagDays, RollupTags, RollupTagsDaily
     from spendlog.db.store import insert_records
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
@@ -99,13 +99,14 @@ def test_db_rebuild_rollups_rebuilds_the_daily_rollups_too(tmp_path):
     def snapshot():
         with engine.connect() as conn:
             return [sorted(tuple(r) for r in conn.execute(select(m.__table__)))
-                    for m in (RollupHourly, RollupDaily, RollupTags, RollupTagsDaily)]
+                    for m in (RollupHourly, RollupDaily, RollupTags, RollupTagsDaily, RollupTagDays)]
 
     before = snapshot()
-    assert len(before[1]) >= 6 and len(before[3]) >= 6  # six UTC days
+    assert len(before[1]) >= 6 and len(before[3]) >= 6 and len(before[4]) >= 6  # six UTC days
     with engine.begin() as conn:
         conn.execute(text("UPDATE rollup_daily SET requests = requests + 1"))
         conn.execute(text("DELETE FROM rollup_tags_daily"))
+        conn.execute(text("UPDATE rollup_tag_days SET cost_usd = 0"))
     assert snapshot() != before
     result = spendlog("db", "rebuild-rollups", "--db", url)
     assert result.returncode == 0, result.stderr

@@ -127,3 +127,31 @@ def test_a_ledger_without_tags_has_no_tag_chart(monkeypatch, sqlite_url):
     at = open_app(monkeypatch, sqlite_url, RANGE)
     assert "Spend by tag" not in [s.value for s in at.subheader]
     assert START + timedelta(days=1)  # the seed's range is the page's
+
+
+def test_spend_by_tag_and_its_movers_read_their_days_from_rollup_tag_days(monkeypatch, ledger):
+    """The page's reads by the picked tag key alone ("Spend by tag", and "What changed" for this
+    period and the one before) plan their whole UTC days from ``rollup_tag_days`` (revision 0008);
+    a model filter in the sidebar sends them to ``rollup_tags_daily``, which has the model."""
+    from spendlog.db import queries
+
+    planned = []
+    real = queries.plan_grouped
+
+    def spy(conn, filters, by, tz="UTC", **kw):
+        parts = real(conn, filters, by, tz, **kw)
+        planned.append((tuple(by), filters.start, filters.models, {p.source for p in parts}))
+        return parts
+
+    monkeypatch.setattr(queries, "plan_grouped", spy)
+    at = open_app(monkeypatch, ledger, RANGE)
+    at.selectbox(key="f_tagby").set_value("team")
+    at.run()
+    assert not at.exception
+    by_team = [(start, sources) for by, start, _, sources in planned if by == ("tag:team",)]
+    assert len({start for start, _ in by_team}) == 2  # this week and the week before (the movers)
+    assert all("tag_days" in sources and "tags_daily" not in sources for _, sources in by_team), by_team
+    planned.clear()
+    at = open_app(monkeypatch, ledger, {**RANGE, "model": "openai/gpt-4o-mini", "tagby": "team"})
+    by_team = [sources for by, _, models, sources in planned if by == ("tag:team",) and models]
+    assert by_team and all("tags_daily" in s and "tag_days" not in s for s in by_team), by_team

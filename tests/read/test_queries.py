@@ -219,17 +219,17 @@ DAILY_CASES = [
     Filters(start=BASE + timedelta(days=1, hours=2, microseconds=1)),
 ]
 DAILY_GROUPS = ([], ["day"], ["week", "model"], ["month", "app"], ["user", "day"], ["tag:team"],
-                ["day", "tag:team", "model"])
+                ["day", "tag:team", "model"], ["day", "tag:team"], ["week", "tag:team"], ["month", "tag:team"])
 
 
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_reads_with_the_daily_rollup_equal_the_rows(seeded, tz):
-    """Whole UTC days from rollup_daily (rollup_tags_daily with a tag filter or a tag group), the
-    hours left at both ends from the hourly rollups, partial hours from raw rows: the same groups and
+    """Whole UTC days from rollup_daily (with a tag filter or a tag group: rollup_tag_days when the
+    read names no model or app, else rollup_tags_daily), the hours left at both ends from the hourly rollups, partial hours from raw rows: the same groups and
     the same Decimals as the calls read one by one, by day/week/month in UTC and in zones whose days
     cut UTC days (where only the groupings without a period may use the daily rollup)."""
     conn, _ = seeded
-    daily_parts = 0
+    daily_parts = tag_days_parts = 0
     for filters in DAILY_CASES:
         for tags in ((), (("team", "ml"),)):
             f = replace(filters, tags=tags)
@@ -237,18 +237,24 @@ def test_reads_with_the_daily_rollup_equal_the_rows(seeded, tz):
                 sources = {p.source for p in plan_grouped(conn, f, by, tz)}
                 periods = any(g in ("day", "week", "month") for g in by)
                 if tz == "UTC" or not periods:  # every period boundary is a UTC midnight
-                    tag_read = tags or any(g.startswith("tag:") for g in by)
-                    raw = by and "user" in by and tag_read  # rollup_tags has no user: the calls
-                    if not raw and not (tags and any(g.startswith("tag:") for g in by)):
-                        assert ("tags_daily" if tags else "daily") in sources, (f, by)
+                    grouped = any(g.startswith("tag:") for g in by)
+                    raw = "user" in by and (tags or grouped)  # rollup_tags has no user: the calls
+                    if not raw and not (tags and grouped):
                         assert ("tags" if tags else "rollup") in sources and "raw" in sources, (f, by)
+                        if not tags:  # every call, for the total or (none)
+                            assert "daily" in sources, (f, by)
+                        if tags or grouped:  # a tag twin: without model and app, one row per day and value
+                            want = "tags_daily" if {"model", "app"} & set(by) else "tag_days"
+                            assert want in sources and not ({"tags_daily", "tag_days"} - {want}) & sources, (f, by)
+                            tag_days_parts += want == "tag_days"
                         daily_parts += 1
                 elif "day" in by:  # New York's and Kolkata's days cut UTC days
-                    assert not {"daily", "tags_daily"} & sources, (f, by, tz)
+                    assert not {"daily", "tags_daily", "tag_days"} & sources, (f, by, tz)
                 reference = list(grouped_totals(conn, f, by, tz, source="rows"))
                 assert reference, (f, by)
                 assert list(grouped_totals(conn, f, by, tz)) == reference, (f, by, tz)
-    assert daily_parts == (33 if tz == "UTC" else 9)  # every case the daily rollup can answer does
+    assert daily_parts == (42 if tz == "UTC" else 9)  # every case the daily rollup can answer does
+    assert tag_days_parts == (18 if tz == "UTC" else 6)  # and every tag read without model or app, rollup_tag_days
     # a month boundary (Kolkata: 18:30 UTC) in the partial first day: its hour is split, the days after
     # come from the daily rollup, and the figures stay the rows'
     f = Filters(start=datetime(2024, 3, 31, 10, 7, tzinfo=UTC), end=datetime(2024, 4, 3, 5, 1, tzinfo=UTC))

@@ -16,7 +16,7 @@ from helpers import make_record
 from spendlog.db import estimate
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTags, RollupTagsDaily
+from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTagDays, RollupTags, RollupTagsDaily
 from spendlog.db.pricing import GENAI_PRICES_VERSION
 from spendlog.db.store import insert_records, rebuild_rollups
 from spendlog.db.types import quantize_money
@@ -51,9 +51,9 @@ def stored(engine) -> dict[str, Completion]:
 
 
 def rollup_snapshot(conn) -> list[list[tuple]]:
-    """Every row of the four rollups (hourly, daily, tags, tags daily), each table sorted."""
+    """Every row of the five rollups (hourly, daily, tags, tags daily, tag days), each table sorted."""
     return [sorted(tuple(r) for r in conn.execute(select(model.__table__)))
-            for model in (RollupHourly, RollupDaily, RollupTags, RollupTagsDaily)]
+            for model in (RollupHourly, RollupDaily, RollupTags, RollupTagsDaily, RollupTagDays)]
 
 
 @pytest.fixture

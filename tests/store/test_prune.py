@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.db.models import Completion, RollupDaily, RollupHourly
+from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTagDays, RollupTags, RollupTagsDaily
 from spendlog.db.periods import floor_hour
 from spendlog.db.prune import prune_before, pruned_until, range_pruned
-from spendlog.db.queries import Filters, grouped_totals
+from spendlog.db.queries import Filters, grouped_totals, plan_grouped
 from spendlog.db.store import insert_records
 
 UTC = timezone.utc
@@ -42,7 +42,8 @@ def _records(n: int = 600) -> list[dict]:
             created_at=START + timedelta(hours=3.6 * i, minutes=i % 60), model=f"m{i % 3}", app=f"app{i % 4}",
             user=f"u{i % 5}", status_code=200 if ok else 500, error_type=None if ok else "http_500",
             cost_usd=Decimal(i + 1) * Decimal("0.000001234567") if ok else None, prompt_tokens=10 + i,
-            completion_tokens=i, total_tokens=10 + 2 * i, latency_ms=100 + i))
+            completion_tokens=i, total_tokens=10 + 2 * i, latency_ms=100 + i,
+            tags={"team": f"t{i % 3}", "customer": f"c{i % 7}"} if i % 4 else None))
     return out
 
 
@@ -55,14 +56,15 @@ def _ledger(url: str, records: list[dict]):
 
 
 def _rollup(conn) -> list[list[tuple]]:
-    """The hourly and the daily rollup, every row as stored, in key order."""
+    """The hourly and the daily rollups, the tag ones too, every row as stored, in key order."""
     return [[tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
-            for table in (RollupHourly.__table__, RollupDaily.__table__)]
+            for table in (RollupHourly.__table__, RollupDaily.__table__, RollupTags.__table__,
+                          RollupTagsDaily.__table__, RollupTagDays.__table__)]
 
 
 def _month_totals(conn) -> list[list[dict]]:
-    return [list(grouped_totals(conn, Filters(start=lo, end=hi), ["day", "model", "app", "user"], "UTC"))
-            for lo, hi in MONTHS]
+    return [list(grouped_totals(conn, Filters(start=lo, end=hi), by, "UTC"))
+            for lo, hi in MONTHS for by in (["day", "model", "app", "user"], ["week", "tag:customer"])]
 
 
 def test_prune_keeps_every_pruned_months_totals_exactly(db_url):
@@ -78,7 +80,10 @@ def test_prune_keeps_every_pruned_months_totals_exactly(db_url):
             assert conn.scalar(select(func.count()).select_from(Completion)) == len(records) - old
             assert conn.scalar(select(func.min(Completion.created_at))) >= CUTOFF
             assert _rollup(conn) == rollup  # byte for byte, the daily rollup too
-            assert len(rollup[1]) > 0
+            assert len(rollup[1]) > 0 and len(rollup[4]) > 0
+            # the pruned months' tag totals by week come from rollup_tag_days
+            assert "tag_days" in {p.source for p in plan_grouped(conn, Filters(start=MONTHS[0][0], end=MONTHS[0][1]),
+                                                                 ["week", "tag:customer"])}
             after = _month_totals(conn)
             assert repr(after) == repr(totals) and sum(len(m) for m in after[:2]) > 0
             first_kept = min(r["created_at"] for r in records if r["created_at"] >= CUTOFF)

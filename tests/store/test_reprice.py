@@ -228,6 +228,15 @@ def test_batch_pricing_matches_the_writers_rule_row_for_row(ledger, tmp_path, ba
     assert o3[0][1] > o3[-1][1]  # the cut shows
     assert {r.cost_source for r in rows.values() if r.model == "nobody/unknown-model-x"} == {"missing"}
     assert _rebuilt_equals_rollup(engine)
+    with engine.connect() as conn:  # rollup_tag_days holds the re-priced tagged calls' new costs, per team
+        from spendlog.db.models import RollupTagDays
+        days = conn.execute(select(RollupTagDays.tag_value, func.sum(RollupTagDays.cost_usd))
+                            .where(RollupTagDays.tag_key == "team").group_by(RollupTagDays.tag_value)).all()
+    teams: dict = {}
+    for r in rows.values():
+        if r.tags and r.tags.get("team"):
+            teams[r.tags["team"]] = teams.get(r.tags["team"], Decimal(0)) + (r.cost_usd or 0)
+    assert dict(days) == teams and {"t0", "t1", "t2"} <= set(teams) and all(teams.values())
     with engine.begin() as conn:  # and the tag rollup too
         from spendlog.db.models import RollupTags
         tags_now = sorted(tuple(r) for r in conn.execute(select(RollupTags.__table__)))

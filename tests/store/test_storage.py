@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from helpers import make_record
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTagsDaily
+from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTagDays, RollupTagsDaily
 from spendlog.db.estimate import price_book, price_record
 from spendlog.db.store import insert_records, rebuild_rollups
 from spendlog.db.types import from_pico, to_pico
@@ -94,9 +94,9 @@ def test_rollup_matches_raw_and_rebuild_is_identical(engine):
     with engine.begin() as conn:
         insert_records(conn, records)
 
-    def snapshot(conn):  # the hourly rollup and the daily ones (revision 0007)
+    def snapshot(conn):  # the hourly rollup and the daily ones (revisions 0007, 0008)
         return [sorted(tuple(r) for r in conn.execute(select(table)).all())
-                for table in (RollupHourly, RollupDaily, RollupTagsDaily)]
+                for table in (RollupHourly, RollupDaily, RollupTagsDaily, RollupTagDays)]
 
     with engine.connect() as conn:
         before = snapshot(conn)
@@ -109,7 +109,7 @@ def test_rollup_matches_raw_and_rebuild_is_identical(engine):
         assert conn.scalar(select(func.sum(RollupHourly.prompt_tokens))) == sum(r["prompt_tokens"] or 0 for r in records)
         errors = conn.scalar(select(func.sum(RollupHourly.requests)).where(RollupHourly.is_error.is_(True)))
         assert errors == sum(1 for r in records if r["status_code"] != 200)
-        for daily in (RollupDaily, RollupTagsDaily):  # every call is tagged team=core: both hold all of them
+        for daily in (RollupDaily, RollupTagsDaily, RollupTagDays):  # every call is tagged team=core: all hold all
             sums = conn.execute(select(func.sum(daily.requests), func.sum(daily.cost_usd), func.sum(daily.prompt_tokens),
                                        func.sum(daily.calls_missing_cost))).one()
             assert tuple(sums) == (300, conn.scalar(select(func.sum(Completion.cost_usd))),

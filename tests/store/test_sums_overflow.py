@@ -110,7 +110,7 @@ def test_a_day_past_the_integer_range_spills_in_the_daily_rollups_and_reads_exac
     rollup, one batch per hour or all at once, and after a rebuild, stay exact."""
     from sqlalchemy import func, select
 
-    from spendlog.db.models import RollupDaily, RollupTagsDaily
+    from spendlog.db.models import RollupDaily, RollupTagDays, RollupTagsDaily
     from spendlog.db.periods import floor_day
     from spendlog.db.queries import plan_grouped
 
@@ -127,7 +127,7 @@ def test_a_day_past_the_integer_range_spills_in_the_daily_rollups_and_reads_exac
 
     def check() -> None:
         with engine.connect() as conn:
-            for model in (RollupDaily, RollupTagsDaily):
+            for model in (RollupDaily, RollupTagsDaily, RollupTagDays):
                 rows = conn.execute(select(model.bucket, model.cost_usd, model.requests)).all()
                 sums: dict = {}
                 for bucket, cost, _ in rows:
@@ -139,11 +139,19 @@ def test_a_day_past_the_integer_range_spills_in_the_daily_rollups_and_reads_exac
                     assert len(rows) >= 12, model  # 96M USD in rows of at most 9.2M, and 12M in two
             whole = Filters(start=day, end=day + timedelta(days=2))
             for f in (whole, Filters(start=day, end=day + timedelta(days=2), tags={"team": "core"})):
-                assert {"daily", "tags_daily"} & {p.source for p in plan_grouped(conn, f, ["day", "model"])}
-                rows = list(grouped_totals(conn, f, ["day", "model"]))
-                assert [(r["day"], r["cost_usd"], r["requests"]) for r in rows] == [
-                    (day.date(), exact[day], 9600), ((day + timedelta(days=1)).date(), exact[day + timedelta(days=1)], 1200)]
-                assert rows == list(grouped_totals(conn, f, ["day", "model"], source="rows"))
+                for by in (["day", "model"], ["day"], ["week", "tag:team"]):
+                    if f.tags and by[-1] == "tag:team":
+                        continue  # two tags: the calls themselves
+                    # a read that names a model takes its tagged days from rollup_tags_daily, one by a tag
+                    # alone from rollup_tag_days
+                    want = ("tags_daily" if "model" in by else "tag_days") if f.tags or by[-1] == "tag:team" else "daily"
+                    sources = {p.source for p in plan_grouped(conn, f, by)}
+                    assert want in sources and not ({"tags_daily", "tag_days"} - {want}) & sources, (by, sources)
+                    rows = list(grouped_totals(conn, f, by))
+                    assert [(r["cost_usd"], r["requests"]) for r in rows] == (
+                        [(exact[day], 9600), (exact[day + timedelta(days=1)], 1200)] if by[0] == "day"
+                        else [(sum(exact.values()), 10800)]), by
+                    assert rows == list(grouped_totals(conn, f, by, source="rows"))
 
     check()
     with engine.begin() as conn:

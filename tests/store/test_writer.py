@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from conftest import IN_CI
 from helpers import make_record, run_python
 from spendlog.db.engine import make_engine
-from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTagsDaily
+from spendlog.db.models import Completion, RollupDaily, RollupHourly, RollupTagDays, RollupTagsDaily
 from spendlog.db.status import database_status
 from spendlog.db.writer import Writer, dropped_count, spooled_count
 
@@ -50,6 +50,8 @@ def test_submit_then_flush_writes_rows_and_rollup(sqlite_url):
         assert conn.scalar(select(func.sum(RollupHourly.requests))) == 250
         assert conn.scalar(select(func.sum(RollupDaily.requests))) == 250  # the same transactions
         assert conn.scalar(select(func.sum(RollupTagsDaily.requests))) == 250  # every call tagged team=core
+        assert conn.execute(select(RollupTagDays.tag_key, RollupTagDays.tag_value, func.sum(RollupTagDays.requests))
+                            .group_by(RollupTagDays.tag_key, RollupTagDays.tag_value)).all() == [("team", "core", 250)]
         assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
     engine.dispose()
     writer.close()
