@@ -69,7 +69,7 @@ def test_upgrade_from_0003_builds_the_tag_rollup_from_the_rows(db_url):
         assert conn.scalar(select(func.count()).select_from(RollupTags)) > 0
         for by, tz in ((["tag:team"], "UTC"), (["tag:team", "day", "model"], "Asia/Kolkata"), (["tag:feature", "app"], "UTC")):
             for f in (Filters(), Filters(start=START + timedelta(minutes=50), end=START + timedelta(hours=30))):
-                assert {"tags", "tags_daily"} & {p.source for p in plan_grouped(conn, f, by, tz)}
+                assert {"tags", "tags_daily", "tag_days"} & {p.source for p in plan_grouped(conn, f, by, tz)}
                 fast = list(grouped_totals(conn, f, by, tz))
                 assert fast == list(grouped_totals(conn, f, by, tz, source="rows"))
                 total = next(grouped_totals(conn, f, []))
