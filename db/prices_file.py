@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-__all__ = ["PricesFileError", "FilePrice", "PricesFile", "read_prices_file", "parse_prices"]
+__all__ = ["ALWAYS", "PricesFileError", "FilePrice", "PricesFile", "read_prices_file", "parse_prices"]
 
 RATE_KEYS = ("input", "output", "cached_input", "cache_write", "reasoning")
 _REQUIRED = ("model", "input", "output")
@@ -54,7 +54,7 @@ class FilePrice:
     reasoning: Decimal | None = None
 
 
-_EPOCH = datetime(1, 1, 1, tzinfo=timezone.utc)
+ALWAYS = datetime(1, 1, 1, tzinfo=timezone.utc)  # the start of an entry without ``from``
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ class PricesFile:
             grouped.setdefault(entry.model.lower(), []).append(entry)
         exact = {}
         for key, items in grouped.items():
-            items.sort(key=lambda e: e.start or _EPOCH)
-            exact[key] = (tuple(e.start or _EPOCH for e in items), tuple(items))
+            items.sort(key=lambda e: e.start or ALWAYS)
+            exact[key] = (tuple(e.start or ALWAYS for e in items), tuple(items))
         object.__setattr__(self, "_exact", exact)
         object.__setattr__(self, "_bare", {k: v for k, v in exact.items() if "/" not in k})
 

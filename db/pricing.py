@@ -39,11 +39,11 @@ from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider
 
 from .price_rates import Rates, UnitPrices, compile_prices, file_prices
-from .prices_file import FilePrice, PricesFile, PricesFileError, read_prices_file
+from .prices_file import ALWAYS, FilePrice, PricesFile, PricesFileError, read_prices_file
 
 __all__ = [
     "GENAI_PRICES_VERSION", "PRICES_ENV", "PriceBook", "Priced", "PricesFileError", "UnitPrices",
-    "counts_agree", "load_price_book",
+    "counts_priceable", "load_price_book",
 ]
 
 GENAI_PRICES_VERSION: str = genai_prices.__version__
@@ -152,11 +152,11 @@ def _count(value: object, name: str) -> int:
     return int(value)
 
 
-def counts_agree(prompt: int, completion: int, cached: int, reasoning: int, written: int) -> bool:
-    """Token counts (ints) that can be priced: none negative, cached + cache-write within the prompt,
-    reasoning within the completion. Counts that contradict each other are left unpriced."""
-    return (prompt >= 0 and completion >= 0 and cached >= 0 and reasoning >= 0 and written >= 0
-            and cached + written <= prompt and reasoning <= completion)
+def counts_priceable(prompt: int, completion: int, cached: int, reasoning: int, written: int) -> bool:
+    """Token counts (ints) that can be priced: some tokens, none negative, cached + cache-write within
+    the prompt, reasoning within the completion. Counts that contradict each other are left unpriced."""
+    return ((prompt != 0 or completion != 0) and prompt >= 0 and completion >= 0 and cached >= 0 and reasoning >= 0
+            and written >= 0 and cached + written <= prompt and reasoning <= completion)
 
 
 class PriceBook:
@@ -250,7 +250,7 @@ class PriceBook:
             starts = in_file[0]
             later = bisect_right(starts, at)
             until = starts[later] if later < len(starts) else None
-            since = starts[later - 1] if later and starts[later - 1].year > 1 else None  # year 1: no ``from``
+            since = starts[later - 1] if later and starts[later - 1] != ALWAYS else None
         return self._pick(True, found, at), self._pick(False, found, at), since, until
 
     def _pick(self, file_first: bool, found, at: datetime) -> tuple[Rates, str] | None:
@@ -276,10 +276,8 @@ class PriceBook:
         if type(at) is not datetime or at.tzinfo is None:
             at = _as_utc(at)
         nothing = (None, None) if file_first is None else None
-        if not model or (prompt == 0 and completion == 0):
-            return nothing  # no model or no tokens: nothing to price
-        if not counts_agree(prompt, completion, cached, reasoning, written):
-            return nothing  # counts that contradict each other: any figure would be a guess; keep it missing
+        if not model or not counts_priceable(prompt, completion, cached, reasoning, written):
+            return nothing  # no model, no tokens, or counts that contradict each other: keep it missing
         found = self._memo(model, provider, upstream)
         if found is None:
             return nothing

@@ -18,8 +18,8 @@ from sqlalchemy import Integer, column
 
 from .estimate import MAX_PRICE_USD, priced_fields
 from .models import Completion
-from .pricing import counts_agree
-from .types import MONEY_SCALE, to_pico
+from .pricing import counts_priceable
+from .types import from_pico, to_pico
 
 __all__ = ["READ", "REF", "BatchPricer", "as_record", "at", "raw_columns", "read_rows", "rowid"]
 
@@ -96,10 +96,11 @@ class BatchPricer:
         self._steady: dict[tuple, tuple] = {}  # (model, provider, upstream) -> steady_picks(...)
 
     def to_usd(self, units) -> Decimal:
-        return Decimal(units).scaleb(-MONEY_SCALE) if self.sqlite else Decimal(units)
+        """Stored units as USD."""
+        return from_pico(units) if self.sqlite else Decimal(units)
 
     def _units(self, pico: int):
-        return pico if self.sqlite else Decimal(pico).scaleb(-MONEY_SCALE)
+        return pico if self.sqlite else from_pico(pico)
 
     def price_all(self, rows: list) -> list[tuple]:
         """The new price columns of each row, in order (one loop: this is the per-row hot path)."""
@@ -128,7 +129,7 @@ class BatchPricer:
                 continue
             prompt, completion = row[PROMPT] or 0, row[COMPLETION] or 0
             cached, reasoning = row[CACHED] or 0, row[REASONING] or 0
-            if (prompt == 0 and completion == 0) or not counts_agree(prompt, completion, cached, reasoning, 0):
+            if not counts_priceable(prompt, completion, cached, reasoning, 0):
                 append(MISSING)
                 continue
             cost = estimate[0].pico(prompt, cached, 0, completion, reasoning)
