@@ -7,9 +7,9 @@ SQLite, continues in a row at midnight + 1 µs, 2 µs, ...). They are kept from 
 themselves, never from a second reading of the calls, so a day is always the sum of its hours:
 
 - ``daily_rows``: hourly rows (dicts) -> their daily rows, merged within the limits
-  (``db.rollups.merge_into``). ``db.store.insert_records`` adds the batch's hourly rows to both,
-  and its hourly tag rows to ``rollup_tag_days`` too (``DAILY[rollup_tags_daily]``: the keys of a
-  table derived from another are a subset of its keys, so any finer rows sum into it the same).
+  (``db.rollups.merge_into``). ``db.store.insert_records`` adds the batch's hourly rows to both
+  (``upsert_daily``), and the tag ones' daily rows on to ``rollup_tag_days``
+  (``DAILY[rollup_tags_daily]``: its keys are a subset of those, so they sum into it the same).
 - ``fill_daily``: delete a daily table and sum it again from its hourly table, streaming the hourly
   rows in bucket order, one day at a time (revision 0007's upgrade, ``db.rebuild``). Pruned hours
   stay in the hourly tables (``db.prune``), so their days come back right. ``fill_days``: that,
@@ -75,10 +75,14 @@ def daily_rows(rows: Iterable[dict], dims: Sequence[str], limits: dict) -> list[
 
 
 def upsert_daily(conn: Connection, source, rows: Sequence[dict]) -> None:
-    """Add hourly ``rows`` (just added to ``source``, or to a table ``source`` is summed from) to the
-    daily table summed from ``source`` (``DAILY``), in the caller's transaction."""
-    daily, dims, measures = DAILY[source]
-    upsert_rollups(conn, daily_rows(rows, dims, rollup_limits(conn.dialect.name, measures)), daily)
+    """Add ``rows`` (just added to ``source``) to the daily table summed from ``source``
+    (``DAILY``), and those daily rows to the table summed from that one, and so on, in the caller's
+    transaction: ``rollup_tags`` -> ``rollup_tags_daily`` -> ``rollup_tag_days``."""
+    while source in DAILY:
+        daily, dims, measures = DAILY[source]
+        rows = daily_rows(rows, dims, rollup_limits(conn.dialect.name, measures))
+        upsert_rollups(conn, rows, daily)
+        source = daily
 
 
 def fill_daily(conn: Connection, hourly_table, *, chunk_size: int = 50_000) -> int:

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from .errors import StorageError, describe
 from .daily import upsert_daily
-from .models import Completion, RollupHourly, RollupTags, RollupTagsDaily
+from .models import Completion, RollupHourly, RollupTags
 from .tag_limits import bound_tags, within_limits
 from .rebuild import rebuild_rollups
 from .rollups import (add_to_rollups, is_error, is_error_clause, rollup_delta, rollup_limits, rollup_rows,
@@ -210,8 +210,7 @@ def insert_records(conn: Connection, records: Sequence[dict]) -> int:
     if any(r.get("tags") for r in new):
         tagged = tag_rollup_rows(new, tag_rollup_limits(conn.dialect.name))
         upsert_tag_rollups(conn, tagged)
-        upsert_daily(conn, RollupTags.__table__, tagged)
-        upsert_daily(conn, RollupTagsDaily.__table__, tagged)  # rollup_tag_days: model and app summed away
+        upsert_daily(conn, RollupTags.__table__, tagged)  # and on to rollup_tag_days
     return len(new)
 
 
