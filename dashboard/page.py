@@ -159,10 +159,8 @@ def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
 
     The same cached queries the page makes when no dimension filter is set, so the first render
     reads the rollup once for both."""
-    if start == ALL_TIME_START:  # "All time" reads from the first call's day (as _overview does): one read for both
-        first = reads.first_day(url, tz, as_of=None)
-        if first is not None and first <= end:
-            start = first
+    if start == ALL_TIME_START:  # the page's range (_overview): one read for both
+        start = reads.all_time_start(url, end, tz, as_of=None)
     everything = filters_for_dates(start, end, tz)
     data.prefetch(*((data.totals, (url, everything, by, tz), {"as_of": None}) for by in (BY_DAY, BY_WHO)))
     rows = [row for by in (BY_DAY, BY_WHO) for row in data.totals(url, everything, by, tz, as_of=None)]
@@ -175,9 +173,7 @@ def _choices(url: str, start: date, end: date, tz: str) -> dict[str, list[str]]:
 def _overview(url: str, view: View) -> None:
     tick = _tick(view)
     if view.preset == "all":
-        first = reads.first_day(url, view.tz, as_of=tick)
-        if first is not None and first <= view.end:
-            view = view.with_dates(first, view.end)
+        view = view.with_dates(reads.all_time_start(url, view.end, view.tz, as_of=tick), view.end)
     granularity = view.granularity
     hourly = view.days <= HOURLY_DAYS and granularity in ("hour", "day")
     if hourly:

@@ -12,11 +12,12 @@ from datetime import date
 import streamlit as st
 
 from spendlog.dashboard import data
+from spendlog.dashboard.params import ALL_TIME_START
 from spendlog.db import hourly, request_log
 from spendlog.db.periods import get_zone
 from spendlog.db.queries import Filters
 
-__all__ = ["log_page", "log_count", "call", "hourly_totals", "error_kinds", "first_day"]
+__all__ = ["log_page", "log_count", "call", "hourly_totals", "error_kinds", "first_day", "all_time_start"]
 
 _TTL = data.TTL_SECONDS
 
@@ -53,3 +54,9 @@ def error_kinds(url: str, filters: Filters, minutes: int, *, as_of: int | None) 
 def first_day(url: str, tz: str, *, as_of: int | None) -> date | None:
     first = data.read(url, request_log.first_call_at)
     return first.astimezone(get_zone(tz)).date() if first is not None else None
+
+
+def all_time_start(url: str, end: date, tz: str, *, as_of: int | None) -> date:
+    """Where "All time" starts: the first call's local day (the preset's own start when none is older)."""
+    first = first_day(url, tz, as_of=as_of)
+    return first if first is not None and first <= end else ALL_TIME_START
