@@ -171,6 +171,7 @@ def test_unreachable_database_spools_and_status_reports_it(tmp_path):
     assert status["spooled"] == 1 and status["dropped"] == 0
     assert "s3cret" not in str(status) and "***" in status["url"]
     assert spooled_count(writer.url) == 1
+    writer.close()  # else its thread keeps retrying the spool, warning into the next test on this worker
 
 
 def test_when_even_the_spool_fails_records_are_counted_not_silent(tmp_path, monkeypatch, caplog):
@@ -183,6 +184,7 @@ def test_when_even_the_spool_fails_records_are_counted_not_silent(tmp_path, monk
     assert writer.status()["dropped"] == 2
     assert dropped_count(writer.url) == 2
     assert any("dropped" in r.getMessage() for r in caplog.records)
+    writer.close()
 
 
 def test_full_queue_spills_to_the_spool_instead_of_growing(sqlite_url):
