@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -108,6 +109,12 @@ def start_fake_upstream(host: str = "127.0.0.1", port: int = 0, *, api_key: str 
     bound = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none",
                             timeout_graceful_shutdown=2, backlog=4096)
+    # access_log=False only empties "uvicorn.access" once, here; uvicorn's protocols log a request
+    # line whenever that logger has a handler when a connection opens, and a host process adds them
+    # (Streamlit sets its level to INFO on import; pytest attaches its capture handler to every
+    # non-propagating logger before each test). Those lines hold the callers' ?key= queries, so in
+    # this process the fake's access log is switched off outright.
+    logging.getLogger("uvicorn.access").disabled = True
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"fake-upstream:{bound}",
                               daemon=True)

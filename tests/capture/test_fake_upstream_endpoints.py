@@ -150,6 +150,34 @@ def test_runner_serves_concurrently_and_stops():
         httpx.get(fake.url("models"), timeout=2)
 
 
+def test_the_in_process_fake_logs_no_request_lines_whatever_the_host_does_to_logging():
+    """The request line holds the caller's ?key=. A host process re-arms "uvicorn.access" after the
+    fake's access_log=False emptied it: Streamlit sets its level to INFO, pytest attaches its capture
+    handler to every non-propagating logger (CI's security test caught the keys in caplog that way)."""
+    import logging
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    access = logging.getLogger("uvicorn.access")
+    keep = Keep()
+    with run_fake_upstream() as fake:
+        level = access.level
+        access.setLevel(logging.INFO)
+        access.addHandler(keep)
+        try:
+            r = httpx.post(fake.url("chat/completions") + "?key=AIzaSy_leak_me", json=CHAT,
+                           headers={"Authorization": f"Bearer {fake.api_key}"}, timeout=10)
+        finally:
+            access.removeHandler(keep)
+            access.setLevel(level)
+    assert r.status_code == 200 and len(fake.requests) == 1
+    assert [rec.getMessage() for rec in seen] == []
+
+
 def test_cli_help_documents_every_option():
     from click.testing import CliRunner
 
