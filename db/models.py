@@ -224,7 +224,10 @@ class RollupTagsDaily(_TagRollup, Base):
 
     __tablename__ = "rollup_tags_daily"
 
-    __table_args__ = (Index("ix_rollup_tags_daily_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),)
+    # a tag filter over a range; one tag key with a model or an app filter (revision 0009)
+    __table_args__ = (Index("ix_rollup_tags_daily_tag_key_tag_value_bucket", "tag_key", "tag_value", "bucket"),
+                      Index("ix_rollup_tags_daily_tag_key_model_bucket", "tag_key", "model", "bucket"),
+                      Index("ix_rollup_tags_daily_tag_key_app_bucket", "tag_key", "app", "bucket"))
 
 
 # rollup_tag_days (revision 0008): UTC day x tag key x tag value, model and app summed away
