@@ -102,8 +102,10 @@ def test_four_racing_checks_fire_each_threshold_once(ledger, db_url, receivers):
 def test_a_failing_then_recovering_receiver_gets_every_alert_exactly_once(ledger, receivers):
     flaky, steady = receivers(fail_first=3), receivers()
     _budget(ledger, webhooks=[flaky.url, steady.url], forecast=True, period="day")
-    t0 = datetime.now(UTC).replace(microsecond=0)
-    _spend(ledger, "6", when=t0 - timedelta(seconds=1))  # 60%, and a forecast past the line
+    # 03:00 yesterday, not "now": a day budget's forecast (6 + 6 * remaining / elapsed) passes 10 only
+    # before 14:24, so a wall-clock t0 made this test fail every afternoon
+    t0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=3, minute=0, second=0, microsecond=0)
+    _spend(ledger, "6", when=t0 - timedelta(seconds=1))  # 60% at 3 h in: a forecast of 48, past the line
     first = check_budgets(ledger, t0)
     assert sorted(k for _, k in first.fired) == ["forecast", "threshold:50"]
     assert len(first.failed) == 2 and not first.delivered

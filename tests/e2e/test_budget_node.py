@@ -24,7 +24,9 @@ def test_node_sdk_gets_a_402_it_does_not_retry(node_sdk, fake_upstream, proxy_fa
     now = datetime.now(timezone.utc)
     with engine.begin() as conn:
         add_budget(conn, BudgetSpec(name="all-in", amount_usd=Decimal(1), period="day", hard=True), now)
-        insert_records(conn, [make_record(created_at=now - timedelta(seconds=1), cost_usd=Decimal(1))])
+        # today (UTC) even in the day's first second, so the day budget counts it
+        when = max(now - timedelta(seconds=1), now.replace(hour=0, minute=0, second=0, microsecond=0))
+        insert_records(conn, [make_record(created_at=when, cost_usd=Decimal(1))])
     engine.dispose()
     proxy = proxy_factory(fake_upstream.base_url)  # reads the hard budgets as it starts
     done = subprocess.run([node_sdk, str(NODE_DIR / "budget.mjs"), proxy.base_url, fake_upstream.api_key],
