@@ -176,11 +176,14 @@ def whole_days(first: datetime | None, last: datetime | None) -> tuple:
 
 
 def _tag_plan(filters: Filters, by: Sequence[str]) -> str | None:
-    """How a read with tags uses ``rollup_tags``: None (no tags), ``"filter"`` (one tag=value),
-    the key of its one ``tag:KEY`` group, or ``"raw"`` (two tags, or dimensions it lacks)."""
+    """How a read with tags uses ``rollup_tags``: None (no tags), ``"filter"`` (one tag=value, and
+    maybe a ``tag:KEY`` group of that same key), the key of its one ``tag:KEY`` group, or ``"raw"``
+    (two tags, or dimensions it lacks)."""
     keys = [k for k in map(tag_key, by) if k is not None]
     if not keys and not filters.tags:
         return None
+    if len(filters.tags) == 1 and keys and set(keys) == {filters.tags[0][0]}:
+        keys = []  # grouped by the key it filters on: every matching call holds the filter's value
     if len(keys) + len(filters.tags) != 1 or not tag_rollup_answers(filters):
         return "raw"
     if any(g not in PERIODS and g not in ("model", "app") and tag_key(g) is None for g in by):

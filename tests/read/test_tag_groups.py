@@ -107,6 +107,21 @@ def test_a_tag_filter_reads_the_tag_rollup_and_equals_the_raw_rows(engine):
                 assert _read(conn, f, ["model"], "Asia/Kolkata") == _read(conn, f, ["model"], "Asia/Kolkata", source="rows")
 
 
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
+def test_a_group_by_the_filtered_key_reads_the_tag_rollup(engine, tz):
+    """``tag:team`` with ``team=core``: one group, core, from the tag rollup (the dashboard's
+    "Spend by tag" under a tag filter of the picked key), the raw rows' figures exactly."""
+    with engine.connect() as conn:
+        for start, end in RANGES:
+            for by in (["tag:team"], ["tag:team", "day", "model"]):
+                f = Filters(start=start, end=end, tags={"team": "core"})
+                assert {p.source for p in plan_grouped(conn, f, by, tz)} & {"tags", "tags_daily", "tag_days"}
+                fast = _read(conn, f, by, tz)
+                assert fast == _read(conn, f, by, tz, source="rows")
+                assert {r["tag:team"] for r in fast} == {"core"}
+                assert sum(r["requests"] for r in fast) == _read(conn, f, [])[0]["requests"] > 0
+
+
 @pytest.mark.parametrize("filters, by", [
     (Filters(tags={"team": "core", "feature": "search"}), ["day"]),
     (Filters(tags={"team": "core"}), ["tag:feature"]),
