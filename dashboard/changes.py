@@ -59,18 +59,19 @@ def spikes(url: str, filters: Filters, tz: str, known: tuple, *, as_of: int | No
 
 
 def changes(url: str, filters: Filters, previous: Filters, tz: str, dims: tuple[str, ...], *,
-            as_of: int | None) -> dict[str, list[Change]]:
+            as_of: int | None, shared: tuple[str, ...] = SHARED) -> dict[str, list[Change]]:
     """``db.changes.changes_from`` over the two periods' cached reads: the plain dimensions from one
-    read per period grouped by ``SHARED`` (the caching panel reads the current one too), any other
-    kind of group (``tag:KEY``) from a read of its own."""
-    plain = tuple(d for d in dims if d in SHARED)
+    read per period grouped by ``shared`` (``SHARED``, which the caching panel reads too, or what
+    the tag rollup holds of it: ``dashboard.tag_scan``), any other kind of group (``tag:KEY``)
+    from a read of its own."""
+    plain = tuple(d for d in dims if d in shared)
     out = {}
     if plain:
-        now = data.totals(url, filters, SHARED, tz, as_of=as_of)
-        then = data.totals(url, previous, SHARED, tz, as_of=as_of)
+        now = data.totals(url, filters, shared, tz, as_of=as_of)
+        then = data.totals(url, previous, shared, tz, as_of=as_of)
         out.update(db_changes.changes_from(now, then, plain))
     for dim in dims:
-        if dim not in SHARED:
+        if dim not in shared:
             out.update(db_changes.changes_from(data.totals(url, filters, (dim,), tz, as_of=as_of),
                                                data.totals(url, previous, (dim,), tz, as_of=as_of), (dim,)))
     return {dim: out[dim] for dim in dims}
@@ -126,9 +127,10 @@ def _draw(frame: pd.DataFrame, spec: dict) -> None:
 
 
 def spend_chart(url: str, view: View, current: Filters, previous: Filters, rows: list[dict], day_rows: list[dict],
-                granularity: str, hourly: bool, tick: int | None) -> None:
+                granularity: str, hourly: bool, tick: int | None, shared: tuple[str, ...] = SHARED) -> None:
     """The spend-per-period chart (the page's first), with the overlay toggle, the spike marks
-    (per-day charts) and the spike lines under it. ``day_rows``: the page's by-day read of the view."""
+    (per-day charts) and the spike lines under it. ``day_rows``: the page's by-day read of the view;
+    ``shared``: the page's shared grouping (``changes``), whose previous-period read has its total."""
     overlay = st.toggle("Overlay the previous period", key=OVERLAY_KEY,
                         help="The previous period of the same length, as a dashed line over the bars.")
     known = tuple((r["day"], r["cost_usd"]) for r in frames.regroup(day_rows, "day") if r["requests"])
@@ -137,7 +139,7 @@ def spend_chart(url: str, view: View, current: Filters, previous: Filters, rows:
     frame = frames.spend_frame(rows, granularity)
     _draw(frame, spend_spec(frame, before, spike_rows(found, granularity)))
     if overlay:
-        total = frames.sum_rows(data.totals(url, previous, SHARED, view.tz, as_of=tick))["cost_usd"]
+        total = frames.sum_rows(data.totals(url, previous, shared, view.tz, as_of=tick))["cost_usd"]
         st.text(f"Dashed: the previous period ({_span(previous, view)}), {money_display(total)} in all.")
     for s in found[-SPIKE_LINES:]:  # the most recent ones; every spike is marked on a per-day chart
         st.text(spike_line(s, label))  # ledger values: plain text
@@ -172,9 +174,13 @@ def movers_table(movers: db_changes.Movers) -> pd.DataFrame:
 
 
 def section(url: str, view: View, current: Filters, previous: Filters, tick: int | None,
-            dims: Sequence[str] = CHANGE_DIMS) -> None:
-    """"What changed": the biggest movers, then a change table per dimension (in tabs)."""
-    found = changes(url, current, previous, view.tz, tuple(dims), as_of=tick)
+            dims: Sequence[str] = CHANGE_DIMS, scan=None) -> None:
+    """"What changed": the biggest movers, then a change table per dimension (in tabs). ``scan``
+    (``dashboard.tag_scan.Scan``): the dimensions it holds back are left out, and said so."""
+    held = [d for d in dims if scan is not None and not scan.answers(d)]
+    dims = [d for d in dims if d not in held]
+    found = changes(url, current, previous, view.tz, tuple(dims), as_of=tick,
+                    shared=scan.shared if scan is not None else SHARED)
     st.subheader("What changed")
     st.text(f"Against the previous period of the same length, {_span(previous, view)}.")
     movers = db_changes.movers_from(found, MOVERS)
@@ -186,3 +192,5 @@ def section(url: str, view: View, current: Filters, previous: Filters, tick: int
     for tab, dim in zip(st.tabs([f"Per {_title(d).lower()}" for d in dims]), dims):
         with tab:
             st.dataframe(change_table(found[dim], dim), hide_index=True, width="stretch", key=f"change_{dim}")
+    if held:
+        scan.waits_for("The change per user and per other tag key")

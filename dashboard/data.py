@@ -42,9 +42,11 @@ __all__ = [
     "tag_choices",
     "read",
     "prefetch",
+    "EAGER_SCAN_CALLS",
 ]
 
 TTL_SECONDS = 10  # the live toggle refreshes at about this pace
+EAGER_SCAN_CALLS = 300_000  # above this many calls in the range, a read of every call waits for a click
 _MAX_ENTRIES = 256
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import streamlit as st
 from dataclasses import replace
 
 from spendlog.dashboard import (auth, budgets_view, cache_panel, changes, charts, closes_view, data, downloads, frames,
-                                prices, reads, request_log_view, tags_view, whatif)
+                                prices, reads, request_log_view, tag_scan, tags_view, whatif)
 from spendlog.dashboard.empty import show_empty
 from spendlog.dashboard.filters import sidebar, today_in
 from spendlog.dashboard.params import ALL_TIME_START, HOURLY_DAYS, PRESETS, View, previous_period, tag_text
@@ -35,7 +35,6 @@ LIVE_SECONDS = 5
 RECONCILE_PAGE = Path(__file__).with_name("reconcile_page.py")  # dashboard.reconcile_view
 MAX_BARS = 400  # periods on the x axis before day granularity switches to week
 LATENCY_MODELS = 12
-EAGER_SCAN_CALLS = 300_000  # above this, the most-expensive-calls scan waits for a click
 # Two breakdowns feed the whole page (and, unfiltered, the sidebar's choices): per day x model
 # (x provider, which follows the model) and per app x user (x key, which follows the user) x model
 # (x provider): the change tables and the caching panel need app x model, and the previous period's
@@ -187,16 +186,17 @@ def _overview(url: str, view: View) -> None:
     previous = filters_for(view, prev_start, prev_end)
 
     by_day = BY_DAY_TAGGED if view.tags else BY_DAY
+    scan = tag_scan.scan(url, current)  # per user, key and other tags wait under a tag filter (big range)
     data.prefetch((data.totals, (url, current, by_day, view.tz), {"as_of": tick}),
-                  (data.totals, (url, current, BY_WHO, view.tz), {"as_of": tick}),
-                  (data.totals, (url, previous, BY_WHO, view.tz), {"as_of": tick}))
+                  (data.totals, (url, current, scan.shared, view.tz), {"as_of": tick}),
+                  (data.totals, (url, previous, scan.shared, view.tz), {"as_of": tick}))
     day_rows = data.totals(url, current, by_day, view.tz, as_of=tick)
     if hourly:
         rows = frames.hourly_rows(reads.hourly_totals(url, current, as_of=tick), ZoneInfo(view.tz))
     else:
         rows = frames.by_period(day_rows, granularity)
     total = frames.sum_rows(day_rows)
-    prev_total = frames.sum_rows(data.totals(url, previous, BY_WHO, view.tz, as_of=tick))
+    prev_total = frames.sum_rows(data.totals(url, previous, scan.shared, view.tz, as_of=tick))
     base = prev_base = None
     if view.status != "all":  # rates are over every call of the view, whatever its status
         base = data.totals(url, replace(current, status="all"), (), view.tz, as_of=tick)[0]
@@ -226,7 +226,7 @@ def _overview(url: str, view: View) -> None:
     elif granularity != view.granularity:
         st.caption(f"More than {MAX_BARS} days: shown per week." if granularity == "week"
                    else f"Per hour only for ranges up to {HOURLY_DAYS} days: shown per day.")
-    changes.spend_chart(url, view, current, previous, rows, day_rows, granularity, hourly, tick)  # overlay, spikes
+    changes.spend_chart(url, view, current, previous, rows, day_rows, granularity, hourly, tick, scan.shared)  # overlay, spikes
     closes_view.section(url, current, tick)
 
     left, right = _pair("month_tokens")
@@ -236,16 +236,18 @@ def _overview(url: str, view: View) -> None:
         st.subheader(f"Tokens per {granularity}")
         _chart(charts.tokens_by_period(frames.tokens_frame(rows, granularity)))
 
-    combos = data.totals(url, current, BY_WHO, view.tz, as_of=tick)
+    combos = data.totals(url, current, scan.shared, view.tz, as_of=tick)
     left, right = _pair("app_user")
     with left:
         st.subheader("Spend by app")
         _chart(charts.top_spenders(frames.top_frame(frames.regroup(combos, "app"), "app"), "App"))
     with right:
         st.subheader("Spend by user")
-        _chart(charts.top_spenders(frames.top_frame(frames.regroup(combos, "user"), "user"), "User"))
+        scan.toggle()
+        if scan.answers("user"):
+            _chart(charts.top_spenders(frames.top_frame(frames.regroup(combos, "user"), "user"), "User"))
 
-    tags_view.spend_by_tag(url, view, current, tick, _chart)
+    tags_view.spend_by_tag(url, view, current, tick, _chart, scan)
 
     by_model = frames.regroup(rows, "model")
     ranked = sorted(by_model, key=lambda r: (-r["requests"], r["model"] or ""))[:LATENCY_MODELS]
@@ -266,8 +268,8 @@ def _overview(url: str, view: View) -> None:
     # what changed, biggest movers (issue 15): model, app, user and the tag key picked in "Spend by tag"
     tag_by = st.session_state.get("f_tagby")
     changes.section(url, view, current, previous, tick,
-                    (*changes.CHANGE_DIMS, tag_group(tag_by)) if tag_by else changes.CHANGE_DIMS)
-    cache_panel.panel(url, current, view.tz, tick)
+                    (*changes.CHANGE_DIMS, tag_group(tag_by)) if tag_by else changes.CHANGE_DIMS, scan)
+    cache_panel.panel(url, current, view.tz, tick, scan)
     request_log_view.request_log(url, view, current, total, tick)
     _calls(url, view, current, total, tick)
 
@@ -287,7 +289,7 @@ def _errors_view(url: str, view: View, current: Filters, granularity: str, tick:
     calls = frames.sum_rows(day_all)["requests"]
     heading = st.empty()
     # error types are not in the rollup: the breakdown reads the range's calls (waits for a click when many)
-    if calls <= EAGER_SCAN_CALLS or st.toggle(
+    if calls <= data.EAGER_SCAN_CALLS or st.toggle(
             f"Break the errors down by type and status (reads all {calls:,} calls in the range)", key="scan_errors"):
         lo, hi = date_bounds(view.start, view.end, view.tz)
         minutes = bucket_minutes(period_boundaries(view.tz, ["day"], lo, hi)) if lo and hi else 60
@@ -319,7 +321,7 @@ def _calls(url: str, view: View, current: Filters, total: dict, tick: int | None
     # finding them reads every call in the date range (no index orders calls by cost)
     everything = data.totals(url, filters_for_dates(view.start, view.end, view.tz), BY_DAY, view.tz, as_of=None)
     calls = frames.sum_rows(everything)["requests"]
-    if calls <= EAGER_SCAN_CALLS or st.toggle(
+    if calls <= data.EAGER_SCAN_CALLS or st.toggle(
             f"Scan all {calls:,} calls in the range for the 50 most expensive (takes a few seconds)",
             key="scan_expensive"):
         df = frames.calls_table(data.expensive_calls(url, current, as_of=tick), zone)

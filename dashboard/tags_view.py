@@ -22,9 +22,10 @@ __all__ = ["spend_by_tag"]
 TOP_VALUES = 15
 
 
-def spend_by_tag(url: str, view: View, current: Filters, tick: int | None, draw) -> None:
+def spend_by_tag(url: str, view: View, current: Filters, tick: int | None, draw, scan=None) -> None:
     """Draw the section (``draw``: the page's way to draw a chart), or nothing when no call of the
-    range carries a tag."""
+    range carries a tag. ``scan`` (``dashboard.tag_scan.Scan``): under a tag filter, another key's
+    values may wait for its toggle."""
     ss = st.session_state
     everything = Filters(start=current.start, end=current.end)
     keys = data.tag_choices(url, everything, as_of=None)[0]
@@ -40,6 +41,9 @@ def spend_by_tag(url: str, view: View, current: Filters, tick: int | None, draw)
     if changed:  # the link (written by the sidebar on a full run) follows the picker
         st.rerun()
     group = tag_group(key)
+    if scan is not None and not scan.answers(group):
+        scan.waits_for("Another tag key's spend within the tag filter")
+        return
     rows = data.totals(url, current, (group,), view.tz, as_of=tick)
     draw(charts.top_spenders(frames.top_frame(rows, group, top=TOP_VALUES), "Tag value"))
     st.caption(f"{len(rows):,} value{'s' if len(rows) != 1 else ''} of this tag in the view"

@@ -156,3 +156,70 @@ def test_spend_by_tag_and_its_movers_read_their_days_from_rollup_tag_days(monkey
     at = open_app(monkeypatch, ledger, {**RANGE, "model": "openai/gpt-4o-mini", "tagby": "team"})
     by_team = [sources for by, _, models, sources in planned if by == ("tag:team",) and models]
     assert by_team and all("tags_daily" in s and "tag_days" not in s for s in by_team), by_team
+
+
+WAITS = "waits for the toggle under \"Spend by user\""
+
+
+def test_a_tag_filter_over_a_big_range_holds_back_what_the_tag_rollup_lacks_until_asked(monkeypatch, ledger,
+                                                                                       records):
+    """With one tag filter, per user / key, another tag key's values and the caching panel read
+    every call of the range; past ``EAGER_SCAN_CALLS`` calls they wait for a toggle while the rest
+    of the page reads the tag rollup only. Turned on, they show the export's figures."""
+    from spendlog.dashboard import data
+    from spendlog.db import queries
+
+    view = {**RANGE, "tag": "team=core", "tagby": "feature"}
+    small = open_app(monkeypatch, ledger, view)  # a small range: nothing waits
+    assert not [t for t in small.toggle if t.key == "scan_tagged"]
+    assert not [c for c in small.caption if WAITS in c.value]
+
+    planned = []
+    real = queries.plan_grouped
+
+    def spy(conn, filters, by, tz="UTC", **kw):
+        parts = real(conn, filters, by, tz, **kw)
+        planned.append((tuple(by), filters.tags, {p.source for p in parts}))
+        return parts
+
+    monkeypatch.setattr(queries, "plan_grouped", spy)
+    monkeypatch.setattr(data, "EAGER_SCAN_CALLS", 5)
+    at = open_app(monkeypatch, ledger, view)
+    toggle = next(t for t in at.toggle if t.key == "scan_tagged")
+    assert toggle.value is False and f"reads all {len(records):,} calls" in toggle.label
+    tagged = [(by, sources) for by, tags, sources in planned if tags]
+    assert tagged and all("raw" not in sources for _, sources in tagged), tagged
+    exp = expect(records, lambda r: r["tags"].get("team") == "core")
+    assert metric(at, "Requests") == format_count(exp["requests"])
+    assert exact_caption(at) == f"Total spend, exact: **{money_display(exp['cost'], exact=True)}**"
+    waiting = [c.value for c in at.caption if WAITS in c.value]
+    assert [w.split(" waits")[0] for w in waiting] == [
+        "Another tag key's spend within the tag filter", "The change per user and per other tag key",
+        "Caching under a tag filter (priced by provider)"]
+    titles = {df.value.columns[0] for df in at.dataframe if "Change %" in df.value.columns and "Moved" not in
+              df.value.columns}
+    assert titles == {"Model", "App"}  # the change per user and per feature wait
+
+    toggle.set_value(True)
+    at.run()
+    assert not at.exception
+    assert not [c for c in at.caption if WAITS in c.value]
+    df = tag_chart(at)
+    assert dict(zip(df["name"], df["cost_exact"])) == export_figures(ledger, ["tag:feature"], (("team", "core"),))
+    titles = {df.value.columns[0] for df in at.dataframe if "Change %" in df.value.columns and "Moved" not in
+              df.value.columns}
+    assert titles == {"Model", "App", "User", "Tag feature"}
+    assert exact_caption(at) == f"Total spend, exact: **{money_display(exp['cost'], exact=True)}**"
+
+
+def test_a_tag_filter_and_a_group_by_its_own_key_need_no_toggle(monkeypatch, ledger, records):
+    """"Spend by tag" on the filtered key itself (team under team=core) is the tag rollup's: it is
+    drawn while the other breakdowns wait, one bar, the filter's value, the export's figure."""
+    from spendlog.dashboard import data
+
+    monkeypatch.setattr(data, "EAGER_SCAN_CALLS", 5)
+    at = open_app(monkeypatch, ledger, {**RANGE, "tag": "team=core", "tagby": "team"})
+    assert [t for t in at.toggle if t.key == "scan_tagged"]
+    df = tag_chart(at)
+    assert dict(zip(df["name"], df["cost_exact"])) == export_figures(ledger, ["tag:team"], (("team", "core"),))
+    assert set(df["name"]) == {"core"}

@@ -1,0 +1,66 @@
+"""Under a tag filter on a big ledger, what the tag rollup cannot answer waits for a click.
+
+``rollup_tags`` holds one tag by model and app (``db.plan``). With one tag filter, the page's
+totals, its spend chart, per-model and per-app figures read it (a fraction of a second at 10M
+calls). Per user and API key, another tag key's values ("Spend by tag", the change tables) and
+the caching panel (which prices by provider) need the calls themselves: every call of the range,
+its tags read from their JSON, about 10 s at 10M calls x 3 tags. Past ``data.EAGER_SCAN_CALLS``
+calls in the range those wait for this module's toggle, as the most-expensive-calls scan waits
+for its own; the rest of the page is drawn meanwhile and each held-back part says why.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from spendlog.dashboard import data
+from spendlog.dashboard.changes import SHARED
+from spendlog.db.filters import tag_rollup_answers
+from spendlog.db.groups import tag_key
+from spendlog.db.queries import Filters
+
+__all__ = ["SCAN_KEY", "ROLLUP_SHARED", "Scan", "scan"]
+
+SCAN_KEY = "scan_tagged"
+ROLLUP_SHARED = ("app", "model")  # what rollup_tags holds of changes.SHARED
+
+
+class Scan:
+    """The view's state: ``offered`` (a tag filter the rollup answers, over a big range: the toggle
+    is drawn), ``waiting`` (offered and not turned on), ``calls`` (in the range), ``shared`` (the
+    grouping the page shares: ``changes.SHARED``, or ``ROLLUP_SHARED`` while waiting)."""
+
+    def __init__(self, offered: bool, calls: int, filtered_key: str | None):
+        self.offered, self.calls, self.filtered_key = offered, calls, filtered_key
+        self.waiting = offered and not st.session_state.get(SCAN_KEY, False)
+        self.shared = ROLLUP_SHARED if self.waiting else SHARED
+
+    def answers(self, group: str) -> bool:
+        """Whether a read grouped by ``group`` (a dimension or ``tag:KEY``) is drawn now."""
+        if not self.waiting:
+            return True
+        key = tag_key(group)
+        return group in ROLLUP_SHARED or (key is not None and key == self.filtered_key)
+
+    def toggle(self) -> None:
+        """The toggle (drawn on every run while offered, so turning it on keeps it on)."""
+        if self.offered:
+            st.toggle(f"Break the tag filter down by user, key and other tags (reads all {self.calls:,} calls "
+                      "in the range, several seconds)", key=SCAN_KEY)
+
+    @staticmethod
+    def waits_for(what: str) -> None:
+        """The line a held-back part shows in its place (``what``: the page's words, no ledger value)."""
+        st.caption(f"{what} waits for the toggle under \"Spend by user\": with a tag filter it reads every "
+                   "call of the range.")
+
+
+def scan(url: str, current: Filters) -> Scan:
+    """The view's ``Scan``: offered when ``current`` has one tag filter that ``rollup_tags``
+    answers and its range holds more than ``data.EAGER_SCAN_CALLS`` calls (a rollup read)."""
+    if len(current.tags) != 1 or not tag_rollup_answers(current):
+        return Scan(False, 0, None)
+    everything = Filters(start=current.start, end=current.end)
+    calls = data.totals(url, everything, (), "UTC", as_of=None)[0]["requests"]
+    return Scan(calls > data.EAGER_SCAN_CALLS, calls, current.tags[0][0])
+
