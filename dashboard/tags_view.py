@@ -38,8 +38,8 @@ def spend_by_tag(url: str, view: View, current: Filters, tick: int | None, draw,
                        help="Each value of this tag; calls without it are (none).")
     changed = ss.get("_tagby_drawn") not in (None, key)
     ss["_tagby_drawn"] = key
-    if changed:  # the link (written by the sidebar on a full run) follows the picker
-        st.rerun()
+    if changed and view.tag_key != key:  # the link (the sidebar writes it from the run's view) follows the
+        st.rerun()  # key set above; a picked one is in the view already (no second run of the page)
     group = tag_group(key)
     if scan is not None and not scan.answers(group):
         scan.waits_for("Another tag key's spend within the tag filter")
