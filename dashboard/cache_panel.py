@@ -47,11 +47,11 @@ def cache_table(found: Sequence[CacheRow]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=COLUMNS)
 
 
-def panel(url: str, current: Filters, tz: str, tick: int | None, scan=None) -> None:
+def panel(url: str, current: Filters, tz: str, tick: int | None, scan) -> None:
     """The section: the range's total, then the table per model and app. ``scan``
     (``dashboard.tag_scan.Scan``): under a tag filter it may wait (it prices by provider)."""
     st.subheader("Prompt caching")
-    if scan is not None and not scan.answers("provider"):
+    if not scan.answers("provider"):
         scan.waits_for("Caching under a tag filter (priced by provider)")
         return
     found = rows(url, current, tz, as_of=tick)

@@ -59,7 +59,7 @@ def spikes(url: str, filters: Filters, tz: str, known: tuple, *, as_of: int | No
 
 
 def changes(url: str, filters: Filters, previous: Filters, tz: str, dims: tuple[str, ...], *,
-            as_of: int | None, shared: tuple[str, ...] = SHARED) -> dict[str, list[Change]]:
+            as_of: int | None, shared: tuple[str, ...]) -> dict[str, list[Change]]:
     """``db.changes.changes_from`` over the two periods' cached reads: the plain dimensions from one
     read per period grouped by ``shared`` (``SHARED``, which the caching panel reads too, or what
     the tag rollup holds of it: ``dashboard.tag_scan``), any other kind of group (``tag:KEY``)
@@ -127,7 +127,7 @@ def _draw(frame: pd.DataFrame, spec: dict) -> None:
 
 
 def spend_chart(url: str, view: View, current: Filters, previous: Filters, rows: list[dict], day_rows: list[dict],
-                granularity: str, hourly: bool, tick: int | None, shared: tuple[str, ...] = SHARED) -> None:
+                granularity: str, hourly: bool, tick: int | None, shared: tuple[str, ...]) -> None:
     """The spend-per-period chart (the page's first), with the overlay toggle, the spike marks
     (per-day charts) and the spike lines under it. ``day_rows``: the page's by-day read of the view;
     ``shared``: the page's shared grouping (``changes``), whose previous-period read has its total."""
@@ -174,13 +174,12 @@ def movers_table(movers: db_changes.Movers) -> pd.DataFrame:
 
 
 def section(url: str, view: View, current: Filters, previous: Filters, tick: int | None,
-            dims: Sequence[str] = CHANGE_DIMS, scan=None) -> None:
+            dims: Sequence[str], scan) -> None:
     """"What changed": the biggest movers, then a change table per dimension (in tabs). ``scan``
     (``dashboard.tag_scan.Scan``): the dimensions it holds back are left out, and said so."""
-    held = [d for d in dims if scan is not None and not scan.answers(d)]
+    held = [d for d in dims if not scan.answers(d)]
     dims = [d for d in dims if d not in held]
-    found = changes(url, current, previous, view.tz, tuple(dims), as_of=tick,
-                    shared=scan.shared if scan is not None else SHARED)
+    found = changes(url, current, previous, view.tz, tuple(dims), as_of=tick, shared=scan.shared)
     st.subheader("What changed")
     st.text(f"Against the previous period of the same length, {_span(previous, view)}.")
     movers = db_changes.movers_from(found, MOVERS)

@@ -15,32 +15,28 @@ import streamlit as st
 
 from spendlog.dashboard import data
 from spendlog.dashboard.changes import SHARED
-from spendlog.db.filters import tag_rollup_answers
-from spendlog.db.groups import tag_key
-from spendlog.db.queries import Filters
+from spendlog.db.queries import Filters, reads_calls
 
-__all__ = ["SCAN_KEY", "ROLLUP_SHARED", "Scan", "scan"]
+__all__ = ["SCAN_KEY", "Scan", "scan"]
 
 SCAN_KEY = "scan_tagged"
-ROLLUP_SHARED = ("app", "model")  # what rollup_tags holds of changes.SHARED
 
 
 class Scan:
-    """The view's state: ``offered`` (a tag filter the rollup answers, over a big range: the toggle
-    is drawn), ``waiting`` (offered and not turned on), ``calls`` (in the range), ``shared`` (the
-    grouping the page shares: ``changes.SHARED``, or ``ROLLUP_SHARED`` while waiting)."""
+    """The view's state: ``offered`` (a tag filter over a big range, whose shared breakdown needs the
+    calls: the toggle is drawn), ``waiting`` (offered and not turned on), ``calls`` (in the range),
+    ``shared`` (the grouping the page shares: ``changes.SHARED``, or while waiting the part of it the
+    rollups hold, ``("app", "model")`` under one tag filter)."""
 
-    def __init__(self, offered: bool, calls: int, filtered_key: str | None):
-        self.offered, self.calls, self.filtered_key = offered, calls, filtered_key
+    def __init__(self, current: Filters, offered: bool, calls: int):
+        self.current, self.offered, self.calls = current, offered, calls
         self.waiting = offered and not st.session_state.get(SCAN_KEY, False)
-        self.shared = ROLLUP_SHARED if self.waiting else SHARED
+        self.shared = tuple(d for d in SHARED if self.answers(d)) if self.waiting else SHARED
 
     def answers(self, group: str) -> bool:
-        """Whether a read grouped by ``group`` (a dimension or ``tag:KEY``) is drawn now."""
-        if not self.waiting:
-            return True
-        key = tag_key(group)
-        return group in ROLLUP_SHARED or (key is not None and key == self.filtered_key)
+        """Whether a read grouped by ``group`` (a dimension or ``tag:KEY``) is drawn now: always
+        once asked for, else when the rollups hold it (``db.queries.reads_calls``)."""
+        return not self.waiting or not reads_calls(self.current, (group,))
 
     def toggle(self) -> None:
         """The toggle (drawn on every run while offered, so turning it on keeps it on)."""
@@ -56,11 +52,11 @@ class Scan:
 
 
 def scan(url: str, current: Filters) -> Scan:
-    """The view's ``Scan``: offered when ``current`` has one tag filter that ``rollup_tags``
-    answers and its range holds more than ``data.EAGER_SCAN_CALLS`` calls (a rollup read)."""
-    if len(current.tags) != 1 or not tag_rollup_answers(current):
-        return Scan(False, 0, None)
+    """The view's ``Scan``: offered when ``current`` has a tag filter that the rollups answer by
+    day, its shared breakdown (``changes.SHARED``) needs the calls, and its range holds more than
+    ``data.EAGER_SCAN_CALLS`` calls (a rollup read)."""
+    if not current.tags or reads_calls(current, ("day",)) or not reads_calls(current, SHARED):
+        return Scan(current, False, 0)
     everything = Filters(start=current.start, end=current.end)
     calls = data.totals(url, everything, (), "UTC", as_of=None)[0]["requests"]
-    return Scan(calls > data.EAGER_SCAN_CALLS, calls, current.tags[0][0])
-
+    return Scan(current, calls > data.EAGER_SCAN_CALLS, calls)

@@ -22,7 +22,7 @@ __all__ = ["spend_by_tag"]
 TOP_VALUES = 15
 
 
-def spend_by_tag(url: str, view: View, current: Filters, tick: int | None, draw, scan=None) -> None:
+def spend_by_tag(url: str, view: View, current: Filters, tick: int | None, draw, scan) -> None:
     """Draw the section (``draw``: the page's way to draw a chart), or nothing when no call of the
     range carries a tag. ``scan`` (``dashboard.tag_scan.Scan``): under a tag filter, another key's
     values may wait for its toggle."""
@@ -41,7 +41,7 @@ def spend_by_tag(url: str, view: View, current: Filters, tick: int | None, draw,
     if changed and view.tag_key != key:  # the link (the sidebar writes it from the run's view) follows the
         st.rerun()  # key set above; a picked one is in the view already (no second run of the page)
     group = tag_group(key)
-    if scan is not None and not scan.answers(group):
+    if not scan.answers(group):
         scan.waits_for("Another tag key's spend within the tag filter")
         return
     rows = data.totals(url, current, (group,), view.tz, as_of=tick)

@@ -32,7 +32,7 @@ from .groups import parse_groups, tag_key
 from .models import Completion, RollupDaily, RollupHourly, RollupTagDays, RollupTags, RollupTagsDaily
 from .periods import PERIODS, bucket_minutes, ceil_day, ceil_hour, floor_day, floor_hour, get_zone, period_boundaries
 
-__all__ = ["Part", "SOURCES", "TABLES", "plan_grouped", "check_groups", "data_span", "whole_days"]
+__all__ = ["Part", "SOURCES", "TABLES", "plan_grouped", "check_groups", "data_span", "whole_days", "reads_calls"]
 
 SOURCES = ("auto", "raw", "rows", "rollup")
 # a part's source -> its table
@@ -111,9 +111,7 @@ def plan_grouped(
 
     first = ceil_hour(start) if start is not None else None
     last = floor_hour(end) if end is not None else None
-    tags = _tag_plan(filters, by)
-    if filters.arrived_after is not None:
-        tags = "raw"  # arrival times (month close's late rows) are in the calls only
+    tags = "raw" if reads_calls(filters, by) else _tag_plan(filters, by)  # arrival times: the calls only
     if tags == "raw":  # more than the rollups hold: the calls themselves
         if source == "rollup":
             raise ValueError("the rollup cannot answer this exactly: "
@@ -157,6 +155,13 @@ def plan_grouped(
         chunk = tuple(cut[i : i + _RANGES_PER_QUERY])
         parts.append(Part("raw", tuple(_smaller_side(h, b) for h, b in chunk), minutes, chunk))
     return parts
+
+
+def reads_calls(filters: Filters, by: Sequence[str]) -> bool:
+    """Whether ``plan_grouped`` reads these filters and groups from the calls alone (the range's
+    every call, tags from their JSON), because no rollup holds them: two tags, a tag with a provider,
+    user, key or status, arrival times (the rule ``plan_grouped`` itself follows)."""
+    return filters.arrived_after is not None or _tag_plan(filters, check_groups(by)) == "raw"
 
 
 def whole_days(first: datetime | None, last: datetime | None) -> tuple:

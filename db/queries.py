@@ -40,7 +40,7 @@ from .filters import STATUSES, Filters, tag_value, where_clauses
 from .groups import GROUPS, tag_key
 from .models import Completion, RollupTagDays, RollupTags, RollupTagsDaily
 from .periods import PERIODS, ceil_hour, date_bounds, floor_hour, period_keys
-from .plan import TABLES, Part, check_groups, plan_grouped, whole_days
+from .plan import TABLES, Part, check_groups, plan_grouped, reads_calls, whole_days
 from .split_hours import SplitHours
 from .store import is_error_clause
 from .sums import MEASURES, TOKENS, add_measures, join_measures, money_sums, negated, zero_measures
@@ -54,6 +54,7 @@ __all__ = [
     "date_bounds",
     "grouped_totals",
     "plan_grouped",
+    "reads_calls",
     "iter_calls",
     "iter_call_chunks",
     "count_calls",

@@ -12,7 +12,7 @@ import pytest
 from helpers import make_record
 from spendlog.db.engine import make_engine
 from spendlog.db.migrate import upgrade
-from spendlog.db.queries import MEASURES, Filters, grouped_totals, plan_grouped
+from spendlog.db.queries import MEASURES, Filters, grouped_totals, plan_grouped, reads_calls
 from spendlog.db.store import insert_records, rebuild_rollups
 
 BASE = datetime(2026, 11, 3, 0, tzinfo=timezone.utc)
@@ -116,6 +116,7 @@ def test_a_group_by_the_filtered_key_reads_the_tag_rollup(engine, tz):
             for by in (["tag:team"], ["tag:team", "day", "model"]):
                 f = Filters(start=start, end=end, tags={"team": "core"})
                 assert {p.source for p in plan_grouped(conn, f, by, tz)} & {"tags", "tags_daily", "tag_days"}
+                assert not reads_calls(f, by)
                 fast = _read(conn, f, by, tz)
                 assert fast == _read(conn, f, by, tz, source="rows")
                 assert {r["tag:team"] for r in fast} == {"core"}
@@ -134,6 +135,7 @@ def test_a_group_by_the_filtered_key_reads_the_tag_rollup(engine, tz):
 def test_what_the_tag_rollup_lacks_reads_the_raw_rows(engine, filters, by):
     with engine.connect() as conn:
         assert {p.source for p in plan_grouped(conn, filters, by)} == {"raw"}
+        assert reads_calls(filters, by)  # the rule the dashboard asks before it reads (dashboard.tag_scan)
         with pytest.raises(ValueError, match="cannot answer"):
             plan_grouped(conn, filters, by, source="rollup")
         rows = _read(conn, filters, by)
