@@ -15,7 +15,7 @@ from the same rows. Then, each in its own process where it is a command:
   export is at least 0.8x the plain export's rate);
 - the dashboard (AppTest, as ``bench_dashboard``): the first render of the default view with its
   "Spend by tag" chart (data caches cold), then a tag-key change, a tag filter, a model filter, and
-  (not a target) the toggle that breaks the tag filter down by user, key and other tags: the raw
+  (not a target) the toggle "By user, key and other tags": the raw
   reads a tag filter holds back on a big range (``dashboard.tag_scan``).
 
 Targets at 10M calls x 3 tags: first render <= 1.5 s, filter change <= 0.5 s, tag export >= 0.8x.

@@ -40,9 +40,10 @@ class Scan:
 
     def toggle(self) -> None:
         """The toggle (drawn on every run while offered, so turning it on keeps it on)."""
-        if self.offered:
-            st.toggle(f"Break the tag filter down by user, key and other tags (reads all {self.calls:,} calls "
-                      "in the range, several seconds)", key=SCAN_KEY)
+        if self.offered:  # a short label (a long one is cut at 800 px), what it costs under it
+            st.toggle("By user, key and other tags", key=SCAN_KEY)
+            st.caption(f"With a tag filter these read all {self.calls:,} calls of the range (several seconds), "
+                       "so they wait for this switch.")
 
     @staticmethod
     def waits_for(what: str) -> None:

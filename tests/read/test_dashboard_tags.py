@@ -186,7 +186,8 @@ def test_a_tag_filter_over_a_big_range_holds_back_what_the_tag_rollup_lacks_unti
     monkeypatch.setattr(data, "EAGER_SCAN_CALLS", 5)
     at = open_app(monkeypatch, ledger, view)
     toggle = next(t for t in at.toggle if t.key == "scan_tagged")
-    assert toggle.value is False and f"reads all {len(records):,} calls" in toggle.label
+    assert toggle.value is False
+    assert [c for c in at.caption if f"read all {len(records):,} calls of the range" in c.value]  # what it costs
     tagged = [(by, sources) for by, tags, sources in planned if tags]
     assert tagged and all("raw" not in sources for _, sources in tagged), tagged
     exp = expect(records, lambda r: r["tags"].get("team") == "core")
